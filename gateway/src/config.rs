@@ -1,0 +1,516 @@
+//! The gateway's one typed configuration.
+//!
+//! Layers, later ones winning: built-in defaults, then an optional TOML file (`--config`), then
+//! environment variables `CLASSROOM_<SECTION>_<KEY>` (for example `CLASSROOM_HTTP_ADDR` sets
+//! `http.addr`). Loading validates every value; an error names the key, the value, where it came from
+//! and what is allowed. This module never exits the process: `main` decides that.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that configure the gateway.
+pub const ENV_PREFIX: &str = "CLASSROOM_";
+
+/// Most shards the SFU may run: well above the cores of any machine this runs on, low enough that a
+/// typo (`sfu.shards = 1000`) is caught.
+pub const MAX_SHARDS: u16 = 256;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    pub http: HttpConfig,
+    /// The database.
+    pub database: DatabaseConfig,
+    /// Object storage for recordings.
+    pub storage: StorageConfig,
+    /// The media plane.
+    pub sfu: SfuSection,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port the HTTP server listens on (port 0: any free port).
+    pub addr: SocketAddr,
+    /// Directory with the built frontend (index.html, JS, wasm), served with SPA fallback.
+    pub static_dir: PathBuf,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Database URL: `sqlite://<path>`.
+    pub url: String,
+    /// Most connections the pool opens.
+    pub max_connections: usize,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory of the local object store.
+    pub path: PathBuf,
+}
+
+/// `[sfu]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SfuSection {
+    /// Number of shards; 0 means one per CPU core.
+    pub shards: u16,
+    /// Address the shards' UDP sockets bind to.
+    pub bind_address: IpAddr,
+    /// First UDP port: shard `i` listens on `udp_port_start + i` (0: any free ports).
+    pub udp_port_start: u16,
+    /// Address announced in ICE candidates: the machine's public address in a real deployment.
+    pub ice_address: IpAddr,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human-readable) or `json` (one object per line).
+    pub format: LogFormat,
+    /// Filter in `tracing` syntax: a level, or `target=level` directives separated by commas.
+    pub level: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colours on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            static_dir: PathBuf::from("frontend/dist"),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://./data/classroom.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("./data/objects"),
+        }
+    }
+}
+
+impl Default for SfuSection {
+    fn default() -> Self {
+        SfuSection {
+            shards: 0,
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            udp_port_start: 50000,
+            ice_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// One configuration key, for `--help` and the README.
+pub struct KeyDoc {
+    /// Dotted key, as in the TOML file.
+    pub key: &'static str,
+    /// Default, as written in TOML.
+    pub default: &'static str,
+    /// What it does and what is allowed.
+    pub help: &'static str,
+}
+
+impl KeyDoc {
+    /// The environment variable that sets this key.
+    pub fn env_var(&self) -> String {
+        format!("{ENV_PREFIX}{}", self.key.replace('.', "_").to_uppercase())
+    }
+}
+
+/// Every key, in file order. A test checks this list against the defaults and the README.
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc { key: "http.addr", default: "127.0.0.1:8080", help: "HTTP listen address (ip:port; port 0 picks a free port)" },
+    KeyDoc { key: "http.static_dir", default: "frontend/dist", help: "directory of the built frontend, served with SPA fallback" },
+    KeyDoc { key: "database.url", default: "sqlite://./data/classroom.db", help: "database URL: sqlite://<path>" },
+    KeyDoc { key: "database.max_connections", default: "8", help: "most pooled database connections (1-1024)" },
+    KeyDoc { key: "storage.path", default: "./data/objects", help: "directory of the local object store" },
+    KeyDoc { key: "sfu.shards", default: "0", help: "SFU shards, one thread and UDP port each; 0 = one per CPU core (0-256)" },
+    KeyDoc { key: "sfu.bind_address", default: "127.0.0.1", help: "IP address the shards' UDP sockets bind to" },
+    KeyDoc { key: "sfu.udp_port_start", default: "50000", help: "UDP port of shard 0; shard i uses start+i (0 = any free; else 1024-65535)" },
+    KeyDoc { key: "sfu.ice_address", default: "127.0.0.1", help: "IP address announced in ICE candidates (the public address when deployed)" },
+    KeyDoc { key: "log.format", default: "text", help: "log format: text or json" },
+    KeyDoc { key: "log.level", default: "info", help: "log filter: a level (error, warn, info, debug, trace) or target=level,..." },
+];
+
+/// Help text listing every key, its environment variable and default.
+pub fn help_table() -> String {
+    let mut out = String::from(
+        "Configuration (defaults, then --config FILE (TOML), then environment variables):\n",
+    );
+    for k in KEYS {
+        out.push_str(&format!("  {:<26} {:<36} default {}\n      {}\n", k.key, k.env_var(), k.default, k.help));
+    }
+    out
+}
+
+/// A configuration that cannot be used. `Display` names the key, the value, its source and what is
+/// allowed, one problem per line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+/// One bad value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Dotted key, or empty when the problem is the file itself.
+    pub key: String,
+    /// The offending value as given, when known.
+    pub value: Option<String>,
+    /// Where the value came from (file, environment variable).
+    pub source: Option<String>,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "invalid configuration: ")?;
+            if !p.key.is_empty() {
+                write!(f, "`{}`", p.key)?;
+            }
+            if let Some(v) = &p.value {
+                write!(f, " = {v:?}")?;
+            }
+            if let Some(s) = &p.source {
+                write!(f, " (from {s})")?;
+            }
+            if p.key.is_empty() && p.value.is_none() && p.source.is_none() {
+                write!(f, "{}", p.message)?;
+            } else {
+                write!(f, ": {}", p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Loads defaults, then `file` (which must exist when given), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError {
+                    problems: vec![Problem {
+                        key: String::new(),
+                        value: None,
+                        source: None,
+                        message: format!("config file {} does not exist or is not a file", path.display()),
+                    }],
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // `CLASSROOM_SFU_UDP_PORT_START` -> `sfu.udp_port_start`: the section is the first word.
+        let env = Env::prefixed(ENV_PREFIX)
+            .ignore(&["config"])
+            .map(|key| key.as_str().replacen('_', ".", 1).into());
+        figment = figment.merge(env);
+        let config: Config = figment.extract().map_err(|e| from_figment(&figment, e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, value: String, message: String| {
+            problems.push(Problem {
+                key: key.into(),
+                value: Some(value),
+                source: None,
+                message,
+            })
+        };
+        if let Err(e) = schema::DatabaseLocation::parse(&self.database.url) {
+            bad("database.url", self.database.url.clone(), format!("{e}; for example sqlite://./data/classroom.db"));
+        }
+        if !(1..=1024).contains(&self.database.max_connections) {
+            bad("database.max_connections", self.database.max_connections.to_string(), "allowed: 1 to 1024".into());
+        }
+        if self.sfu.shards > MAX_SHARDS {
+            bad("sfu.shards", self.sfu.shards.to_string(), format!("allowed: 0 (one per CPU core) to {MAX_SHARDS}"));
+        }
+        let start = self.sfu.udp_port_start;
+        if start != 0 {
+            let last = u32::from(start) + u32::from(self.sfu_shards()) - 1;
+            if start < 1024 || last > u32::from(u16::MAX) {
+                bad(
+                    "sfu.udp_port_start",
+                    start.to_string(),
+                    format!(
+                        "allowed: 0 (any free ports) or 1024 to {} so that all {} shard ports fit below 65536",
+                        u32::from(u16::MAX) + 1 - u32::from(self.sfu_shards()),
+                        self.sfu_shards()
+                    ),
+                );
+            }
+        }
+        if self.sfu.ice_address.is_unspecified() {
+            bad(
+                "sfu.ice_address",
+                self.sfu.ice_address.to_string(),
+                "must be an address browsers can reach (not 0.0.0.0 or ::)".into(),
+            );
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            bad("storage.path", String::new(), "must be a directory path".into());
+        }
+        if self.http.static_dir.as_os_str().is_empty() {
+            bad("http.static_dir", String::new(), "must be a directory path".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            bad("log.level", self.log.level.clone(), format!("{e}; allowed: error, warn, info, debug, trace or target=level,..."));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
+    }
+
+    /// Shards to run: `sfu.shards`, or one per CPU core when it is 0.
+    pub fn sfu_shards(&self) -> u16 {
+        if self.sfu.shards > 0 {
+            return self.sfu.shards;
+        }
+        std::thread::available_parallelism()
+            .map(|n| u16::try_from(n.get()).unwrap_or(MAX_SHARDS).min(MAX_SHARDS))
+            .unwrap_or(1)
+    }
+}
+
+fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let problems = error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e.metadata.as_ref().map(|m| {
+                match &m.source {
+                    Some(figment::Source::File(path)) => format!("file {}", path.display()),
+                    // The environment provider's own interpolation shows the mapped key; name the
+                    // variable the user actually set.
+                    _ if m.name.contains("environment") && !e.path.is_empty() => {
+                        format!("environment variable {ENV_PREFIX}{}", e.path.join("_").to_uppercase())
+                    }
+                    _ => m.name.to_string(),
+                }
+            });
+            let value = if key.is_empty() {
+                None
+            } else {
+                figment.find_value(&key).ok().map(|v| match v.into_string() {
+                    Some(s) => s,
+                    None => figment.find_value(&key).map(|v| format!("{v:?}")).unwrap_or_default(),
+                })
+            };
+            let message = match &e.kind {
+                Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+                    format!("expected {}", allowed_for(&key).unwrap_or(expected))
+                }
+                Kind::UnknownField(field, allowed) => {
+                    let section = if key.ends_with(field.as_str()) { key.trim_end_matches(field.as_str()) } else { "" };
+                    format!("unknown key `{section}{field}`; allowed here: {}", allowed.join(", "))
+                }
+                Kind::UnknownVariant(_, allowed) => format!("allowed: {}", allowed.join(", ")),
+                Kind::Message(m) => allowed_for(&key).map_or_else(|| m.clone(), |a| format!("{m}; expected {a}")),
+                other => other.to_string(),
+            };
+            Problem { key, value, source, message }
+        })
+        .collect();
+    ConfigError { problems }
+}
+
+/// Plain words for the types serde names tersely.
+fn allowed_for(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "http.addr" => "an ip:port such as 127.0.0.1:8080",
+        "sfu.bind_address" | "sfu.ice_address" => "an IP address such as 127.0.0.1",
+        "sfu.shards" => "a whole number from 0 (one per CPU core) to 256",
+        "sfu.udp_port_start" => "a port number: 0 (any free) or 1024 to 65535",
+        "database.max_connections" => "a whole number from 1 to 1024",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with_vars(file: Option<&Path>, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        // The jail serialises tests that touch the process environment and restores it afterwards.
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            result = Some(Config::load(file));
+            Ok(())
+        });
+        result.expect("the jail ran the closure")
+    }
+
+    #[test]
+    fn defaults_are_valid_and_match_the_documented_table() {
+        let config = load_with_vars(None, &[]).unwrap();
+        assert_eq!(config, Config::default());
+        // Every documented key exists with the documented default, and every key is documented.
+        use figment::Provider;
+        let value = figment::Figment::from(Serialized::defaults(Config::default()));
+        for k in KEYS {
+            let v = value.find_value(k.key).unwrap_or_else(|_| panic!("documented key {} does not exist", k.key));
+            let shown = v.clone().into_string().unwrap_or_else(|| match v {
+                figment::value::Value::Num(_, n) => n.to_u128().map(|n| n.to_string()).unwrap_or_default(),
+                other => format!("{other:?}"),
+            });
+            assert_eq!(shown, k.default, "default of {}", k.key);
+        }
+        let dict = value.data().unwrap().remove(&figment::Profile::Default).unwrap();
+        let count: usize = dict.values().map(|section| section.as_dict().map_or(1, |d| d.len())).sum();
+        assert_eq!(count, KEYS.len(), "every key of Config is documented in KEYS");
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("classroom.toml");
+        std::fs::write(&file, "[http]\naddr = \"127.0.0.1:9000\"\n[sfu]\nshards = 3\nudp_port_start = 40000\n").unwrap();
+        let config = load_with_vars(
+            Some(&file),
+            &[("CLASSROOM_SFU_UDP_PORT_START", "41000"), ("CLASSROOM_LOG_FORMAT", "json")],
+        )
+        .unwrap();
+        assert_eq!(config.http.addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.sfu.shards, 3);
+        assert_eq!(config.sfu.udp_port_start, 41000, "environment wins over the file");
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.database, DatabaseConfig::default());
+    }
+
+    #[test]
+    fn a_non_number_port_names_key_value_source_and_what_is_allowed() {
+        let err = load_with_vars(None, &[("CLASSROOM_SFU_UDP_PORT_START", "fifty")]).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let p = &err.problems[0];
+        assert_eq!(p.key, "sfu.udp_port_start");
+        assert_eq!(p.value.as_deref(), Some("fifty"));
+        assert!(p.source.as_deref().unwrap().contains("CLASSROOM_SFU_UDP_PORT_START"), "{err}");
+        assert!(p.message.contains("1024 to 65535"), "{err}");
+    }
+
+    #[test]
+    fn semantic_limits_are_checked() {
+        let err = load_with_vars(None, &[("CLASSROOM_SFU_SHARDS", "300"), ("CLASSROOM_SFU_UDP_PORT_START", "80")])
+            .unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["sfu.shards", "sfu.udp_port_start"], "{err}");
+        assert_eq!(err.problems[0].value.as_deref(), Some("300"));
+        assert!(err.problems[0].message.contains("0 (one per CPU core) to 256"), "{err}");
+
+        let mut config = Config::default();
+        config.sfu.shards = 4;
+        config.sfu.udp_port_start = 65534;
+        let err = config.validate().unwrap_err();
+        assert!(err.problems[0].message.contains("1024 to 65532"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_variants_list_the_allowed_ones() {
+        let err = load_with_vars(None, &[("CLASSROOM_LOG_FORMAT", "xml")]).unwrap_err();
+        assert_eq!(err.problems[0].key, "log.format");
+        assert_eq!(err.problems[0].value.as_deref(), Some("xml"));
+        assert!(err.problems[0].message.contains("text, json"), "{err}");
+
+        let err = load_with_vars(None, &[("CLASSROOM_HTTP_PORT", "80")]).unwrap_err();
+        assert!(err.problems[0].message.contains("unknown key `http.port`"), "{err}");
+        assert!(err.problems[0].message.contains("addr, static_dir"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_in_a_file_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[http]\naddr = \"localhost\"\n").unwrap();
+        let err = load_with_vars(Some(&file), &[]).unwrap_err();
+        let p = &err.problems[0];
+        assert_eq!(p.key, "http.addr");
+        assert_eq!(p.value.as_deref(), Some("localhost"));
+        assert!(p.source.as_deref().unwrap().contains("bad.toml"), "{err}");
+        assert!(p.message.contains("ip:port"), "{err}");
+
+        let missing = dir.path().join("missing.toml");
+        let err = load_with_vars(Some(&missing), &[]).unwrap_err();
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_log_filter_and_database_url_are_refused() {
+        let err = load_with_vars(
+            None,
+            &[("CLASSROOM_LOG_LEVEL", "info,=nonsense=x"), ("CLASSROOM_DATABASE_URL", "mysql://x")],
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["database.url", "log.level"], "{err}");
+    }
+}

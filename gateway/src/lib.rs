@@ -1,0 +1,194 @@
+//! The gateway: one process that serves the app and the API and runs the SFU shards.
+//!
+//! [`start`] opens the database and object store, starts the SFU, binds the HTTP listener and serves
+//! [`router`] until [`Running::stop`]. `main` adds configuration loading, logging and signals; tests
+//! call [`start`] or [`router`] directly.
+
+pub mod config;
+pub mod health;
+pub mod metrics;
+pub mod static_files;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use axum::routing::get;
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use config::Config;
+
+/// Header carrying the request id, set on every response (and accepted from a trusted proxy).
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Everything a request handler may use. Shared behind [`AppState`].
+pub struct App {
+    /// The configuration the process started with.
+    pub config: Config,
+    /// The database pool.
+    pub db: schema::Db,
+    /// The media plane.
+    pub sfu: sfu::Sfu,
+    /// Object storage (recordings).
+    pub store: Arc<dyn ObjectStore>,
+    /// The metrics registry.
+    pub metrics: metrics::Metrics,
+    /// When the process started serving, for `/health`'s uptime.
+    pub started: Instant,
+    /// Cancelled when the process shuts down; background tasks stop on it.
+    pub shutdown: CancellationToken,
+}
+
+/// The shared application state handed to every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] schema::DbError),
+    #[error("database URL: {0}")]
+    DatabaseUrl(#[from] schema::UrlError),
+    #[error("object storage at {path}: {message}")]
+    Storage { path: String, message: String },
+    #[error("SFU: {0}")]
+    Sfu(#[from] sfu::StartError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The HTTP routes and middleware, without a socket (tests drive it with `oneshot`).
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics));
+    let static_service = static_files::service(&state.config.http.static_dir);
+    api.fallback_service(static_service)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Builds the shared state: opens the database and object store and starts the SFU shards.
+pub async fn build_state(config: Config) -> Result<AppState, StartError> {
+    let location = schema::DatabaseLocation::parse(&config.database.url)?;
+    let db = schema::Db::open(&location, config.database.max_connections).await?;
+
+    let storage_err = |message: String| StartError::Storage {
+        path: config.storage.path.display().to_string(),
+        message,
+    };
+    std::fs::create_dir_all(&config.storage.path).map_err(|e| storage_err(e.to_string()))?;
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(&config.storage.path).map_err(|e| storage_err(e.to_string()))?);
+
+    let sfu = sfu::Sfu::start(sfu::SfuConfig {
+        shards: usize::from(config.sfu_shards()),
+        bind_address: config.sfu.bind_address,
+        udp_port_start: config.sfu.udp_port_start,
+        ice_address: config.sfu.ice_address,
+    })?;
+
+    let mut metrics = metrics::Metrics::new();
+    metrics.register_collector(Box::new(metrics::SfuCollector(sfu.clone())));
+    metrics.register_collector(Box::new(metrics::DbPoolCollector(db.clone())));
+
+    Ok(AppState(Arc::new(App {
+        config,
+        db,
+        sfu,
+        store,
+        metrics,
+        started: Instant::now(),
+        shutdown: CancellationToken::new(),
+    })))
+}
+
+/// A started gateway.
+pub struct Running {
+    /// The address the HTTP server listens on.
+    pub local_addr: SocketAddr,
+    state: AppState,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts everything and serves HTTP on `config.http.addr` until [`Running::stop`].
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let addr = config.http.addr;
+    // Bind first: a taken port should fail before shards and the database are set up.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+    let state = build_state(config).await?;
+    let app = router(state.clone());
+    let shutdown = state.shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    });
+    tracing::info!(addr = %local_addr, "listening on http://{local_addr}");
+    Ok(Running { local_addr, state, server })
+}
+
+impl Running {
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to `grace`), then stops the
+    /// SFU shards and closes the database pool.
+    pub async fn stop(self, grace: Duration) {
+        tracing::info!("shutting down");
+        self.state.shutdown.cancel();
+        let mut server = self.server;
+        match tokio::time::timeout(grace, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+            Err(_) => {
+                tracing::warn!(?grace, "requests still running after the grace period; closing them");
+                server.abort();
+            }
+        }
+        let sfu = self.state.sfu.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || sfu.shutdown()).await {
+            tracing::error!(error = %e, "stopping the SFU failed");
+        }
+        self.state.db.close();
+        tracing::info!("shutdown complete");
+    }
+}
