@@ -1,1 +1,14 @@
-fn main() {}
+//! The classroom app: a Leptos client-side-rendered single-page app compiled to WebAssembly.
+//!
+//! Talks to the gateway only over HTTP (and, later, GraphQL over HTTP and websocket). It never
+//! decides what a user may do: the server enforces every permission and the app only hides what the
+//! server would refuse.
+
+mod api;
+mod app;
+mod pages;
+
+fn main() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(app::App);
+}

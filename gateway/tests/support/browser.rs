@@ -1,0 +1,151 @@
+//! Real headless Chromium, driven over WebDriver (Debian's `chromium` + `chromium-driver`).
+//!
+//! Every [`Browser`] has its own chromedriver process (on a port it picks itself and announces) and
+//! its own fresh profile directory, so a scenario can open several browsers side by side (a host and
+//! two viewers). The flags are the ones known to work here (see shared/E2E.md): fake camera and
+//! microphone, no sandbox (root), loopback-only networking.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The real Chromium binary (`/usr/bin/chromium` is a wrapper script that adds flags of its own).
+const CHROMIUM: &str = "/usr/lib/chromium/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Longest a scenario waits for something to appear on a page.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// One browser with its own driver process and profile.
+pub struct Browser {
+    /// Name used for artifacts (`host`, `viewer-1`).
+    pub name: String,
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with a fresh profile.
+    pub async fn launch(name: &str) -> Browser {
+        for binary in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(binary).exists(),
+                "{binary} is missing: run `just setup` (installs Debian's chromium and chromium-driver)"
+            );
+        }
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let port = announced_port(&mut driver).await;
+
+        let profile = tempfile::tempdir().expect("profile dir");
+        let args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--use-fake-device-for-media-stream".to_owned(),
+            "--use-fake-ui-for-media-stream".to_owned(),
+            "--allow-loopback-in-peer-connection".to_owned(),
+            "--disable-features=WebRtcHideLocalIpsWithMdns".to_owned(),
+            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1".to_owned(),
+            "--window-size=1280,800".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".to_owned(),
+            serde_json::json!({ "binary": CHROMIUM, "args": args }),
+        );
+        let client = ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("WebDriver session with Chromium");
+        Browser { name: name.to_owned(), client, driver, _profile: profile }
+    }
+
+    /// Opens `url` and waits until the document has loaded.
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap_or_else(|e| panic!("{}: cannot open {url}: {e}", self.name));
+    }
+
+    /// Waits (up to [`WAIT`]) for an element matching `css`.
+    pub async fn wait_for(&self, css: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{}: no element `{css}` within {WAIT:?}: {e}", self.name))
+    }
+
+    /// Text of the first element matching `css`, once it exists.
+    pub async fn text_of(&self, css: &str) -> String {
+        self.wait_for(css).await.text().await.expect("element text")
+    }
+
+    /// Clicks the first element matching `css`, once it exists.
+    pub async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.unwrap_or_else(|e| panic!("{}: click `{css}`: {e}", self.name));
+    }
+
+    /// The page's current path (`/status`).
+    pub async fn path(&self) -> String {
+        self.client.current_url().await.expect("current url").path().to_owned()
+    }
+
+    /// Runs JavaScript in the page and returns its result.
+    pub async fn eval(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("{}: script failed: {e}", self.name))
+    }
+
+    /// Saves a PNG of the page as `<artifacts>/<scenario>/<browser>-<label>.png` and returns its path.
+    pub async fn screenshot(&self, scenario: &str, label: &str) -> PathBuf {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let dir = super::artifacts_dir().join(scenario);
+        std::fs::create_dir_all(&dir).expect("artifacts dir");
+        let path = dir.join(format!("{}-{label}.png", self.name));
+        std::fs::write(&path, png).expect("write screenshot");
+        eprintln!("screenshot: {}", path.display());
+        path
+    }
+
+    /// Ends the WebDriver session (closing Chromium) and stops the driver.
+    pub async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+/// Reads chromedriver's stdout until it says which port it listens on.
+async fn announced_port(driver: &mut Child) -> u16 {
+    let stdout = driver.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("read chromedriver output") {
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                return rest.trim_end_matches('.').trim().parse::<u16>().expect("port number");
+            }
+        }
+        panic!("chromedriver exited without announcing its port");
+    };
+    let port = tokio::time::timeout(WAIT, read).await.expect("chromedriver announces its port");
+    // Keep draining its output so the driver never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    port
+}
