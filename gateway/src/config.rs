@@ -172,17 +172,61 @@ impl KeyDoc {
 
 /// Every key, in file order. A test checks this list against the defaults and the README.
 pub const KEYS: &[KeyDoc] = &[
-    KeyDoc { key: "http.addr", default: "127.0.0.1:8080", help: "HTTP listen address (ip:port; port 0 picks a free port)" },
-    KeyDoc { key: "http.static_dir", default: "frontend/dist", help: "directory of the built frontend, served with SPA fallback" },
-    KeyDoc { key: "database.url", default: "sqlite://./data/classroom.db", help: "database URL: sqlite://<path>" },
-    KeyDoc { key: "database.max_connections", default: "8", help: "most pooled database connections (1-1024)" },
-    KeyDoc { key: "storage.path", default: "./data/objects", help: "directory of the local object store" },
-    KeyDoc { key: "sfu.shards", default: "0", help: "SFU shards, one thread and UDP port each; 0 = one per CPU core (0-256)" },
-    KeyDoc { key: "sfu.bind_address", default: "127.0.0.1", help: "IP address the shards' UDP sockets bind to" },
-    KeyDoc { key: "sfu.udp_port_start", default: "50000", help: "UDP port of shard 0; shard i uses start+i (0 = any free; else 1024-65535)" },
-    KeyDoc { key: "sfu.ice_address", default: "127.0.0.1", help: "IP address announced in ICE candidates (the public address when deployed)" },
-    KeyDoc { key: "log.format", default: "text", help: "log format: text or json" },
-    KeyDoc { key: "log.level", default: "info", help: "log filter: a level (error, warn, info, debug, trace) or target=level,..." },
+    KeyDoc {
+        key: "http.addr",
+        default: "127.0.0.1:8080",
+        help: "HTTP listen address (ip:port; port 0 picks a free port)",
+    },
+    KeyDoc {
+        key: "http.static_dir",
+        default: "frontend/dist",
+        help: "directory of the built frontend, served with SPA fallback",
+    },
+    KeyDoc {
+        key: "database.url",
+        default: "sqlite://./data/classroom.db",
+        help: "database URL: sqlite://<path>",
+    },
+    KeyDoc {
+        key: "database.max_connections",
+        default: "8",
+        help: "most pooled database connections (1-1024)",
+    },
+    KeyDoc {
+        key: "storage.path",
+        default: "./data/objects",
+        help: "directory of the local object store",
+    },
+    KeyDoc {
+        key: "sfu.shards",
+        default: "0",
+        help: "SFU shards, one thread and UDP port each; 0 = one per CPU core (0-256)",
+    },
+    KeyDoc {
+        key: "sfu.bind_address",
+        default: "127.0.0.1",
+        help: "IP address the shards' UDP sockets bind to",
+    },
+    KeyDoc {
+        key: "sfu.udp_port_start",
+        default: "50000",
+        help: "UDP port of shard 0; shard i uses start+i (0 = any free; else 1024-65535)",
+    },
+    KeyDoc {
+        key: "sfu.ice_address",
+        default: "127.0.0.1",
+        help: "IP address announced in ICE candidates (the public address when deployed)",
+    },
+    KeyDoc {
+        key: "log.format",
+        default: "text",
+        help: "log format: text or json",
+    },
+    KeyDoc {
+        key: "log.level",
+        default: "info",
+        help: "log filter: a level (error, warn, info, debug, trace) or target=level,...",
+    },
 ];
 
 /// Help text listing every key, its environment variable and default.
@@ -191,7 +235,13 @@ pub fn help_table() -> String {
         "Configuration (defaults, then --config FILE (TOML), then environment variables):\n",
     );
     for k in KEYS {
-        out.push_str(&format!("  {:<26} {:<36} default {}\n      {}\n", k.key, k.env_var(), k.default, k.help));
+        out.push_str(&format!(
+            "  {:<26} {:<36} default {}\n      {}\n",
+            k.key,
+            k.env_var(),
+            k.default,
+            k.help
+        ));
     }
     out
 }
@@ -256,7 +306,10 @@ impl Config {
                         key: String::new(),
                         value: None,
                         source: None,
-                        message: format!("config file {} does not exist or is not a file", path.display()),
+                        message: format!(
+                            "config file {} does not exist or is not a file",
+                            path.display()
+                        ),
                     }],
                 });
             }
@@ -284,13 +337,25 @@ impl Config {
             })
         };
         if let Err(e) = schema::DatabaseLocation::parse(&self.database.url) {
-            bad("database.url", self.database.url.clone(), format!("{e}; for example sqlite://./data/classroom.db"));
+            bad(
+                "database.url",
+                self.database.url.clone(),
+                format!("{e}; for example sqlite://./data/classroom.db"),
+            );
         }
         if !(1..=1024).contains(&self.database.max_connections) {
-            bad("database.max_connections", self.database.max_connections.to_string(), "allowed: 1 to 1024".into());
+            bad(
+                "database.max_connections",
+                self.database.max_connections.to_string(),
+                "allowed: 1 to 1024".into(),
+            );
         }
         if self.sfu.shards > MAX_SHARDS {
-            bad("sfu.shards", self.sfu.shards.to_string(), format!("allowed: 0 (one per CPU core) to {MAX_SHARDS}"));
+            bad(
+                "sfu.shards",
+                self.sfu.shards.to_string(),
+                format!("allowed: 0 (one per CPU core) to {MAX_SHARDS}"),
+            );
         }
         let start = self.sfu.udp_port_start;
         if start != 0 {
@@ -315,15 +380,31 @@ impl Config {
             );
         }
         if self.storage.path.as_os_str().is_empty() {
-            bad("storage.path", String::new(), "must be a directory path".into());
+            bad(
+                "storage.path",
+                String::new(),
+                "must be a directory path".into(),
+            );
         }
         if self.http.static_dir.as_os_str().is_empty() {
-            bad("http.static_dir", String::new(), "must be a directory path".into());
+            bad(
+                "http.static_dir",
+                String::new(),
+                "must be a directory path".into(),
+            );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
-            bad("log.level", self.log.level.clone(), format!("{e}; allowed: error, warn, info, debug, trace or target=level,..."));
+            bad(
+                "log.level",
+                self.log.level.clone(),
+                format!("{e}; allowed: error, warn, info, debug, trace or target=level,..."),
+            );
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 
     /// Shards to run: `sfu.shards`, or one per CPU core when it is 0.
@@ -349,7 +430,10 @@ fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
                     // The environment provider's own interpolation shows the mapped key; name the
                     // variable the user actually set.
                     _ if m.name.contains("environment") && !e.path.is_empty() => {
-                        format!("environment variable {ENV_PREFIX}{}", e.path.join("_").to_uppercase())
+                        format!(
+                            "environment variable {ENV_PREFIX}{}",
+                            e.path.join("_").to_uppercase()
+                        )
                     }
                     _ => m.name.to_string(),
                 }
@@ -357,24 +441,44 @@ fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
             let value = if key.is_empty() {
                 None
             } else {
-                figment.find_value(&key).ok().map(|v| match v.into_string() {
-                    Some(s) => s,
-                    None => figment.find_value(&key).map(|v| format!("{v:?}")).unwrap_or_default(),
-                })
+                figment
+                    .find_value(&key)
+                    .ok()
+                    .map(|v| match v.into_string() {
+                        Some(s) => s,
+                        None => figment
+                            .find_value(&key)
+                            .map(|v| format!("{v:?}"))
+                            .unwrap_or_default(),
+                    })
             };
             let message = match &e.kind {
                 Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
                     format!("expected {}", allowed_for(&key).unwrap_or(expected))
                 }
                 Kind::UnknownField(field, allowed) => {
-                    let section = if key.ends_with(field.as_str()) { key.trim_end_matches(field.as_str()) } else { "" };
-                    format!("unknown key `{section}{field}`; allowed here: {}", allowed.join(", "))
+                    let section = if key.ends_with(field.as_str()) {
+                        key.trim_end_matches(field.as_str())
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "unknown key `{section}{field}`; allowed here: {}",
+                        allowed.join(", ")
+                    )
                 }
                 Kind::UnknownVariant(_, allowed) => format!("allowed: {}", allowed.join(", ")),
-                Kind::Message(m) => allowed_for(&key).map_or_else(|| m.clone(), |a| format!("{m}; expected {a}")),
+                Kind::Message(m) => {
+                    allowed_for(&key).map_or_else(|| m.clone(), |a| format!("{m}; expected {a}"))
+                }
                 other => other.to_string(),
             };
-            Problem { key, value, source, message }
+            Problem {
+                key,
+                value,
+                source,
+                message,
+            }
         })
         .collect();
     ConfigError { problems }
@@ -396,6 +500,7 @@ fn allowed_for(key: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type.
     fn load_with_vars(file: Option<&Path>, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         // The jail serialises tests that touch the process environment and restores it afterwards.
         let mut result = None;
@@ -418,31 +523,56 @@ mod tests {
         use figment::Provider;
         let value = figment::Figment::from(Serialized::defaults(Config::default()));
         for k in KEYS {
-            let v = value.find_value(k.key).unwrap_or_else(|_| panic!("documented key {} does not exist", k.key));
+            let v = value
+                .find_value(k.key)
+                .unwrap_or_else(|_| panic!("documented key {} does not exist", k.key));
             let shown = v.clone().into_string().unwrap_or_else(|| match v {
-                figment::value::Value::Num(_, n) => n.to_u128().map(|n| n.to_string()).unwrap_or_default(),
+                figment::value::Value::Num(_, n) => {
+                    n.to_u128().map(|n| n.to_string()).unwrap_or_default()
+                }
                 other => format!("{other:?}"),
             });
             assert_eq!(shown, k.default, "default of {}", k.key);
         }
-        let dict = value.data().unwrap().remove(&figment::Profile::Default).unwrap();
-        let count: usize = dict.values().map(|section| section.as_dict().map_or(1, |d| d.len())).sum();
-        assert_eq!(count, KEYS.len(), "every key of Config is documented in KEYS");
+        let dict = value
+            .data()
+            .unwrap()
+            .remove(&figment::Profile::Default)
+            .unwrap();
+        let count: usize = dict
+            .values()
+            .map(|section| section.as_dict().map_or(1, |d| d.len()))
+            .sum();
+        assert_eq!(
+            count,
+            KEYS.len(),
+            "every key of Config is documented in KEYS"
+        );
     }
 
     #[test]
     fn file_then_environment_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("classroom.toml");
-        std::fs::write(&file, "[http]\naddr = \"127.0.0.1:9000\"\n[sfu]\nshards = 3\nudp_port_start = 40000\n").unwrap();
+        std::fs::write(
+            &file,
+            "[http]\naddr = \"127.0.0.1:9000\"\n[sfu]\nshards = 3\nudp_port_start = 40000\n",
+        )
+        .unwrap();
         let config = load_with_vars(
             Some(&file),
-            &[("CLASSROOM_SFU_UDP_PORT_START", "41000"), ("CLASSROOM_LOG_FORMAT", "json")],
+            &[
+                ("CLASSROOM_SFU_UDP_PORT_START", "41000"),
+                ("CLASSROOM_LOG_FORMAT", "json"),
+            ],
         )
         .unwrap();
         assert_eq!(config.http.addr, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(config.sfu.shards, 3);
-        assert_eq!(config.sfu.udp_port_start, 41000, "environment wins over the file");
+        assert_eq!(
+            config.sfu.udp_port_start, 41000,
+            "environment wins over the file"
+        );
         assert_eq!(config.log.format, LogFormat::Json);
         assert_eq!(config.database, DatabaseConfig::default());
     }
@@ -454,18 +584,35 @@ mod tests {
         let p = &err.problems[0];
         assert_eq!(p.key, "sfu.udp_port_start");
         assert_eq!(p.value.as_deref(), Some("fifty"));
-        assert!(p.source.as_deref().unwrap().contains("CLASSROOM_SFU_UDP_PORT_START"), "{err}");
+        assert!(
+            p.source
+                .as_deref()
+                .unwrap()
+                .contains("CLASSROOM_SFU_UDP_PORT_START"),
+            "{err}"
+        );
         assert!(p.message.contains("1024 to 65535"), "{err}");
     }
 
     #[test]
     fn semantic_limits_are_checked() {
-        let err = load_with_vars(None, &[("CLASSROOM_SFU_SHARDS", "300"), ("CLASSROOM_SFU_UDP_PORT_START", "80")])
-            .unwrap_err();
+        let err = load_with_vars(
+            None,
+            &[
+                ("CLASSROOM_SFU_SHARDS", "300"),
+                ("CLASSROOM_SFU_UDP_PORT_START", "80"),
+            ],
+        )
+        .unwrap_err();
         let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["sfu.shards", "sfu.udp_port_start"], "{err}");
         assert_eq!(err.problems[0].value.as_deref(), Some("300"));
-        assert!(err.problems[0].message.contains("0 (one per CPU core) to 256"), "{err}");
+        assert!(
+            err.problems[0]
+                .message
+                .contains("0 (one per CPU core) to 256"),
+            "{err}"
+        );
 
         let mut config = Config::default();
         config.sfu.shards = 4;
@@ -482,8 +629,14 @@ mod tests {
         assert!(err.problems[0].message.contains("text, json"), "{err}");
 
         let err = load_with_vars(None, &[("CLASSROOM_HTTP_PORT", "80")]).unwrap_err();
-        assert!(err.problems[0].message.contains("unknown key `http.port`"), "{err}");
-        assert!(err.problems[0].message.contains("addr, static_dir"), "{err}");
+        assert!(
+            err.problems[0].message.contains("unknown key `http.port`"),
+            "{err}"
+        );
+        assert!(
+            err.problems[0].message.contains("addr, static_dir"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -507,7 +660,10 @@ mod tests {
     fn a_bad_log_filter_and_database_url_are_refused() {
         let err = load_with_vars(
             None,
-            &[("CLASSROOM_LOG_LEVEL", "info,=nonsense=x"), ("CLASSROOM_DATABASE_URL", "mysql://x")],
+            &[
+                ("CLASSROOM_LOG_LEVEL", "info,=nonsense=x"),
+                ("CLASSROOM_DATABASE_URL", "mysql://x"),
+            ],
         )
         .unwrap_err();
         let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();

@@ -66,10 +66,17 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     let shards = state.sfu.shards();
     let running = shards.iter().filter(|s| s.running).count();
     for s in shards.iter().filter(|s| !s.running) {
-        reasons.push(format!("sfu: shard {} ({}) is not running", s.index, s.local_addr));
+        reasons.push(format!(
+            "sfu: shard {} ({}) is not running",
+            s.index, s.local_addr
+        ));
     }
     let ready = reasons.is_empty();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(Readiness {

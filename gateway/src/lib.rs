@@ -21,8 +21,10 @@ use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::LatencyUnit;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -113,8 +115,10 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         message,
     };
     std::fs::create_dir_all(&config.storage.path).map_err(|e| storage_err(e.to_string()))?;
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(&config.storage.path).map_err(|e| storage_err(e.to_string()))?);
+    let store: Arc<dyn ObjectStore> = Arc::new(
+        LocalFileSystem::new_with_prefix(&config.storage.path)
+            .map_err(|e| storage_err(e.to_string()))?,
+    );
 
     let sfu = sfu::Sfu::start(sfu::SfuConfig {
         shards: usize::from(config.sfu_shards()),
@@ -153,7 +157,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr, source })?;
     let state = build_state(config).await?;
     let app = router(state.clone());
     let shutdown = state.shutdown.clone();
@@ -163,7 +169,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .await
     });
     tracing::info!(addr = %local_addr, "listening on http://{local_addr}");
-    Ok(Running { local_addr, state, server })
+    Ok(Running {
+        local_addr,
+        state,
+        server,
+    })
 }
 
 impl Running {
@@ -183,7 +193,10 @@ impl Running {
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
             Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
             Err(_) => {
-                tracing::warn!(?grace, "requests still running after the grace period; closing them");
+                tracing::warn!(
+                    ?grace,
+                    "requests still running after the grace period; closing them"
+                );
                 server.abort();
             }
         }

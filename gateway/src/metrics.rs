@@ -55,9 +55,15 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests answered, by method, route and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route and status",
+            requests.clone(),
+        );
         let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
         });
         registry.register(
             "http_request_duration_seconds",
@@ -65,7 +71,11 @@ impl Metrics {
             durations.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
-        Metrics { registry, requests, durations }
+        Metrics {
+            registry,
+            requests,
+            durations,
+        }
     }
 
     /// Adds a collector read at every scrape (SFU shards, database pool).
@@ -82,10 +92,17 @@ impl Metrics {
 
     fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels { method: method.to_owned(), route: route.to_owned(), status })
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
             .inc();
         self.durations
-            .get_or_create(&RouteLabels { method: method.to_owned(), route: route.to_owned() })
+            .get_or_create(&RouteLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+            })
             .observe(seconds);
     }
 }
@@ -107,7 +124,12 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
         .map_or(STATIC_ROUTE, MatchedPath::as_str)
         .to_owned();
     let response = next.run(request).await;
-    state.metrics.observe(&method, &route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    state.metrics.observe(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -132,14 +154,44 @@ impl Collector for ProcessCollector {
             // Not Linux, or /proc unreadable: export nothing rather than made-up numbers.
             return Ok(());
         };
-        encode_one(&mut encoder, "process_cpu_seconds", "User and system CPU time spent, in seconds", &ConstCounter::new(p.cpu_seconds))?;
-        encode_one(&mut encoder, "process_resident_memory_bytes", "Resident memory size in bytes", &ConstGauge::new(p.resident_bytes))?;
-        encode_one(&mut encoder, "process_virtual_memory_bytes", "Virtual memory size in bytes", &ConstGauge::new(p.virtual_bytes))?;
-        encode_one(&mut encoder, "process_open_fds", "Open file descriptors", &ConstGauge::new(p.open_fds))?;
+        encode_one(
+            &mut encoder,
+            "process_cpu_seconds",
+            "User and system CPU time spent, in seconds",
+            &ConstCounter::new(p.cpu_seconds),
+        )?;
+        encode_one(
+            &mut encoder,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            &ConstGauge::new(p.resident_bytes),
+        )?;
+        encode_one(
+            &mut encoder,
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes",
+            &ConstGauge::new(p.virtual_bytes),
+        )?;
+        encode_one(
+            &mut encoder,
+            "process_open_fds",
+            "Open file descriptors",
+            &ConstGauge::new(p.open_fds),
+        )?;
         if let Some(max) = p.max_fds {
-            encode_one(&mut encoder, "process_max_fds", "Limit on open file descriptors", &ConstGauge::new(max))?;
+            encode_one(
+                &mut encoder,
+                "process_max_fds",
+                "Limit on open file descriptors",
+                &ConstGauge::new(max),
+            )?;
         }
-        encode_one(&mut encoder, "process_threads", "OS threads in the process", &ConstGauge::new(p.threads))?;
+        encode_one(
+            &mut encoder,
+            "process_threads",
+            "OS threads in the process",
+            &ConstGauge::new(p.threads),
+        )?;
         encode_one(
             &mut encoder,
             "process_start_time_seconds",
@@ -214,7 +266,9 @@ mod process {
 
     fn boot_time_seconds() -> Option<f64> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+        stat.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())
     }
 
     #[cfg(test)]
@@ -227,7 +281,14 @@ mod process {
                         250 50 0 0 20 0 7 0 123456 104857600 2560 18446744073709551615";
             assert_eq!(
                 parse_stat(line),
-                Some(StatFields { utime: 250, stime: 50, threads: 7, start_ticks: 123456, vsize: 104857600, rss_pages: 2560 })
+                Some(StatFields {
+                    utime: 250,
+                    stime: 50,
+                    threads: 7,
+                    start_ticks: 123456,
+                    vsize: 104857600,
+                    rss_pages: 2560
+                })
             );
             assert_eq!(parse_stat("4242 (truncated) S 1 2"), None);
         }
@@ -237,11 +298,19 @@ mod process {
             let s = sample().expect("/proc is readable on Linux");
             assert!(s.resident_bytes > 0 && s.virtual_bytes >= s.resident_bytes);
             assert!(s.threads >= 1 && s.open_fds >= 3);
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-            assert!(s.start_time_seconds <= now + 1.0 && s.start_time_seconds > now - 86_400.0 * 365.0);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            assert!(
+                s.start_time_seconds <= now + 1.0 && s.start_time_seconds > now - 86_400.0 * 365.0
+            );
         }
     }
 }
+
+/// A per-shard counter family: name, help, and how to read it from a shard's stats.
+type ShardCounter = (&'static str, &'static str, fn(&sfu::ShardStats) -> u64);
 
 /// Counters of the SFU shards, read at each scrape.
 pub struct SfuCollector(pub sfu::Sfu);
@@ -261,10 +330,23 @@ impl Collector for SfuCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let shards = self.0.shards();
         let running = shards.iter().filter(|s| s.running).count() as i64;
-        encode_one(&mut encoder, "sfu_shards_running", "SFU shards whose thread is serving its socket", &ConstGauge::new(running))?;
-        let families: [(&str, &str, fn(&sfu::ShardStats) -> u64); 3] = [
-            ("sfu_shard_packets_received", "UDP datagrams read by a shard", |s| s.packets_received),
-            ("sfu_shard_bytes_received", "Bytes of UDP datagrams read by a shard", |s| s.bytes_received),
+        encode_one(
+            &mut encoder,
+            "sfu_shards_running",
+            "SFU shards whose thread is serving its socket",
+            &ConstGauge::new(running),
+        )?;
+        let families: [ShardCounter; 3] = [
+            (
+                "sfu_shard_packets_received",
+                "UDP datagrams read by a shard",
+                |s| s.packets_received,
+            ),
+            (
+                "sfu_shard_bytes_received",
+                "Bytes of UDP datagrams read by a shard",
+                |s| s.bytes_received,
+            ),
             (
                 "sfu_shard_packets_dropped_unknown_peer",
                 "Datagrams a shard dropped because they matched no peer",
@@ -272,9 +354,16 @@ impl Collector for SfuCollector {
             ),
         ];
         for (name, help, read) in families {
-            let mut family = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
             for s in &shards {
-                let labels = SfuCollectorShard { shard: s.index.to_string() };
+                let labels = SfuCollectorShard {
+                    shard: s.index.to_string(),
+                };
                 ConstCounter::new(read(&s.stats)).encode(family.encode_family(&labels)?)?;
             }
         }
@@ -295,8 +384,18 @@ impl std::fmt::Debug for DbPoolCollector {
 impl Collector for DbPoolCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let (open, max) = self.0.pool_status();
-        encode_one(&mut encoder, "db_pool_connections", "Database connections open in the pool", &ConstGauge::new(open as i64))?;
-        encode_one(&mut encoder, "db_pool_max_connections", "Most connections the pool may open", &ConstGauge::new(max as i64))?;
+        encode_one(
+            &mut encoder,
+            "db_pool_connections",
+            "Database connections open in the pool",
+            &ConstGauge::new(open as i64),
+        )?;
+        encode_one(
+            &mut encoder,
+            "db_pool_max_connections",
+            "Most connections the pool may open",
+            &ConstGauge::new(max as i64),
+        )?;
         Ok(())
     }
 }

@@ -29,7 +29,13 @@ pub fn service(dir: &Path) -> BoxCloneSyncService<Request<Body>, Response, Infal
         let index = index.clone();
         let index_exists = dir.join("index.html").is_file();
         async move {
-            let is_route = !request.uri().path().rsplit('/').next().unwrap_or("").contains('.');
+            let is_route = !request
+                .uri()
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .contains('.');
             let Ok(response) = files.oneshot(request).await;
             let response = response.into_response();
             if response.status() != StatusCode::NOT_FOUND || !is_route {
@@ -40,7 +46,9 @@ pub fn service(dir: &Path) -> BoxCloneSyncService<Request<Body>, Response, Infal
             }
             let Ok(response) = index.oneshot(Request::new(Body::empty())).await;
             let mut response = response.into_response();
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             Ok(response)
         }
     }))

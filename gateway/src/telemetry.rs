@@ -12,7 +12,9 @@ use tracing_subscriber::prelude::*;
 use crate::config::{LogConfig, LogFormat};
 
 /// Crates whose per-connection warnings are noise at the default level.
-const QUIET_CRATES: &[&str] = &["rtc_dtls", "rtc_ice", "rtc_sctp", "rtc_srtp", "rtc", "webrtc"];
+const QUIET_CRATES: &[&str] = &[
+    "rtc_dtls", "rtc_ice", "rtc_sctp", "rtc_srtp", "rtc", "webrtc",
+];
 
 /// The filter for a configured level: the level, plus quiet webrtc-rs crates unless named.
 pub fn filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
@@ -31,7 +33,12 @@ pub fn init(config: &LogConfig) -> Result<(), Box<dyn std::error::Error + Send +
     let registry = tracing_subscriber::registry().with(filter);
     match config.format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().with_current_span(true).with_span_list(false))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init()?,
         LogFormat::Text => registry
             .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))

@@ -14,10 +14,15 @@ async fn app_shell_renders_and_shows_the_server_healthy() {
 
     // A deep link to a client-side route is served index.html and routed by the app.
     browser.goto(&format!("{}/status", server.url)).await;
-    let state = browser.wait_for("[data-testid=server-state][data-state=healthy]").await;
+    let state = browser
+        .wait_for("[data-testid=server-state][data-state=healthy]")
+        .await;
     assert_eq!(state.text().await.unwrap(), "Healthy");
     assert_eq!(browser.text_of("[data-testid=database]").await, "ok");
-    assert_eq!(browser.text_of("[data-testid=sfu]").await, "2 of 2 shards running");
+    assert_eq!(
+        browser.text_of("[data-testid=sfu]").await,
+        "2 of 2 shards running"
+    );
     assert_eq!(browser.text_of(".nav a[aria-current=page]").await, "Status");
     browser.screenshot("app_shell", "status").await;
 
@@ -34,11 +39,21 @@ async fn app_shell_renders_and_shows_the_server_healthy() {
 
     // When the media plane stops, the page reports the server as degraded and says why.
     let sfu = server.state().sfu.clone();
-    tokio::task::spawn_blocking(move || sfu.shutdown()).await.unwrap();
+    tokio::task::spawn_blocking(move || sfu.shutdown())
+        .await
+        .unwrap();
     browser.goto(&format!("{}/status", server.url)).await;
-    browser.wait_for("[data-testid=server-state][data-state=degraded]").await;
-    assert_eq!(browser.text_of("[data-testid=sfu]").await, "0 of 2 shards running");
-    assert!(browser.text_of(".reasons").await.contains("shard 0"), "reasons list the stopped shard");
+    browser
+        .wait_for("[data-testid=server-state][data-state=degraded]")
+        .await;
+    assert_eq!(
+        browser.text_of("[data-testid=sfu]").await,
+        "0 of 2 shards running"
+    );
+    assert!(
+        browser.text_of(".reasons").await.contains("shard 0"),
+        "reasons list the stopped shard"
+    );
     browser.screenshot("app_shell", "status-degraded").await;
 
     browser.close().await;

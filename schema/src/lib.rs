@@ -93,7 +93,7 @@ impl Db {
             .max_size(max_connections.max(1))
             .post_create(Hook::async_fn(|conn, _metrics| {
                 Box::pin(async move {
-                    conn.interact(|conn| configure_sqlite(conn))
+                    conn.interact(configure_sqlite)
                         .await
                         .map_err(|e| HookError::message(e.to_string()))?
                         .map_err(|e| HookError::message(e.to_string()))
@@ -119,7 +119,11 @@ impl Db {
         F: FnOnce(&mut SqliteConnection) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let conn = self.pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
+        let conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| DbError::Pool(e.to_string()))?;
         conn.interact(f)
             .await
             .map_err(|e| DbError::Interact(e.to_string()))?
@@ -165,8 +169,14 @@ mod tests {
     #[test]
     fn urls_parse_to_sqlite_files_or_name_the_problem() {
         let file = |p: &str| Ok(DatabaseLocation::SqliteFile(PathBuf::from(p)));
-        assert_eq!(DatabaseLocation::parse("sqlite://./data/classroom.db"), file("./data/classroom.db"));
-        assert_eq!(DatabaseLocation::parse("sqlite:///var/db/c.db"), file("/var/db/c.db"));
+        assert_eq!(
+            DatabaseLocation::parse("sqlite://./data/classroom.db"),
+            file("./data/classroom.db")
+        );
+        assert_eq!(
+            DatabaseLocation::parse("sqlite:///var/db/c.db"),
+            file("/var/db/c.db")
+        );
         assert_eq!(DatabaseLocation::parse("sqlite:c.db"), file("c.db"));
         assert_eq!(DatabaseLocation::parse("data/c.db"), file("data/c.db"));
         assert_eq!(DatabaseLocation::parse("  "), Err(UrlError::Empty));
@@ -184,19 +194,29 @@ mod tests {
     }
 
     fn pragma(conn: &mut SqliteConnection, name: &str) -> QueryResult<String> {
-        diesel::sql_query(format!("SELECT CAST((SELECT * FROM pragma_{name}) AS TEXT) AS value"))
-            .get_result::<Pragma>(conn)
-            .map(|p| p.value)
+        diesel::sql_query(format!(
+            "SELECT CAST((SELECT * FROM pragma_{name}) AS TEXT) AS value"
+        ))
+        .get_result::<Pragma>(conn)
+        .map(|p| p.value)
     }
 
     #[tokio::test]
     async fn open_creates_the_file_and_configures_every_connection() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/dir/test.db");
-        let db = Db::open(&DatabaseLocation::SqliteFile(path.clone()), 2).await.unwrap();
+        let db = Db::open(&DatabaseLocation::SqliteFile(path.clone()), 2)
+            .await
+            .unwrap();
         assert!(path.exists(), "database file created");
         let (journal, fks, busy) = db
-            .interact(|c| Ok((pragma(c, "journal_mode")?, pragma(c, "foreign_keys")?, pragma(c, "busy_timeout")?)))
+            .interact(|c| {
+                Ok((
+                    pragma(c, "journal_mode")?,
+                    pragma(c, "foreign_keys")?,
+                    pragma(c, "busy_timeout")?,
+                ))
+            })
             .await
             .unwrap();
         assert_eq!(journal, "wal");

@@ -155,7 +155,10 @@ mod tests {
 
     #[test]
     fn zero_shards_is_refused() {
-        assert!(matches!(Sfu::start(loopback_config(0)), Err(StartError::NoShards)));
+        assert!(matches!(
+            Sfu::start(loopback_config(0)),
+            Err(StartError::NoShards)
+        ));
     }
 
     #[test]
@@ -199,7 +202,9 @@ mod tests {
         let mut config = loopback_config(2);
         config.udp_port_start = taken.local_addr().unwrap().port();
         match Sfu::start(config) {
-            Err(StartError::Bind { index: 0, addr, .. }) => assert_eq!(addr, taken.local_addr().unwrap()),
+            Err(StartError::Bind { index: 0, addr, .. }) => {
+                assert_eq!(addr, taken.local_addr().unwrap())
+            }
             Err(other) => panic!("unexpected error: {other}"),
             Ok(_) => panic!("binding a taken port must fail"),
         }

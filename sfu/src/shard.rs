@@ -77,7 +77,11 @@ pub(crate) struct ShardHandle {
 
 impl ShardHandle {
     pub(crate) fn spawn(index: usize, addr: SocketAddr) -> Result<ShardHandle, StartError> {
-        let bind_err = |source| StartError::Bind { index, addr, source };
+        let bind_err = |source| StartError::Bind {
+            index,
+            addr,
+            source,
+        };
         let socket = UdpSocket::bind(addr).map_err(bind_err)?;
         let local_addr = socket.local_addr().map_err(bind_err)?;
         let waker = socket.try_clone().map_err(bind_err)?;
@@ -107,7 +111,10 @@ impl ShardHandle {
         if self.shared.stop.load(Ordering::Acquire) {
             return false;
         }
-        let thread = self.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
@@ -139,7 +146,11 @@ impl ShardHandle {
     }
 
     pub(crate) fn join(&self) {
-        let thread = self.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         if let Some(thread) = thread
             && thread.join().is_err()
         {
@@ -158,9 +169,13 @@ fn run(index: usize, socket: UdpSocket, shared: &Shared) {
             Ok((0, _)) if shared.stop.load(Ordering::Acquire) => break,
             Ok((len, _from)) => {
                 counters.packets_received.fetch_add(1, Ordering::Relaxed);
-                counters.bytes_received.fetch_add(len as u64, Ordering::Relaxed);
+                counters
+                    .bytes_received
+                    .fetch_add(len as u64, Ordering::Relaxed);
                 // No peers live on a shard yet: every datagram is for an unknown peer.
-                counters.packets_dropped_unknown_peer.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .packets_dropped_unknown_peer
+                    .fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 counters.socket_errors.fetch_add(1, Ordering::Relaxed);

@@ -76,12 +76,20 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("WebDriver session with Chromium");
-        Browser { name: name.to_owned(), client, driver, _profile: profile }
+        Browser {
+            name: name.to_owned(),
+            client,
+            driver,
+            _profile: profile,
+        }
     }
 
     /// Opens `url` and waits until the document has loaded.
     pub async fn goto(&self, url: &str) {
-        self.client.goto(url).await.unwrap_or_else(|e| panic!("{}: cannot open {url}: {e}", self.name));
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("{}: cannot open {url}: {e}", self.name));
     }
 
     /// Waits (up to [`WAIT`]) for an element matching `css`.
@@ -101,17 +109,29 @@ impl Browser {
 
     /// Clicks the first element matching `css`, once it exists.
     pub async fn click(&self, css: &str) {
-        self.wait_for(css).await.click().await.unwrap_or_else(|e| panic!("{}: click `{css}`: {e}", self.name));
+        self.wait_for(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("{}: click `{css}`: {e}", self.name));
     }
 
     /// The page's current path (`/status`).
     pub async fn path(&self) -> String {
-        self.client.current_url().await.expect("current url").path().to_owned()
+        self.client
+            .current_url()
+            .await
+            .expect("current url")
+            .path()
+            .to_owned()
     }
 
     /// Runs JavaScript in the page and returns its result.
     pub async fn eval(&self, script: &str) -> serde_json::Value {
-        self.client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("{}: script failed: {e}", self.name))
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("{}: script failed: {e}", self.name))
     }
 
     /// Saves a PNG of the page as `<artifacts>/<scenario>/<browser>-<label>.png` and returns its path.
@@ -139,12 +159,18 @@ async fn announced_port(driver: &mut Child) -> u16 {
     let read = async {
         while let Some(line) = lines.next_line().await.expect("read chromedriver output") {
             if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                return rest.trim_end_matches('.').trim().parse::<u16>().expect("port number");
+                return rest
+                    .trim_end_matches('.')
+                    .trim()
+                    .parse::<u16>()
+                    .expect("port number");
             }
         }
         panic!("chromedriver exited without announcing its port");
     };
-    let port = tokio::time::timeout(WAIT, read).await.expect("chromedriver announces its port");
+    let port = tokio::time::timeout(WAIT, read)
+        .await
+        .expect("chromedriver announces its port");
     // Keep draining its output so the driver never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     port

@@ -13,7 +13,10 @@ use gateway::{Config, Running};
 
 /// The workspace root (the gateway crate's parent directory).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("gateway/ has a parent").to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("gateway/ has a parent")
+        .to_owned()
 }
 
 /// Where tests keep artifacts people look at (screenshots): `$E2E_ARTIFACTS_DIR`, or
@@ -22,7 +25,8 @@ pub fn artifacts_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("E2E_ARTIFACTS_DIR") {
         return PathBuf::from(dir);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
     target.join("e2e-artifacts")
 }
 
@@ -61,8 +65,14 @@ impl TestServer {
     /// Starts a gateway serving static files from `static_dir`.
     pub async fn start(static_dir: PathBuf) -> TestServer {
         let data = tempfile::tempdir().expect("temp dir");
-        let running = gateway::start(test_config(data.path(), static_dir)).await.expect("gateway starts");
-        TestServer { url: format!("http://{}", running.local_addr), running, _data: data }
+        let running = gateway::start(test_config(data.path(), static_dir))
+            .await
+            .expect("gateway starts");
+        TestServer {
+            url: format!("http://{}", running.local_addr),
+            running,
+            _data: data,
+        }
     }
 
     pub fn state(&self) -> &gateway::AppState {
