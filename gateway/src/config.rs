@@ -551,6 +551,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_key() {
+        let readme = include_str!("../../README.md");
+        for k in KEYS {
+            let row = format!("| `{}` | `{}` | `{}` |", k.key, k.env_var(), k.default);
+            assert!(readme.contains(&row), "README's configuration table lacks: {row}");
+        }
+    }
+
+    #[test]
     fn file_then_environment_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("classroom.toml");
