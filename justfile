@@ -87,8 +87,10 @@ run *args: setup (frontend "release")
     cargo run --release -p gateway -- {{args}}
 
 # Everything CI checks: formatting, lints, all tests (unit, integration, real-browser), the wasm build.
-test: setup lint (frontend "release")
+test: setup
     cargo fmt --all --check
+    just lint
+    just frontend release
     cargo test --workspace --exclude frontend
 
 # Clippy with warnings as errors, native crates and the wasm app.

@@ -555,7 +555,10 @@ mod tests {
         let readme = include_str!("../../README.md");
         for k in KEYS {
             let row = format!("| `{}` | `{}` | `{}` |", k.key, k.env_var(), k.default);
-            assert!(readme.contains(&row), "README's configuration table lacks: {row}");
+            assert!(
+                readme.contains(&row),
+                "README's configuration table lacks: {row}"
+            );
         }
     }
 
