@@ -34,6 +34,48 @@ pub struct Config {
     pub sfu: SfuSection,
     /// Logging.
     pub log: LogConfig,
+    /// Sign-in and sessions.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long a browser session lasts, in hours.
+    pub session_ttl_hours: u32,
+    /// Sign-in attempts per minute from one IP address.
+    pub sign_in_per_ip_per_minute: u32,
+    /// Sign-in attempts per minute for one account.
+    pub sign_in_per_account_per_minute: u32,
+    /// Sign-ups per minute from one IP address.
+    pub sign_up_per_ip_per_minute: u32,
+    /// OpenID Connect providers by name (`[auth.oidc.<name>]` in the file).
+    pub oidc: std::collections::BTreeMap<String, OidcProviderConfig>,
+}
+
+/// `[auth.oidc.<name>]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// Issuer URL; its `/.well-known/openid-configuration` is fetched on first use.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Button label in the app; the provider's name when absent.
+    pub display_name: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl_hours: 720,
+            sign_in_per_ip_per_minute: 30,
+            sign_in_per_account_per_minute: 5,
+            sign_up_per_ip_per_minute: 10,
+            oidc: Default::default(),
+        }
+    }
 }
 
 /// `[http]`
@@ -44,6 +86,9 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// Directory with the built frontend (index.html, JS, wasm), served with SPA fallback.
     pub static_dir: PathBuf,
+    /// URL browsers use to reach the gateway (for OIDC redirects and Secure cookies); empty means
+    /// `http://<http.addr>`.
+    pub public_url: String,
 }
 
 /// `[database]`
@@ -112,6 +157,7 @@ impl Default for HttpConfig {
         HttpConfig {
             addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
             static_dir: PathBuf::from("frontend/dist"),
+            public_url: String::new(),
         }
     }
 }
@@ -393,6 +439,35 @@ impl Config {
                 "must be a directory path".into(),
             );
         }
+        if !self.http.public_url.is_empty()
+            && !(self.http.public_url.starts_with("http://") || self.http.public_url.starts_with("https://"))
+        {
+            bad("http.public_url", self.http.public_url.clone(), "must start with http:// or https://".into());
+        }
+        if !(1..=8760).contains(&self.auth.session_ttl_hours) {
+            bad("auth.session_ttl_hours", self.auth.session_ttl_hours.to_string(), "allowed: 1 to 8760".into());
+        }
+        for (key, v) in [
+            ("auth.sign_in_per_ip_per_minute", self.auth.sign_in_per_ip_per_minute),
+            ("auth.sign_in_per_account_per_minute", self.auth.sign_in_per_account_per_minute),
+            ("auth.sign_up_per_ip_per_minute", self.auth.sign_up_per_ip_per_minute),
+        ] {
+            if !(1..=100_000).contains(&v) {
+                bad(key, v.to_string(), "allowed: 1 to 100000".into());
+            }
+        }
+        for (name, p) in &self.auth.oidc {
+            let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name {
+                bad(&format!("auth.oidc.{name}"), name.clone(), "provider names use letters, digits, - and _".into());
+            }
+            if !(p.issuer.starts_with("https://") || p.issuer.starts_with("http://")) {
+                bad(&format!("auth.oidc.{name}.issuer"), p.issuer.clone(), "must be an http(s) URL".into());
+            }
+            if p.client_id.is_empty() {
+                bad(&format!("auth.oidc.{name}.client_id"), String::new(), "must not be empty".into());
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             bad(
                 "log.level",
@@ -405,6 +480,20 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+
+    /// The URL browsers reach the gateway at, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        if self.http.public_url.is_empty() {
+            format!("http://{}", self.http.addr)
+        } else {
+            self.http.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+
+    /// Whether cookies get the `Secure` attribute (served over https).
+    pub fn cookies_secure(&self) -> bool {
+        self.http.public_url.starts_with("https://")
     }
 
     /// Shards to run: `sfu.shards`, or one per CPU core when it is 0.

@@ -4,9 +4,12 @@
 //! [`router`] until [`Running::stop`]. `main` adds configuration loading, logging and signals; tests
 //! call [`start`] or [`router`] directly.
 
+pub mod auth;
 pub mod config;
+pub mod graphql;
 pub mod health;
 pub mod metrics;
+pub mod roles;
 pub mod static_files;
 pub mod telemetry;
 
@@ -49,6 +52,16 @@ pub struct App {
     pub started: Instant,
     /// Cancelled when the process shuts down; background tasks stop on it.
     pub shutdown: CancellationToken,
+    /// The GraphQL schema (request data is added per request).
+    pub api: graphql::ApiSchema,
+    /// Session state changes, for the `sessionStateChanged` subscription.
+    pub session_events: tokio::sync::broadcast::Sender<graphql::classes::SessionEvent>,
+    /// Revoked sessions and tokens, so open subscriptions end at once.
+    pub revocations: auth::Revocations,
+    /// Sign-in and sign-up rate limits.
+    pub rate_limits: auth::rate_limit::RateLimits,
+    /// Configured OpenID Connect providers.
+    pub oidc: auth::oidc::Providers,
 }
 
 /// The shared application state handed to every handler. Cheap to clone.
@@ -84,10 +97,18 @@ pub enum StartError {
 
 /// The HTTP routes and middleware, without a socket (tests drive it with `oneshot`).
 pub fn router(state: AppState) -> Router {
+    let graphql = Router::new()
+        .route("/graphql", get(graphql::graphiql).post(graphql::execute))
+        .layer(axum::middleware::from_fn(auth::csrf::protect))
+        .layer(axum::extract::DefaultBodyLimit::max(graphql::MAX_BODY_BYTES));
     let api = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .route("/graphql/ws", get(graphql::websocket))
+        .route("/auth/oidc/{provider}/start", get(auth::oidc::start))
+        .route("/auth/oidc/{provider}/callback", get(auth::oidc::callback))
+        .merge(graphql);
     let static_service = static_files::service(&state.config.http.static_dir);
     api.fallback_service(static_service)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
@@ -131,6 +152,12 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     metrics.register_collector(Box::new(metrics::SfuCollector(sfu.clone())));
     metrics.register_collector(Box::new(metrics::DbPoolCollector(db.clone())));
 
+    let rate_limits = auth::rate_limit::RateLimits::new(auth::rate_limit::Limits {
+        sign_in_per_ip: config.auth.sign_in_per_ip_per_minute,
+        sign_in_per_account: config.auth.sign_in_per_account_per_minute,
+        sign_up_per_ip: config.auth.sign_up_per_ip_per_minute,
+    });
+    let oidc = auth::oidc::Providers::new(&config.auth.oidc);
     Ok(AppState(Arc::new(App {
         config,
         db,
@@ -139,6 +166,11 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         metrics,
         started: Instant::now(),
         shutdown: CancellationToken::new(),
+        api: graphql::build_schema(),
+        session_events: tokio::sync::broadcast::channel(1024).0,
+        revocations: auth::Revocations::default(),
+        rate_limits,
+        oidc,
     })))
 }
 

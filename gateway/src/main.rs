@@ -20,6 +20,17 @@ struct Cli {
     /// TOML configuration file (keys as listed below, in [sections]).
     #[arg(long, value_name = "FILE", env = "CLASSROOM_CONFIG")]
     config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Print the GraphQL schema (SDL) and exit.
+    PrintSchema,
 }
 
 fn main() -> ExitCode {
@@ -34,6 +45,10 @@ fn main() -> ExitCode {
             };
         }
     };
+    if matches!(cli.command, Some(Command::PrintSchema)) {
+        print!("{}", gateway::graphql::sdl());
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {

@@ -1,0 +1,38 @@
+//! Rate limits on sign-in and sign-up, per client IP and per account (governor, keyed GCRA).
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+/// The limiters. Keys are kept in memory: one node's view (several nodes each limit on their own).
+pub struct RateLimits {
+    /// Sign-in attempts per client IP.
+    pub sign_in_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Sign-in attempts per account (lower-cased email), whatever the IP.
+    pub sign_in_account: DefaultKeyedRateLimiter<String>,
+    /// Sign-ups per client IP.
+    pub sign_up_ip: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// Attempts per minute, each a burst of the same size.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub sign_in_per_ip: u32,
+    pub sign_in_per_account: u32,
+    pub sign_up_per_ip: u32,
+}
+
+fn per_minute(n: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN))
+}
+
+impl RateLimits {
+    pub fn new(limits: Limits) -> RateLimits {
+        RateLimits {
+            sign_in_ip: DefaultKeyedRateLimiter::keyed(per_minute(limits.sign_in_per_ip)),
+            sign_in_account: DefaultKeyedRateLimiter::keyed(per_minute(limits.sign_in_per_account)),
+            sign_up_ip: DefaultKeyedRateLimiter::keyed(per_minute(limits.sign_up_per_ip)),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! GraphQL output types: views over schema rows, resolving their relations on demand.
+
+use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
+use chrono::{DateTime, TimeZone, Utc};
+
+use schema::models::{api_token::ApiToken, class::Class, class_session::ClassSession, recording::Recording, user::User};
+
+use super::errors::ApiError;
+use super::{caller, load, require_user};
+use crate::auth::Scope;
+use crate::roles::{self, Action, Role};
+
+/// Unix milliseconds to a UTC time.
+pub fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A user as others see them; `email` only for the user themselves.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "User")]
+pub struct UserView {
+    pub id: ID,
+    pub display_name: String,
+    /// Only visible to the user themselves.
+    pub email: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl UserView {
+    pub fn of(user: &User, viewer_id: Option<i64>) -> UserView {
+        UserView {
+            id: ID::from(user.id.to_string()),
+            display_name: user.display_name.clone(),
+            email: if viewer_id == Some(user.id) { user.email.clone() } else { None },
+            created_at: time(user.created_at),
+        }
+    }
+}
+
+/// A class.
+pub struct ClassView(pub Class);
+
+#[Object(name = "Class")]
+impl ClassView {
+    async fn id(&self) -> ID {
+        ID::from(self.0.id.to_string())
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        time(self.0.created_at)
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        time(self.0.updated_at)
+    }
+    /// The host.
+    async fn owner(&self, ctx: &Context<'_>) -> Result<UserView> {
+        let owner_id = self.0.owner_id;
+        let owner = load(ctx, move |c| schema::models::user::find(c, owner_id)).await?.ok_or(ApiError::Internal)?;
+        Ok(UserView::of(&owner, caller(ctx).user().map(|u| u.id)))
+    }
+    /// The caller's role in this class.
+    async fn my_role(&self, ctx: &Context<'_>) -> Result<Role> {
+        let user_id = require_user(ctx, Scope::Read)?.id;
+        let class = self.0.clone();
+        Ok(load(ctx, move |c| roles::role_in(c, &class, user_id)).await?)
+    }
+    /// Sessions, by scheduled start.
+    async fn sessions(&self, ctx: &Context<'_>) -> Result<Vec<SessionView>> {
+        let class_id = self.0.id;
+        let sessions = load(ctx, move |c| schema::models::class_session::list_for_class(c, class_id)).await?;
+        Ok(sessions.into_iter().map(SessionView).collect())
+    }
+    /// Co-hosts and speakers. Visible to the host and co-hosts.
+    async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<RoleAssignment>> {
+        let user_id = require_user(ctx, Scope::Read)?.id;
+        let class = self.0.clone();
+        let viewer = caller(ctx).user().map(|u| u.id);
+        let rows = load(ctx, move |c| {
+            let role = roles::role_in(c, &class, user_id)?;
+            if !roles::allowed(role, Action::ViewRoles) {
+                return Ok(None);
+            }
+            let mut out = Vec::new();
+            for r in schema::models::class_role::list_for_class(c, class.id)? {
+                if let Some(u) = schema::models::user::find(c, r.user_id)? {
+                    out.push((u, r.role));
+                }
+            }
+            Ok(Some(out))
+        })
+        .await?
+        .ok_or_else(|| ApiError::Forbidden("only the host and co-hosts see roles".into()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(u, r)| RoleAssignment {
+                user: UserView::of(&u, viewer),
+                role: if r == schema::models::class_role::CO_HOST { Role::CoHost } else { Role::Speaker },
+            })
+            .collect())
+    }
+}
+
+/// A user's standing role in a class.
+#[derive(SimpleObject)]
+pub struct RoleAssignment {
+    pub user: UserView,
+    pub role: Role,
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+pub enum SessionState {
+    Scheduled,
+    Live,
+    Ended,
+}
+
+impl SessionState {
+    pub fn parse(s: &str) -> SessionState {
+        match s {
+            "live" => SessionState::Live,
+            "ended" => SessionState::Ended,
+            _ => SessionState::Scheduled,
+        }
+    }
+}
+
+/// One occurrence of a class.
+pub struct SessionView(pub ClassSession);
+
+#[Object(name = "ClassSession")]
+impl SessionView {
+    async fn id(&self) -> ID {
+        ID::from(self.0.id.to_string())
+    }
+    async fn class(&self, ctx: &Context<'_>) -> Result<ClassView> {
+        let class_id = self.0.class_id;
+        let class = load(ctx, move |c| schema::models::class::find(c, class_id)).await?.ok_or(ApiError::Internal)?;
+        Ok(ClassView(class))
+    }
+    async fn state(&self) -> SessionState {
+        SessionState::parse(&self.0.state)
+    }
+    async fn scheduled_start(&self) -> DateTime<Utc> {
+        time(self.0.scheduled_start)
+    }
+    async fn scheduled_end(&self) -> Option<DateTime<Utc>> {
+        self.0.scheduled_end.map(time)
+    }
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at.map(time)
+    }
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at.map(time)
+    }
+    async fn recordings(&self, ctx: &Context<'_>) -> Result<Vec<RecordingView>> {
+        let id = self.0.id;
+        let rows = load(ctx, move |c| schema::models::recording::list_for_session(c, id)).await?;
+        Ok(rows.into_iter().map(RecordingView::from).collect())
+    }
+}
+
+/// Where a recording is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, async_graphql::Enum)]
+pub enum RecordingState {
+    Recording,
+    Uploading,
+    Ready,
+    Failed,
+}
+
+/// The recording of a session.
+#[derive(SimpleObject)]
+#[graphql(name = "Recording")]
+pub struct RecordingView {
+    pub id: ID,
+    pub session_id: ID,
+    pub state: RecordingState,
+    pub duration_ms: Option<i64>,
+    pub size_bytes: Option<i64>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Recording> for RecordingView {
+    fn from(r: Recording) -> RecordingView {
+        RecordingView {
+            id: ID::from(r.id.to_string()),
+            session_id: ID::from(r.session_id.to_string()),
+            state: match r.state.as_str() {
+                "recording" => RecordingState::Recording,
+                "uploading" => RecordingState::Uploading,
+                "ready" => RecordingState::Ready,
+                _ => RecordingState::Failed,
+            },
+            duration_ms: r.duration_ms,
+            size_bytes: r.size_bytes,
+            error: r.error,
+            created_at: time(r.created_at),
+        }
+    }
+}
+
+/// An API token (never its secret).
+#[derive(SimpleObject)]
+#[graphql(name = "ApiToken", complex)]
+pub struct ApiTokenView {
+    pub id: ID,
+    pub name: String,
+    #[graphql(skip)]
+    pub scopes_text: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+#[ComplexObject]
+impl ApiTokenView {
+    async fn scopes(&self) -> Vec<Scope> {
+        Scope::parse_list(&self.scopes_text)
+    }
+}
+
+impl From<ApiToken> for ApiTokenView {
+    fn from(t: ApiToken) -> ApiTokenView {
+        ApiTokenView {
+            id: ID::from(t.id.to_string()),
+            name: t.name,
+            scopes_text: t.scopes,
+            created_at: time(t.created_at),
+            last_used_at: t.last_used_at.map(time),
+        }
+    }
+}
+
+/// A new API token with its secret, shown this once.
+#[derive(SimpleObject)]
+pub struct CreatedApiToken {
+    pub token: ApiTokenView,
+    /// Send as `Authorization: Bearer <secret>`. Not stored: copy it now.
+    pub secret: String,
+}
+
+/// A sign-in option shown by the app.
+#[derive(SimpleObject)]
+pub struct AuthProvider {
+    /// Name in the configuration.
+    pub name: String,
+    pub display_name: String,
+    /// Open this URL (a browser navigation) to sign in with the provider.
+    pub start_url: String,
+}
+
+/// The state of a session changed.
+#[derive(SimpleObject, Clone)]
+pub struct SessionStateChange {
+    pub session_id: ID,
+    pub class_id: ID,
+    pub state: SessionState,
+    pub at: DateTime<Utc>,
+}

@@ -1,0 +1,16 @@
+DROP TABLE poll_votes;
+DROP TABLE polls;
+DROP TABLE hand_raises;
+DROP TABLE question_votes;
+DROP TABLE questions;
+DROP TABLE chat_messages;
+DROP TABLE recordings;
+DROP TABLE participants;
+DROP TABLE class_roles;
+DROP TABLE class_sessions;
+DROP TABLE classes;
+DROP TABLE login_flows;
+DROP TABLE api_tokens;
+DROP TABLE auth_sessions;
+DROP TABLE auth_identities;
+DROP TABLE users;

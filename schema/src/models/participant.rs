@@ -1,0 +1,39 @@
+//! Someone's attendance in a session: the role they joined with, when they joined and left.
+
+use diesel::prelude::*;
+
+use crate::Conn;
+use crate::schema::participants;
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = participants, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub struct Participant {
+    pub id: i64,
+    pub session_id: i64,
+    pub user_id: i64,
+    /// `host`, `co_host`, `speaker` or `viewer` at join time.
+    pub role: String,
+    pub joined_at: i64,
+    pub left_at: Option<i64>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = participants)]
+pub struct NewParticipant<'a> {
+    pub session_id: i64,
+    pub user_id: i64,
+    pub role: &'a str,
+    pub joined_at: i64,
+}
+
+pub fn create(conn: &mut Conn, new: &NewParticipant<'_>) -> QueryResult<Participant> {
+    diesel::insert_into(participants::table).values(new).returning(participants::all_columns).get_result(conn)
+}
+
+pub fn list_for_session(conn: &mut Conn, session_id: i64) -> QueryResult<Vec<Participant>> {
+    participants::table
+        .filter(participants::session_id.eq(session_id))
+        .order(participants::id.asc())
+        .select(Participant::as_select())
+        .load(conn)
+}
