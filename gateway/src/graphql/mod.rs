@@ -26,7 +26,7 @@ use crate::auth::{self, Caller, Scope};
 use errors::{ApiError, ApiResult};
 
 /// Deepest query accepted.
-pub const MAX_DEPTH: usize = 12;
+pub const MAX_DEPTH: usize = 8;
 /// Highest query complexity accepted (each field counts 1 by default).
 pub const MAX_COMPLEXITY: usize = 500;
 /// Largest request body accepted on `/graphql`.

@@ -83,3 +83,62 @@ impl TestServer {
         self.running.stop(Duration::from_secs(5)).await;
     }
 }
+
+/// A GraphQL client over HTTP, as a script or a browser would be: keeps cookies, may send a
+/// bearer token, sends JSON.
+pub struct Api {
+    client: reqwest::Client,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// Sent as `Authorization: Bearer` when set.
+    pub bearer: Option<String>,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        let client = reqwest::Client::builder().cookie_store(true).build().expect("http client");
+        Api { client, base: base.to_owned(), bearer: None }
+    }
+
+    /// The same client (same cookies) with a bearer token.
+    pub fn with_bearer(&self, token: &str) -> Api {
+        Api { client: self.client.clone(), base: self.base.clone(), bearer: Some(token.to_owned()) }
+    }
+
+    /// Posts a query; returns the whole response body (`data` and `errors`).
+    pub async fn post(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&serde_json::json!({ "query": query, "variables": variables }));
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("POST /graphql");
+        response.json().await.expect("a JSON answer")
+    }
+
+    /// Posts a query that must succeed; returns `data`.
+    pub async fn ok(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
+        let body = self.post(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Posts a query that must fail; returns the first error's `extensions.code`.
+    pub async fn error_code(&self, query: &str, variables: serde_json::Value) -> String {
+        let body = self.post(query, variables).await;
+        body["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error: {body}")).to_owned()
+    }
+
+    /// Signs up a new account on this client (its cookie is kept); returns the user id.
+    pub async fn sign_up(&self, email: &str, name: &str) -> String {
+        let data = self
+            .ok(
+                "mutation($i: SignUpInput!) { signUp(input: $i) { id } }",
+                serde_json::json!({ "i": { "email": email, "password": "correct horse battery", "displayName": name } }),
+            )
+            .await;
+        data["signUp"]["id"].as_str().expect("user id").to_owned()
+    }
+}
