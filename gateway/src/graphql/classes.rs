@@ -3,7 +3,7 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, ID, InputObject, Object, Result, Subscription};
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
 use schema::models::{class, class_role, class_session, recording, user};
@@ -331,8 +331,8 @@ fn publish(ctx: &Context<'_>, session: &class_session::ClassSession) {
 
 #[Subscription]
 impl ClassSubscription {
-    /// State changes of one session (scheduled -> live -> ended). Ends with UNAUTHENTICATED when
-    /// the caller's session or token is revoked.
+    /// The state of one session now, then every change (scheduled -> live -> ended). Ends with
+    /// UNAUTHENTICATED when the caller's session or token is revoked.
     async fn session_state_changed(&self, ctx: &Context<'_>, session_id: ID) -> Result<impl Stream<Item = Result<SessionStateChange>>> {
         require_user(ctx, Scope::Read)?;
         let id = errors::parse_id("sessionId", &session_id)?;
@@ -349,10 +349,20 @@ impl ClassSubscription {
         if !still_valid {
             return Err(ApiError::Unauthenticated.into());
         }
-        if state.db.interact(move |c| class_session::find(c, id)).await.map_err(ApiError::from)?.is_none() {
-            return Err(ApiError::NotFound("session").into());
-        }
-        Ok(session_stream(id, caller, events, revocations))
+        let current = state
+            .db
+            .interact(move |c| class_session::find(c, id))
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound("session"))?;
+        // The current state first, so a client never misses the state it subscribed in.
+        let first = SessionStateChange {
+            session_id: ID::from(current.id.to_string()),
+            class_id: ID::from(current.class_id.to_string()),
+            state: SessionState::parse(&current.state),
+            at: time(current.ended_at.or(current.started_at).unwrap_or(current.created_at)),
+        };
+        Ok(futures_util::stream::once(async move { Ok(first) }).chain(session_stream(id, caller, events, revocations)))
     }
 }
 

@@ -1,0 +1,238 @@
+//! The role matrix: every mutation and subscription, against every kind of caller, with the
+//! expected allow or deny. Each case runs on a fresh class, so cases cannot affect each other.
+//!
+//! Organisation: `CALLERS` are the columns; `cases()` are the rows, each a GraphQL document, the
+//! variables it needs from the fixture, and who is allowed. A denied signed-in caller must get
+//! FORBIDDEN or NOT_FOUND (never data); an anonymous one UNAUTHENTICATED.
+
+mod support;
+
+use async_graphql::{Request, Variables};
+use futures_util::StreamExt;
+use gateway::AppState;
+use gateway::auth::{Caller, Credential};
+use schema::models::{class, class_role, class_session, participant, user};
+use serde_json::{Value, json};
+
+/// The kinds of caller, in the column order of the table.
+const CALLERS: [&str; 6] = ["host", "co-host", "speaker", "viewer", "stranger", "anonymous"];
+
+/// One class with a scheduled session and a user of each kind.
+struct Fixture {
+    class_id: i64,
+    session_id: i64,
+    callers: Vec<Caller>,
+    /// Ids by kind: host, co-host, speaker, viewer, stranger, and a `target` user with no role.
+    ids: std::collections::HashMap<&'static str, i64>,
+    target_email: String,
+    host_token_id: i64,
+}
+
+async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
+    let now = schema::now_ms();
+    let hash = password_hash.to_owned();
+    let (class_id, session_id, ids) = state
+        .db
+        .interact(move |c| {
+            let mut ids = std::collections::HashMap::new();
+            for kind in ["host", "co-host", "speaker", "viewer", "stranger", "target"] {
+                let email = format!("{kind}-{n}@example.org");
+                let u = user::create(
+                    c,
+                    &user::NewUser { email: Some(&email), email_verified: false, display_name: kind, password_hash: Some(&hash), created_at: now },
+                )?;
+                ids.insert(kind, u.id);
+            }
+            let cl = class::create(c, &class::NewClass { owner_id: ids["host"], title: "Matrix", description: "", created_at: now, updated_at: now })?;
+            for (kind, role) in [("co-host", class_role::CO_HOST), ("speaker", class_role::SPEAKER)] {
+                class_role::assign(c, &class_role::NewClassRole { class_id: cl.id, user_id: ids[kind], role, created_at: now })?;
+            }
+            let s = class_session::create(
+                c,
+                &class_session::NewClassSession { class_id: cl.id, scheduled_start: now, scheduled_end: None, state: "scheduled", created_at: now },
+            )?;
+            participant::create(c, &participant::NewParticipant { session_id: s.id, user_id: ids["viewer"], role: "viewer", joined_at: now })?;
+            Ok((cl.id, s.id, ids))
+        })
+        .await
+        .unwrap();
+    let mut callers = Vec::new();
+    for kind in &CALLERS[..5] {
+        let (session, _) = gateway::graphql::account::start_session(state, ids[kind]).await.unwrap();
+        let u = state.db.interact({
+            let id = ids[kind];
+            move |c| user::find(c, id)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        callers.push(Caller::User { user: Box::new(u), credential: Credential::Session { session_id: session } });
+    }
+    callers.push(Caller::Anonymous);
+    let host_id = ids["host"];
+    let token = state
+        .db
+        .interact(move |c| {
+            schema::models::api_token::create(
+                c,
+                &schema::models::api_token::NewApiToken { user_id: host_id, name: "t", token_hash: &format!("h{n}"), scopes: "read write", created_at: now },
+            )
+        })
+        .await
+        .unwrap();
+    Fixture { class_id, session_id, callers, ids, target_email: format!("target-{n}@example.org"), host_token_id: token.id }
+}
+
+/// A row: name, document, variables from the fixture, and who may (host, co-host, speaker, viewer,
+/// stranger, anonymous).
+struct Case {
+    name: &'static str,
+    document: &'static str,
+    variables: fn(&Fixture, usize) -> Value,
+    allowed: [bool; 6],
+}
+
+const Y: bool = true;
+const N: bool = false;
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case { name: "createClass", document: "mutation { createClass(input: { title: \"New\" }) { id } }", variables: |_, _| json!({}), allowed: [Y, Y, Y, Y, Y, N] },
+        Case {
+            name: "updateClass",
+            document: "mutation($c: ID!) { updateClass(id: $c, input: { title: \"Renamed\" }) { id } }",
+            variables: |f, _| json!({ "c": f.class_id.to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case { name: "deleteClass", document: "mutation($c: ID!) { deleteClass(id: $c) }", variables: |f, _| json!({ "c": f.class_id.to_string() }), allowed: [Y, N, N, N, N, N] },
+        Case {
+            name: "scheduleSession",
+            document: "mutation($c: ID!) { scheduleSession(input: { classId: $c, start: \"2027-01-01T09:00:00Z\" }) { id } }",
+            variables: |f, _| json!({ "c": f.class_id.to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case { name: "startSession", document: "mutation($s: ID!) { startSession(id: $s) { id } }", variables: |f, _| json!({ "s": f.session_id.to_string() }), allowed: [Y, N, N, N, N, N] },
+        Case { name: "endSession", document: "mutation($s: ID!) { endSession(id: $s) { id } }", variables: |f, _| json!({ "s": f.session_id.to_string() }), allowed: [Y, N, N, N, N, N] },
+        Case {
+            name: "assignRole(CO_HOST)",
+            document: "mutation($c: ID!, $u: ID!) { assignRole(classId: $c, userId: $u, role: CO_HOST) }",
+            variables: |f, _| json!({ "c": f.class_id.to_string(), "u": f.ids["target"].to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case {
+            name: "assignRole(SPEAKER)",
+            document: "mutation($c: ID!, $u: ID!) { assignRole(classId: $c, userId: $u, role: SPEAKER) }",
+            variables: |f, _| json!({ "c": f.class_id.to_string(), "u": f.ids["target"].to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "assignRole(SPEAKER) to a co-host",
+            document: "mutation($c: ID!, $u: ID!) { assignRole(classId: $c, userId: $u, role: SPEAKER) }",
+            variables: |f, _| json!({ "c": f.class_id.to_string(), "u": f.ids["co-host"].to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case {
+            name: "removeRole(speaker)",
+            document: "mutation($c: ID!, $u: ID!) { removeRole(classId: $c, userId: $u) }",
+            variables: |f, _| json!({ "c": f.class_id.to_string(), "u": f.ids["speaker"].to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "removeRole(co-host)",
+            document: "mutation($c: ID!, $u: ID!) { removeRole(classId: $c, userId: $u) }",
+            variables: |f, _| json!({ "c": f.class_id.to_string(), "u": f.ids["co-host"].to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case {
+            name: "createApiToken",
+            document: "mutation { createApiToken(input: { name: \"x\", scopes: [READ] }) { secret } }",
+            variables: |_, _| json!({}),
+            allowed: [Y, Y, Y, Y, Y, N],
+        },
+        Case {
+            name: "revokeApiToken(the host's)",
+            document: "mutation($t: ID!) { revokeApiToken(id: $t) }",
+            variables: |f, _| json!({ "t": f.host_token_id.to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case { name: "signOut", document: "mutation { signOut }", variables: |_, _| json!({}), allowed: [Y, Y, Y, Y, Y, N] },
+        Case { name: "signOutEverywhere", document: "mutation { signOutEverywhere }", variables: |_, _| json!({}), allowed: [Y, Y, Y, Y, Y, N] },
+        Case {
+            name: "signUp",
+            document: "mutation($e: String!) { signUp(input: { email: $e, password: \"long enough pw\", displayName: \"N\" }) { id } }",
+            variables: |f, col| json!({ "e": format!("new-{col}-{}", f.target_email) }),
+            allowed: [Y, Y, Y, Y, Y, Y],
+        },
+        Case {
+            name: "signIn",
+            document: "mutation($e: String!) { signIn(input: { email: $e, password: \"matrix password\" }) { id } }",
+            variables: |f, _| json!({ "e": f.target_email }),
+            allowed: [Y, Y, Y, Y, Y, Y],
+        },
+        Case { name: "class (query)", document: "query($c: ID!) { class(id: $c) { title } }", variables: |f, _| json!({ "c": f.class_id.to_string() }), allowed: [Y, Y, Y, Y, Y, N] },
+        Case {
+            name: "class.roles (query)",
+            document: "query($c: ID!) { class(id: $c) { roles { role } } }",
+            variables: |f, _| json!({ "c": f.class_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "sessionStateChanged (subscription)",
+            document: "subscription($s: ID!) { sessionStateChanged(sessionId: $s) { state } }",
+            variables: |f, _| json!({ "s": f.session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, Y, N],
+        },
+    ]
+}
+
+/// Runs the document as `caller`; returns the first answer (subscriptions: the first event).
+async fn run(state: &AppState, caller: Caller, document: &str, variables: Value) -> async_graphql::Response {
+    let request = Request::new(document)
+        .variables(Variables::from_json(variables))
+        .data(state.clone())
+        .data(caller);
+    if document.starts_with("subscription") {
+        let mut stream = state.api.execute_stream(request);
+        stream.next().await.expect("a subscription answers at once: data or an error")
+    } else {
+        state.api.execute(request).await
+    }
+}
+
+#[tokio::test]
+async fn every_operation_against_every_caller() {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = support::test_config(data.path(), data.path().join("static"));
+    // The matrix signs in many times; the limits are tested elsewhere.
+    config.auth.sign_in_per_account_per_minute = 1000;
+    let state = gateway::build_state(config).await.unwrap();
+    let hash = gateway::auth::password::hash("matrix password".into()).await.unwrap();
+
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for case in cases() {
+        for (col, kind) in CALLERS.iter().enumerate() {
+            n += 1;
+            let f = fixture(&state, n, &hash).await;
+            let variables = (case.variables)(&f, col);
+            let response = run(&state, f.callers[col].clone(), case.document, variables).await;
+            let code = response.errors.first().and_then(|e| e.extensions.as_ref()).and_then(|x| x.get("code")).map(|c| c.to_string());
+            let outcome_ok = match (case.allowed[col], code.as_deref()) {
+                (true, None) => true,
+                (false, Some("\"UNAUTHENTICATED\"")) => *kind == "anonymous",
+                (false, Some("\"FORBIDDEN\"" | "\"NOT_FOUND\"")) => *kind != "anonymous",
+                _ => false,
+            };
+            if !outcome_ok {
+                failures.push(format!(
+                    "{} as {kind}: expected {}, got {}",
+                    case.name,
+                    if case.allowed[col] { "allow" } else { "deny" },
+                    code.unwrap_or_else(|| "success".into())
+                ));
+            }
+        }
+    }
+    state.sfu.shutdown();
+    assert!(failures.is_empty(), "role matrix mismatches:\n{}", failures.join("\n"));
+}
