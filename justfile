@@ -57,6 +57,12 @@ setup:
         fi
     fi
 
+    # The real OpenID Connect provider the sign-in tests run against (npm's oidc-provider).
+    if [ ! -d {{root}}/gateway/tests/oidc/node_modules/oidc-provider ]; then
+        echo "setup: installing the test OIDC provider (npm ci in gateway/tests/oidc)"
+        npm ci --prefix {{root}}/gateway/tests/oidc --no-audit --no-fund --loglevel=error >/dev/null
+    fi
+
 # Build the Leptos app into frontend/dist (profile: debug or release).
 frontend profile="debug":
     #!/usr/bin/env bash

@@ -229,6 +229,11 @@ pub const KEYS: &[KeyDoc] = &[
         help: "directory of the built frontend, served with SPA fallback",
     },
     KeyDoc {
+        key: "http.public_url",
+        default: "",
+        help: "URL browsers reach the gateway at (https:// makes cookies Secure); empty = http://<http.addr>",
+    },
+    KeyDoc {
         key: "database.url",
         default: "sqlite://./data/classroom.db",
         help: "database URL: sqlite://<path>",
@@ -273,7 +278,30 @@ pub const KEYS: &[KeyDoc] = &[
         default: "info",
         help: "log filter: a level (error, warn, info, debug, trace) or target=level,...",
     },
+    KeyDoc {
+        key: "auth.session_ttl_hours",
+        default: "720",
+        help: "lifetime of a browser session in hours (1-8760)",
+    },
+    KeyDoc {
+        key: "auth.sign_in_per_ip_per_minute",
+        default: "30",
+        help: "sign-in attempts allowed per minute from one IP (1-100000)",
+    },
+    KeyDoc {
+        key: "auth.sign_in_per_account_per_minute",
+        default: "5",
+        help: "sign-in attempts allowed per minute for one account (1-100000)",
+    },
+    KeyDoc {
+        key: "auth.sign_up_per_ip_per_minute",
+        default: "10",
+        help: "sign-ups allowed per minute from one IP (1-100000)",
+    },
 ];
+
+/// Keys that are maps of their own (`[auth.oidc.<name>]`), documented apart from [`KEYS`].
+pub const MAP_KEYS: &[&str] = &["auth.oidc"];
 
 /// Help text listing every key, its environment variable and default.
 pub fn help_table() -> String {
@@ -439,33 +467,64 @@ impl Config {
                 "must be a directory path".into(),
             );
         }
-        if !self.http.public_url.is_empty()
-            && !(self.http.public_url.starts_with("http://") || self.http.public_url.starts_with("https://"))
-        {
-            bad("http.public_url", self.http.public_url.clone(), "must start with http:// or https://".into());
+        let url = &self.http.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            bad(
+                "http.public_url",
+                self.http.public_url.clone(),
+                "must start with http:// or https://".into(),
+            );
         }
         if !(1..=8760).contains(&self.auth.session_ttl_hours) {
-            bad("auth.session_ttl_hours", self.auth.session_ttl_hours.to_string(), "allowed: 1 to 8760".into());
+            bad(
+                "auth.session_ttl_hours",
+                self.auth.session_ttl_hours.to_string(),
+                "allowed: 1 to 8760".into(),
+            );
         }
         for (key, v) in [
-            ("auth.sign_in_per_ip_per_minute", self.auth.sign_in_per_ip_per_minute),
-            ("auth.sign_in_per_account_per_minute", self.auth.sign_in_per_account_per_minute),
-            ("auth.sign_up_per_ip_per_minute", self.auth.sign_up_per_ip_per_minute),
+            (
+                "auth.sign_in_per_ip_per_minute",
+                self.auth.sign_in_per_ip_per_minute,
+            ),
+            (
+                "auth.sign_in_per_account_per_minute",
+                self.auth.sign_in_per_account_per_minute,
+            ),
+            (
+                "auth.sign_up_per_ip_per_minute",
+                self.auth.sign_up_per_ip_per_minute,
+            ),
         ] {
             if !(1..=100_000).contains(&v) {
                 bad(key, v.to_string(), "allowed: 1 to 100000".into());
             }
         }
         for (name, p) in &self.auth.oidc {
-            let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            let valid_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !valid_name {
-                bad(&format!("auth.oidc.{name}"), name.clone(), "provider names use letters, digits, - and _".into());
+                bad(
+                    &format!("auth.oidc.{name}"),
+                    name.clone(),
+                    "provider names use letters, digits, - and _".into(),
+                );
             }
             if !(p.issuer.starts_with("https://") || p.issuer.starts_with("http://")) {
-                bad(&format!("auth.oidc.{name}.issuer"), p.issuer.clone(), "must be an http(s) URL".into());
+                bad(
+                    &format!("auth.oidc.{name}.issuer"),
+                    p.issuer.clone(),
+                    "must be an http(s) URL".into(),
+                );
             }
             if p.client_id.is_empty() {
-                bad(&format!("auth.oidc.{name}.client_id"), String::new(), "must not be empty".into());
+                bad(
+                    &format!("auth.oidc.{name}.client_id"),
+                    String::new(),
+                    "must not be empty".into(),
+                );
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
@@ -634,7 +693,7 @@ mod tests {
             .sum();
         assert_eq!(
             count,
-            KEYS.len(),
+            KEYS.len() + MAP_KEYS.len(),
             "every key of Config is documented in KEYS"
         );
     }

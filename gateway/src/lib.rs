@@ -100,7 +100,9 @@ pub fn router(state: AppState) -> Router {
     let graphql = Router::new()
         .route("/graphql", get(graphql::graphiql).post(graphql::execute))
         .layer(axum::middleware::from_fn(auth::csrf::protect))
-        .layer(axum::extract::DefaultBodyLimit::max(graphql::MAX_BODY_BYTES));
+        .layer(axum::extract::DefaultBodyLimit::max(
+            graphql::MAX_BODY_BYTES,
+        ));
     let api = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -189,11 +191,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
+    start_on(listener, config).await
+}
+
+/// Like [`start`], on a listener bound by the caller (who may need its port before starting).
+pub async fn start_on(
+    listener: tokio::net::TcpListener,
+    mut config: Config,
+) -> Result<Running, StartError> {
+    let addr = config.http.addr;
     let local_addr = listener
         .local_addr()
         .map_err(|source| StartError::Listen { addr, source })?;
+    // Port 0 became a real port: derived URLs (OIDC redirects) must use it.
+    config.http.addr = local_addr;
     let state = build_state(config).await?;
-    let app = router(state.clone());
+    // Connect info gives handlers the client's address (rate limits per IP).
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = state.shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

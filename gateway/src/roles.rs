@@ -58,7 +58,9 @@ pub fn allowed(role: Role, action: Action) -> bool {
     use Action::*;
     match action {
         View => true,
-        EditClass | ScheduleSession | StartSession | EndSession | ManageCoHosts => role == Role::Host,
+        EditClass | ScheduleSession | StartSession | EndSession | ManageCoHosts => {
+            role == Role::Host
+        }
         ManageSpeakers | ViewRoles => matches!(role, Role::Host | Role::CoHost),
     }
 }
@@ -68,11 +70,13 @@ pub fn role_in(conn: &mut Conn, class: &Class, user_id: i64) -> diesel::QueryRes
     if class.owner_id == user_id {
         return Ok(Role::Host);
     }
-    Ok(match class_role::find(conn, class.id, user_id)?.map(|r| r.role) {
-        Some(r) if r == class_role::CO_HOST => Role::CoHost,
-        Some(r) if r == class_role::SPEAKER => Role::Speaker,
-        _ => Role::Viewer,
-    })
+    Ok(
+        match class_role::find(conn, class.id, user_id)?.map(|r| r.role) {
+            Some(r) if r == class_role::CO_HOST => Role::CoHost,
+            Some(r) if r == class_role::SPEAKER => Role::Speaker,
+            _ => Role::Viewer,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -94,7 +98,10 @@ mod tests {
             (ViewRoles, [true, true, false, false]),
         ];
         for (action, expected) in table {
-            for (role, want) in [Role::Host, Role::CoHost, Role::Speaker, Role::Viewer].into_iter().zip(expected) {
+            for (role, want) in [Role::Host, Role::CoHost, Role::Speaker, Role::Viewer]
+                .into_iter()
+                .zip(expected)
+            {
                 assert_eq!(allowed(role, *action), *want, "{role} {action:?}");
             }
         }

@@ -8,11 +8,12 @@ use support::{Api, TestServer};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const CREATE_CLASS: &str = "mutation($i: CreateClassInput!) { createClass(input: $i) { id title } }";
-const SCHEDULE: &str = "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id state } }";
+const CREATE_CLASS: &str =
+    "mutation($i: CreateClassInput!) { createClass(input: $i) { id title } }";
+const SCHEDULE: &str =
+    "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id state } }";
 const START: &str = "mutation($id: ID!) { startSession(id: $id) { id state startedAt } }";
-const CREATE_TOKEN: &str =
-    "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret token { id name scopes } } }";
+const CREATE_TOKEN: &str = "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret token { id name scopes } } }";
 
 async fn server() -> TestServer {
     let static_dir = tempfile::tempdir().unwrap().keep();
@@ -25,22 +26,47 @@ async fn a_script_signs_up_creates_a_token_and_runs_a_class() {
     let browser = Api::new(&server.url);
     browser.sign_up("host@example.org", "Hannah Host").await;
     let me = browser.ok("{ me { displayName email } }", json!({})).await;
-    assert_eq!(me["me"], json!({ "displayName": "Hannah Host", "email": "host@example.org" }));
+    assert_eq!(
+        me["me"],
+        json!({ "displayName": "Hannah Host", "email": "host@example.org" })
+    );
 
-    let created = browser.ok(CREATE_TOKEN, json!({ "i": { "name": "ci", "scopes": ["READ", "WRITE"] } })).await;
-    let secret = created["createApiToken"]["secret"].as_str().unwrap().to_owned();
+    let created = browser
+        .ok(
+            CREATE_TOKEN,
+            json!({ "i": { "name": "ci", "scopes": ["READ", "WRITE"] } }),
+        )
+        .await;
+    let secret = created["createApiToken"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(secret.starts_with("clsrm_"));
-    assert_eq!(created["createApiToken"]["token"]["scopes"], json!(["READ", "WRITE"]));
+    assert_eq!(
+        created["createApiToken"]["token"]["scopes"],
+        json!(["READ", "WRITE"])
+    );
 
     // A fresh client with only the token: no cookies.
     let script = Api::new(&server.url).with_bearer(&secret);
-    assert_eq!(script.ok("{ me { email } }", json!({})).await["me"]["email"], "host@example.org");
-    let class = script.ok(CREATE_CLASS, json!({ "i": { "title": "Physics 101", "description": "Motion" } })).await;
+    assert_eq!(
+        script.ok("{ me { email } }", json!({})).await["me"]["email"],
+        "host@example.org"
+    );
+    let class = script
+        .ok(
+            CREATE_CLASS,
+            json!({ "i": { "title": "Physics 101", "description": "Motion" } }),
+        )
+        .await;
     let class_id = class["createClass"]["id"].as_str().unwrap().to_owned();
     let session = script
         .ok(SCHEDULE, json!({ "i": { "classId": class_id, "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z" } }))
         .await;
-    let session_id = session["scheduleSession"]["id"].as_str().unwrap().to_owned();
+    let session_id = session["scheduleSession"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(session["scheduleSession"]["state"], "SCHEDULED");
     let started = script.ok(START, json!({ "id": session_id })).await;
     assert_eq!(started["startSession"]["state"], "LIVE");
@@ -56,9 +82,14 @@ async fn a_script_signs_up_creates_a_token_and_runs_a_class() {
         json!({ "edges": [{ "node": { "title": "Physics 101", "myRole": "HOST", "sessions": [{ "id": session_id, "state": "LIVE" }] } }],
                 "pageInfo": { "hasNextPage": false } })
     );
-    let tokens = browser.ok("{ apiTokens { name lastUsedAt } }", json!({})).await;
+    let tokens = browser
+        .ok("{ apiTokens { name lastUsedAt } }", json!({}))
+        .await;
     assert_eq!(tokens["apiTokens"][0]["name"], "ci");
-    assert!(tokens["apiTokens"][0]["lastUsedAt"].is_string(), "token use is recorded");
+    assert!(
+        tokens["apiTokens"][0]["lastUsedAt"].is_string(),
+        "token use is recorded"
+    );
     server.stop().await;
 }
 
@@ -67,8 +98,16 @@ async fn bad_input_gets_codes_and_fields_and_writes_nothing() {
     let server = server().await;
     let api = Api::new(&server.url);
     let anonymous = Api::new(&server.url);
-    assert_eq!(anonymous.error_code(CREATE_CLASS, json!({ "i": { "title": "x" } })).await, "UNAUTHENTICATED");
-    assert_eq!(anonymous.ok("{ me { id } }", json!({})).await["me"], Value::Null);
+    assert_eq!(
+        anonymous
+            .error_code(CREATE_CLASS, json!({ "i": { "title": "x" } }))
+            .await,
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(
+        anonymous.ok("{ me { id } }", json!({})).await["me"],
+        Value::Null
+    );
 
     let short = api
         .post(
@@ -76,7 +115,10 @@ async fn bad_input_gets_codes_and_fields_and_writes_nothing() {
             json!({ "i": { "email": "a@example.org", "password": "short", "displayName": "A" } }),
         )
         .await;
-    assert_eq!(short["errors"][0]["extensions"], json!({ "code": "BAD_USER_INPUT", "field": "input.password" }));
+    assert_eq!(
+        short["errors"][0]["extensions"],
+        json!({ "code": "BAD_USER_INPUT", "field": "input.password" })
+    );
     let bad_email = api
         .post(
             "mutation($i: SignUpInput!) { signUp(input: $i) { id } }",
@@ -96,37 +138,96 @@ async fn bad_input_gets_codes_and_fields_and_writes_nothing() {
         "CONFLICT"
     );
 
-    let blank = api.post(CREATE_CLASS, json!({ "i": { "title": "   " } })).await;
-    assert_eq!(blank["errors"][0]["extensions"], json!({ "code": "BAD_USER_INPUT", "field": "input.title" }));
-    let long = api.post(CREATE_CLASS, json!({ "i": { "title": "x".repeat(201) } })).await;
+    let blank = api
+        .post(CREATE_CLASS, json!({ "i": { "title": "   " } }))
+        .await;
+    assert_eq!(
+        blank["errors"][0]["extensions"],
+        json!({ "code": "BAD_USER_INPUT", "field": "input.title" })
+    );
+    let long = api
+        .post(CREATE_CLASS, json!({ "i": { "title": "x".repeat(201) } }))
+        .await;
     assert_eq!(long["errors"][0]["extensions"]["field"], "input.title");
-    assert_eq!(api.error_code("{ class(id: \"nope\") { id } }", json!({})).await, "BAD_USER_INPUT");
-    assert_eq!(api.error_code("{ class(id: \"999999\") { id } }", json!({})).await, "NOT_FOUND");
+    assert_eq!(
+        api.error_code("{ class(id: \"nope\") { id } }", json!({}))
+            .await,
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        api.error_code("{ class(id: \"999999\") { id } }", json!({}))
+            .await,
+        "NOT_FOUND"
+    );
 
-    let class_id = api.ok(CREATE_CLASS, json!({ "i": { "title": "Chemistry" } })).await["createClass"]["id"].clone();
+    let class_id = api
+        .ok(CREATE_CLASS, json!({ "i": { "title": "Chemistry" } }))
+        .await["createClass"]["id"]
+        .clone();
     let backwards = api
         .post(SCHEDULE, json!({ "i": { "classId": class_id, "start": "2026-12-01T10:00:00Z", "end": "2026-12-01T09:00:00Z" } }))
         .await;
     assert_eq!(backwards["errors"][0]["extensions"]["field"], "input.end");
-    let sid = api.ok(SCHEDULE, json!({ "i": { "classId": class_id, "start": "2026-12-01T10:00:00Z" } })).await["scheduleSession"]["id"].clone();
+    let sid = api
+        .ok(
+            SCHEDULE,
+            json!({ "i": { "classId": class_id, "start": "2026-12-01T10:00:00Z" } }),
+        )
+        .await["scheduleSession"]["id"]
+        .clone();
     api.ok(START, json!({ "id": sid })).await;
-    assert_eq!(api.error_code(START, json!({ "id": sid })).await, "CONFLICT");
-    let sid2 = api.ok(SCHEDULE, json!({ "i": { "classId": class_id, "start": "2026-12-02T10:00:00Z" } })).await["scheduleSession"]["id"].clone();
-    assert_eq!(api.error_code(START, json!({ "id": sid2 })).await, "CONFLICT", "one live session per class");
     assert_eq!(
-        api.error_code("mutation($id: ID!) { deleteClass(id: $id) }", json!({ "id": class_id })).await,
+        api.error_code(START, json!({ "id": sid })).await,
+        "CONFLICT"
+    );
+    let sid2 = api
+        .ok(
+            SCHEDULE,
+            json!({ "i": { "classId": class_id, "start": "2026-12-02T10:00:00Z" } }),
+        )
+        .await["scheduleSession"]["id"]
+        .clone();
+    assert_eq!(
+        api.error_code(START, json!({ "id": sid2 })).await,
+        "CONFLICT",
+        "one live session per class"
+    );
+    assert_eq!(
+        api.error_code(
+            "mutation($id: ID!) { deleteClass(id: $id) }",
+            json!({ "id": class_id })
+        )
+        .await,
         "CONFLICT",
         "a class with a live session is not deleted"
     );
-    let still = api.ok("query($id: ID!) { class(id: $id) { sessions { state } } }", json!({ "id": class_id })).await;
-    assert_eq!(still["class"]["sessions"], json!([{ "state": "LIVE" }, { "state": "SCHEDULED" }]), "the refused delete changed nothing");
+    let still = api
+        .ok(
+            "query($id: ID!) { class(id: $id) { sessions { state } } }",
+            json!({ "id": class_id }),
+        )
+        .await;
+    assert_eq!(
+        still["class"]["sessions"],
+        json!([{ "state": "LIVE" }, { "state": "SCHEDULED" }]),
+        "the refused delete changed nothing"
+    );
 
     // Limits on the query itself.
     let within = "{ classes { edges { node { sessions { class { title } } } } } }";
-    assert!(api.post(within, json!({})).await.get("errors").is_none(), "depth 6 is fine");
+    assert!(
+        api.post(within, json!({})).await.get("errors").is_none(),
+        "depth 6 is fine"
+    );
     let nested = "{ classes { edges { node { sessions { class { sessions { class { sessions { class { sessions { class { id } } } } } } } } } } } }";
     let refused = api.post(nested, json!({})).await;
-    assert!(refused["errors"][0]["message"].as_str().unwrap_or_default().contains("nested too deep"), "{refused}");
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nested too deep"),
+        "{refused}"
+    );
     server.stop().await;
 }
 
@@ -145,7 +246,10 @@ async fn sign_in_is_rate_limited_per_account() {
     assert_eq!(codes[5], "RATE_LIMITED", "{codes:?}");
     // The right password is refused too while limited: the limit is per account, not per guess.
     let right = json!({ "i": { "email": "r@example.org", "password": "correct horse battery" } });
-    assert_eq!(Api::new(&server.url).error_code(sign_in, right).await, "RATE_LIMITED");
+    assert_eq!(
+        Api::new(&server.url).error_code(sign_in, right).await,
+        "RATE_LIMITED"
+    );
     server.stop().await;
 }
 
@@ -161,19 +265,60 @@ async fn sign_out_and_revocation_take_effect_at_once() {
             json!({ "i": { "email": "s@example.org", "password": "correct horse battery" } }),
         )
         .await;
-    let read_only = laptop.ok(CREATE_TOKEN, json!({ "i": { "name": "ro", "scopes": ["READ"] } })).await;
-    let token = Api::new(&server.url).with_bearer(read_only["createApiToken"]["secret"].as_str().unwrap());
-    assert_eq!(token.error_code(CREATE_CLASS, json!({ "i": { "title": "x" } })).await, "FORBIDDEN", "READ scope only");
-    assert_eq!(token.error_code(CREATE_TOKEN, json!({ "i": { "name": "x", "scopes": ["READ"] } })).await, "FORBIDDEN");
+    let read_only = laptop
+        .ok(
+            CREATE_TOKEN,
+            json!({ "i": { "name": "ro", "scopes": ["READ"] } }),
+        )
+        .await;
+    let token =
+        Api::new(&server.url).with_bearer(read_only["createApiToken"]["secret"].as_str().unwrap());
+    assert_eq!(
+        token
+            .error_code(CREATE_CLASS, json!({ "i": { "title": "x" } }))
+            .await,
+        "FORBIDDEN",
+        "READ scope only"
+    );
+    assert_eq!(
+        token
+            .error_code(
+                CREATE_TOKEN,
+                json!({ "i": { "name": "x", "scopes": ["READ"] } })
+            )
+            .await,
+        "FORBIDDEN"
+    );
     let token_id = read_only["createApiToken"]["token"]["id"].clone();
-    laptop.ok("mutation($id: ID!) { revokeApiToken(id: $id) }", json!({ "id": token_id })).await;
-    assert_eq!(token.ok("{ me { id } }", json!({})).await["me"], Value::Null, "a revoked token is anonymous");
+    laptop
+        .ok(
+            "mutation($id: ID!) { revokeApiToken(id: $id) }",
+            json!({ "id": token_id }),
+        )
+        .await;
+    assert_eq!(
+        token.ok("{ me { id } }", json!({})).await["me"],
+        Value::Null,
+        "a revoked token is anonymous"
+    );
 
     laptop.ok("mutation { signOut }", json!({})).await;
-    assert_eq!(laptop.ok("{ me { id } }", json!({})).await["me"], Value::Null);
-    assert!(phone.ok("{ me { id } }", json!({})).await["me"].is_object(), "other sessions stay");
-    assert_eq!(phone.ok("mutation { signOutEverywhere }", json!({})).await["signOutEverywhere"], 1);
-    assert_eq!(phone.ok("{ me { id } }", json!({})).await["me"], Value::Null);
+    assert_eq!(
+        laptop.ok("{ me { id } }", json!({})).await["me"],
+        Value::Null
+    );
+    assert!(
+        phone.ok("{ me { id } }", json!({})).await["me"].is_object(),
+        "other sessions stay"
+    );
+    assert_eq!(
+        phone.ok("mutation { signOutEverywhere }", json!({})).await["signOutEverywhere"],
+        1
+    );
+    assert_eq!(
+        phone.ok("{ me { id } }", json!({})).await["me"],
+        Value::Null
+    );
     server.stop().await;
 }
 
@@ -210,7 +355,8 @@ async fn cookie_requests_from_other_sites_are_refused() {
 
 #[tokio::test]
 async fn the_checked_in_sdl_matches_the_code() {
-    let checked_in = std::fs::read_to_string(support::workspace_root().join("gateway/schema.graphql")).unwrap();
+    let checked_in =
+        std::fs::read_to_string(support::workspace_root().join("gateway/schema.graphql")).unwrap();
     assert!(
         checked_in == gateway::graphql::sdl(),
         "gateway/schema.graphql is stale: run `cargo run -p gateway -- print-schema > gateway/schema.graphql`"
@@ -218,7 +364,9 @@ async fn the_checked_in_sdl_matches_the_code() {
 }
 
 /// Reads websocket messages until one that is not a keep-alive ping.
-async fn next_message(ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin)) -> Value {
+async fn next_message(
+    ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> Value {
     loop {
         let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
             .await
@@ -239,8 +387,17 @@ async fn session_state_subscription_follows_changes_and_ends_on_sign_out() {
     let server = server().await;
     let host = Api::new(&server.url);
     host.sign_up("w@example.org", "W").await;
-    let class_id = host.ok(CREATE_CLASS, json!({ "i": { "title": "Live" } })).await["createClass"]["id"].clone();
-    let sid = host.ok(SCHEDULE, json!({ "i": { "classId": class_id, "start": "2026-12-01T10:00:00Z" } })).await["scheduleSession"]["id"].clone();
+    let class_id = host
+        .ok(CREATE_CLASS, json!({ "i": { "title": "Live" } }))
+        .await["createClass"]["id"]
+        .clone();
+    let sid = host
+        .ok(
+            SCHEDULE,
+            json!({ "i": { "classId": class_id, "start": "2026-12-01T10:00:00Z" } }),
+        )
+        .await["scheduleSession"]["id"]
+        .clone();
 
     // A viewer follows the session over a websocket authenticated by their session cookie.
     let viewer = Api::new(&server.url);
@@ -251,13 +408,32 @@ async fn session_state_subscription_follows_changes_and_ends_on_sign_out() {
         .send()
         .await
         .unwrap();
-    let cookie = sign_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = sign_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
 
-    let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://")).into_client_request().unwrap();
-    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
-    request.headers_mut().insert("cookie", cookie.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("websocket");
-    ws.send(Message::text(json!({ "type": "connection_init", "payload": {} }).to_string())).await.unwrap();
+    let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket");
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": {} }).to_string(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(next_message(&mut ws).await["type"], "connection_ack");
     let subscribe = json!({ "id": "1", "type": "subscribe", "payload": {
         "query": "subscription($id: ID!) { sessionStateChanged(sessionId: $id) { sessionId state } }", "variables": { "id": sid } } });
@@ -265,11 +441,19 @@ async fn session_state_subscription_follows_changes_and_ends_on_sign_out() {
 
     // First the state the session is in now: from here on no change can be missed.
     let current = next_message(&mut ws).await;
-    assert_eq!(current["payload"]["data"]["sessionStateChanged"], json!({ "sessionId": sid, "state": "SCHEDULED" }), "{current}");
+    assert_eq!(
+        current["payload"]["data"]["sessionStateChanged"],
+        json!({ "sessionId": sid, "state": "SCHEDULED" }),
+        "{current}"
+    );
 
     host.ok(START, json!({ "id": sid })).await;
     let event = next_message(&mut ws).await;
-    assert_eq!(event["payload"]["data"]["sessionStateChanged"], json!({ "sessionId": sid, "state": "LIVE" }), "{event}");
+    assert_eq!(
+        event["payload"]["data"]["sessionStateChanged"],
+        json!({ "sessionId": sid, "state": "LIVE" }),
+        "{event}"
+    );
 
     // Signing out that browser session ends the subscription at once.
     let sign_out = reqwest::Client::new()
@@ -282,7 +466,10 @@ async fn session_state_subscription_follows_changes_and_ends_on_sign_out() {
     assert_eq!(sign_out.status(), 200);
     let ended = next_message(&mut ws).await;
     assert_eq!(ended["payload"]["data"], Value::Null, "{ended}");
-    assert_eq!(ended["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED", "{ended}");
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{ended}"
+    );
     assert_eq!(next_message(&mut ws).await["type"], "complete");
     server.stop().await;
 }

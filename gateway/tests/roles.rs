@@ -15,7 +15,14 @@ use schema::models::{class, class_role, class_session, participant, user};
 use serde_json::{Value, json};
 
 /// The kinds of caller, in the column order of the table.
-const CALLERS: [&str; 6] = ["host", "co-host", "speaker", "viewer", "stranger", "anonymous"];
+const CALLERS: [&str; 6] = [
+    "host",
+    "co-host",
+    "speaker",
+    "viewer",
+    "stranger",
+    "anonymous",
+];
 
 /// One class with a scheduled session and a user of each kind.
 struct Fixture {
@@ -39,34 +46,83 @@ async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
                 let email = format!("{kind}-{n}@example.org");
                 let u = user::create(
                     c,
-                    &user::NewUser { email: Some(&email), email_verified: false, display_name: kind, password_hash: Some(&hash), created_at: now },
+                    &user::NewUser {
+                        email: Some(&email),
+                        email_verified: false,
+                        display_name: kind,
+                        password_hash: Some(&hash),
+                        created_at: now,
+                    },
                 )?;
                 ids.insert(kind, u.id);
             }
-            let cl = class::create(c, &class::NewClass { owner_id: ids["host"], title: "Matrix", description: "", created_at: now, updated_at: now })?;
-            for (kind, role) in [("co-host", class_role::CO_HOST), ("speaker", class_role::SPEAKER)] {
-                class_role::assign(c, &class_role::NewClassRole { class_id: cl.id, user_id: ids[kind], role, created_at: now })?;
+            let cl = class::create(
+                c,
+                &class::NewClass {
+                    owner_id: ids["host"],
+                    title: "Matrix",
+                    description: "",
+                    created_at: now,
+                    updated_at: now,
+                },
+            )?;
+            for (kind, role) in [
+                ("co-host", class_role::CO_HOST),
+                ("speaker", class_role::SPEAKER),
+            ] {
+                class_role::assign(
+                    c,
+                    &class_role::NewClassRole {
+                        class_id: cl.id,
+                        user_id: ids[kind],
+                        role,
+                        created_at: now,
+                    },
+                )?;
             }
             let s = class_session::create(
                 c,
-                &class_session::NewClassSession { class_id: cl.id, scheduled_start: now, scheduled_end: None, state: "scheduled", created_at: now },
+                &class_session::NewClassSession {
+                    class_id: cl.id,
+                    scheduled_start: now,
+                    scheduled_end: None,
+                    state: "scheduled",
+                    created_at: now,
+                },
             )?;
-            participant::create(c, &participant::NewParticipant { session_id: s.id, user_id: ids["viewer"], role: "viewer", joined_at: now })?;
+            participant::create(
+                c,
+                &participant::NewParticipant {
+                    session_id: s.id,
+                    user_id: ids["viewer"],
+                    role: "viewer",
+                    joined_at: now,
+                },
+            )?;
             Ok((cl.id, s.id, ids))
         })
         .await
         .unwrap();
     let mut callers = Vec::new();
     for kind in &CALLERS[..5] {
-        let (session, _) = gateway::graphql::account::start_session(state, ids[kind]).await.unwrap();
-        let u = state.db.interact({
-            let id = ids[kind];
-            move |c| user::find(c, id)
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        callers.push(Caller::User { user: Box::new(u), credential: Credential::Session { session_id: session } });
+        let (session, _) = gateway::graphql::account::start_session(state, ids[kind])
+            .await
+            .unwrap();
+        let u = state
+            .db
+            .interact({
+                let id = ids[kind];
+                move |c| user::find(c, id)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        callers.push(Caller::User {
+            user: Box::new(u),
+            credential: Credential::Session {
+                session_id: session,
+            },
+        });
     }
     callers.push(Caller::Anonymous);
     let host_id = ids["host"];
@@ -75,12 +131,25 @@ async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
         .interact(move |c| {
             schema::models::api_token::create(
                 c,
-                &schema::models::api_token::NewApiToken { user_id: host_id, name: "t", token_hash: &format!("h{n}"), scopes: "read write", created_at: now },
+                &schema::models::api_token::NewApiToken {
+                    user_id: host_id,
+                    name: "t",
+                    token_hash: &format!("h{n}"),
+                    scopes: "read write",
+                    created_at: now,
+                },
             )
         })
         .await
         .unwrap();
-    Fixture { class_id, session_id, callers, ids, target_email: format!("target-{n}@example.org"), host_token_id: token.id }
+    Fixture {
+        class_id,
+        session_id,
+        callers,
+        ids,
+        target_email: format!("target-{n}@example.org"),
+        host_token_id: token.id,
+    }
 }
 
 /// A row: name, document, variables from the fixture, and who may (host, co-host, speaker, viewer,
@@ -97,22 +166,42 @@ const N: bool = false;
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { name: "createClass", document: "mutation { createClass(input: { title: \"New\" }) { id } }", variables: |_, _| json!({}), allowed: [Y, Y, Y, Y, Y, N] },
+        Case {
+            name: "createClass",
+            document: "mutation { createClass(input: { title: \"New\" }) { id } }",
+            variables: |_, _| json!({}),
+            allowed: [Y, Y, Y, Y, Y, N],
+        },
         Case {
             name: "updateClass",
             document: "mutation($c: ID!) { updateClass(id: $c, input: { title: \"Renamed\" }) { id } }",
             variables: |f, _| json!({ "c": f.class_id.to_string() }),
             allowed: [Y, N, N, N, N, N],
         },
-        Case { name: "deleteClass", document: "mutation($c: ID!) { deleteClass(id: $c) }", variables: |f, _| json!({ "c": f.class_id.to_string() }), allowed: [Y, N, N, N, N, N] },
+        Case {
+            name: "deleteClass",
+            document: "mutation($c: ID!) { deleteClass(id: $c) }",
+            variables: |f, _| json!({ "c": f.class_id.to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
         Case {
             name: "scheduleSession",
             document: "mutation($c: ID!) { scheduleSession(input: { classId: $c, start: \"2027-01-01T09:00:00Z\" }) { id } }",
             variables: |f, _| json!({ "c": f.class_id.to_string() }),
             allowed: [Y, N, N, N, N, N],
         },
-        Case { name: "startSession", document: "mutation($s: ID!) { startSession(id: $s) { id } }", variables: |f, _| json!({ "s": f.session_id.to_string() }), allowed: [Y, N, N, N, N, N] },
-        Case { name: "endSession", document: "mutation($s: ID!) { endSession(id: $s) { id } }", variables: |f, _| json!({ "s": f.session_id.to_string() }), allowed: [Y, N, N, N, N, N] },
+        Case {
+            name: "startSession",
+            document: "mutation($s: ID!) { startSession(id: $s) { id } }",
+            variables: |f, _| json!({ "s": f.session_id.to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case {
+            name: "endSession",
+            document: "mutation($s: ID!) { endSession(id: $s) { id } }",
+            variables: |f, _| json!({ "s": f.session_id.to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
         Case {
             name: "assignRole(CO_HOST)",
             document: "mutation($c: ID!, $u: ID!) { assignRole(classId: $c, userId: $u, role: CO_HOST) }",
@@ -155,8 +244,18 @@ fn cases() -> Vec<Case> {
             variables: |f, _| json!({ "t": f.host_token_id.to_string() }),
             allowed: [Y, N, N, N, N, N],
         },
-        Case { name: "signOut", document: "mutation { signOut }", variables: |_, _| json!({}), allowed: [Y, Y, Y, Y, Y, N] },
-        Case { name: "signOutEverywhere", document: "mutation { signOutEverywhere }", variables: |_, _| json!({}), allowed: [Y, Y, Y, Y, Y, N] },
+        Case {
+            name: "signOut",
+            document: "mutation { signOut }",
+            variables: |_, _| json!({}),
+            allowed: [Y, Y, Y, Y, Y, N],
+        },
+        Case {
+            name: "signOutEverywhere",
+            document: "mutation { signOutEverywhere }",
+            variables: |_, _| json!({}),
+            allowed: [Y, Y, Y, Y, Y, N],
+        },
         Case {
             name: "signUp",
             document: "mutation($e: String!) { signUp(input: { email: $e, password: \"long enough pw\", displayName: \"N\" }) { id } }",
@@ -169,7 +268,12 @@ fn cases() -> Vec<Case> {
             variables: |f, _| json!({ "e": f.target_email }),
             allowed: [Y, Y, Y, Y, Y, Y],
         },
-        Case { name: "class (query)", document: "query($c: ID!) { class(id: $c) { title } }", variables: |f, _| json!({ "c": f.class_id.to_string() }), allowed: [Y, Y, Y, Y, Y, N] },
+        Case {
+            name: "class (query)",
+            document: "query($c: ID!) { class(id: $c) { title } }",
+            variables: |f, _| json!({ "c": f.class_id.to_string() }),
+            allowed: [Y, Y, Y, Y, Y, N],
+        },
         Case {
             name: "class.roles (query)",
             document: "query($c: ID!) { class(id: $c) { roles { role } } }",
@@ -186,14 +290,22 @@ fn cases() -> Vec<Case> {
 }
 
 /// Runs the document as `caller`; returns the first answer (subscriptions: the first event).
-async fn run(state: &AppState, caller: Caller, document: &str, variables: Value) -> async_graphql::Response {
+async fn run(
+    state: &AppState,
+    caller: Caller,
+    document: &str,
+    variables: Value,
+) -> async_graphql::Response {
     let request = Request::new(document)
         .variables(Variables::from_json(variables))
         .data(state.clone())
         .data(caller);
     if document.starts_with("subscription") {
         let mut stream = state.api.execute_stream(request);
-        stream.next().await.expect("a subscription answers at once: data or an error")
+        stream
+            .next()
+            .await
+            .expect("a subscription answers at once: data or an error")
     } else {
         state.api.execute(request).await
     }
@@ -206,7 +318,9 @@ async fn every_operation_against_every_caller() {
     // The matrix signs in many times; the limits are tested elsewhere.
     config.auth.sign_in_per_account_per_minute = 1000;
     let state = gateway::build_state(config).await.unwrap();
-    let hash = gateway::auth::password::hash("matrix password".into()).await.unwrap();
+    let hash = gateway::auth::password::hash("matrix password".into())
+        .await
+        .unwrap();
 
     let mut failures = Vec::new();
     let mut n = 0;
@@ -216,7 +330,12 @@ async fn every_operation_against_every_caller() {
             let f = fixture(&state, n, &hash).await;
             let variables = (case.variables)(&f, col);
             let response = run(&state, f.callers[col].clone(), case.document, variables).await;
-            let code = response.errors.first().and_then(|e| e.extensions.as_ref()).and_then(|x| x.get("code")).map(|c| c.to_string());
+            let code = response
+                .errors
+                .first()
+                .and_then(|e| e.extensions.as_ref())
+                .and_then(|x| x.get("code"))
+                .map(|c| c.to_string());
             let outcome_ok = match (case.allowed[col], code.as_deref()) {
                 (true, None) => true,
                 (false, Some("\"UNAUTHENTICATED\"")) => *kind == "anonymous",
@@ -234,5 +353,9 @@ async fn every_operation_against_every_caller() {
         }
     }
     state.sfu.shutdown();
-    assert!(failures.is_empty(), "role matrix mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "role matrix mismatches:\n{}",
+        failures.join("\n")
+    );
 }

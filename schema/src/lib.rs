@@ -15,8 +15,8 @@ pub mod schema;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use deadpool_diesel::Runtime;
 use deadpool::managed::{Hook, HookError};
+use deadpool_diesel::Runtime;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -37,7 +37,9 @@ pub enum Conn {
 
 /// Now, in Unix milliseconds (the unit of every time column).
 pub fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -57,7 +59,9 @@ pub enum DatabaseLocation {
 pub enum UrlError {
     #[error("the database URL is empty")]
     Empty,
-    #[error("unsupported database scheme `{0}`: supported are sqlite:// (a file path) and postgres://")]
+    #[error(
+        "unsupported database scheme `{0}`: supported are sqlite:// (a file path) and postgres://"
+    )]
     UnsupportedScheme(String),
 }
 
@@ -141,30 +145,41 @@ impl Db {
                 // `Conn::establish` tries each backend in turn and hides why each failed; connect once
                 // directly so a wrong password or a stopped server is reported as such.
                 let probe = url.clone();
-                tokio::task::spawn_blocking(move || diesel::PgConnection::establish(&probe).map(drop))
-                    .await
-                    .map_err(|e| DbError::Interact(e.to_string()))?
-                    .map_err(|e| DbError::Connect(e.to_string()))?;
+                tokio::task::spawn_blocking(move || {
+                    diesel::PgConnection::establish(&probe).map(drop)
+                })
+                .await
+                .map_err(|e| DbError::Interact(e.to_string()))?
+                .map_err(|e| DbError::Connect(e.to_string()))?;
                 url.clone()
             }
         };
         let manager = Manager::new(url, Runtime::Tokio1);
         let pool = Pool::builder(manager)
             .max_size(max_connections.max(1))
-            .post_create(Hook::async_fn(|conn: &mut deadpool_diesel::Connection<Conn>, _metrics| {
-                Box::pin(async move {
-                    conn.interact(configure)
-                        .await
-                        .map_err(|e| HookError::message(e.to_string()))?
-                        .map_err(|e| HookError::message(e.to_string()))
-                })
-            }))
+            .post_create(Hook::async_fn(
+                |conn: &mut deadpool_diesel::Connection<Conn>, _metrics| {
+                    Box::pin(async move {
+                        conn.interact(configure)
+                            .await
+                            .map_err(|e| HookError::message(e.to_string()))?
+                            .map_err(|e| HookError::message(e.to_string()))
+                    })
+                },
+            ))
             .build()
             .map_err(|e| DbError::Build(e.to_string()))?;
-        let db = Db { pool, backend: location.backend() };
+        let db = Db {
+            pool,
+            backend: location.backend(),
+        };
         db.ping().await?;
         let applied = db.migrate().await?;
-        tracing::info!(backend = db.backend, migrations_applied = applied, "database open");
+        tracing::info!(
+            backend = db.backend,
+            migrations_applied = applied,
+            "database open"
+        );
         Ok(db)
     }
 
@@ -175,11 +190,17 @@ impl Db {
 
     /// Applies pending migrations; returns how many ran.
     pub async fn migrate(&self) -> Result<usize, DbError> {
-        let conn = self.pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
+        let conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| DbError::Pool(e.to_string()))?;
         conn.interact(|conn| {
             let applied = match conn {
                 Conn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
-                Conn::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+                Conn::Postgres(c) => c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|v| v.len()),
             };
             applied.map_err(|e| DbError::Migrate(e.to_string()))
         })
@@ -189,7 +210,8 @@ impl Db {
 
     /// Runs `SELECT 1` on a pooled connection: proves the database is reachable.
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.interact(|conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ())).await
+        self.interact(|conn| diesel::sql_query("SELECT 1").execute(conn).map(|_| ()))
+            .await
     }
 
     /// Runs blocking diesel work on a pooled connection, off the async executor's threads.
@@ -198,8 +220,15 @@ impl Db {
         F: FnOnce(&mut Conn) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let conn = self.pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
-        conn.interact(f).await.map_err(|e| DbError::Interact(e.to_string()))?.map_err(DbError::Query)
+        let conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| DbError::Pool(e.to_string()))?;
+        conn.interact(f)
+            .await
+            .map_err(|e| DbError::Interact(e.to_string()))?
+            .map_err(DbError::Query)
     }
 
     /// Like [`Db::interact`], inside one transaction: all of `f`'s writes land, or none.
@@ -209,7 +238,11 @@ impl Db {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let conn = self.pool.get().await.map_err(|e| DbError::Pool(e.to_string()))?;
+        let conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| DbError::Pool(e.to_string()))?;
         let result = conn
             .interact(move |conn| conn.transaction(f))
             .await
@@ -249,7 +282,10 @@ impl<E> From<diesel::result::Error> for TxError<E> {
 fn create_parent_dir(path: &Path) -> Result<(), DbError> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir { path: dir.to_owned(), source })
+            std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })
         }
         _ => Ok(()),
     }
@@ -288,7 +324,9 @@ mod tests {
         assert_eq!(DatabaseLocation::parse("sqlite://"), Err(UrlError::Empty));
         assert_eq!(
             DatabaseLocation::parse("postgres://u@127.0.0.1:5432/db"),
-            Ok(DatabaseLocation::Postgres("postgres://u@127.0.0.1:5432/db".into()))
+            Ok(DatabaseLocation::Postgres(
+                "postgres://u@127.0.0.1:5432/db".into()
+            ))
         );
         assert_eq!(
             DatabaseLocation::parse("mysql://localhost/x"),

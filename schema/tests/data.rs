@@ -13,85 +13,275 @@ async fn suite(db: &Db) {
     // Users: create, find, unique email.
     let ada = db
         .interact(move |c| {
-            user::create(c, &user::NewUser { email: Some("ada@example.org"), email_verified: false, display_name: "Ada", password_hash: Some("h"), created_at: t0 })
+            user::create(
+                c,
+                &user::NewUser {
+                    email: Some("ada@example.org"),
+                    email_verified: false,
+                    display_name: "Ada",
+                    password_hash: Some("h"),
+                    created_at: t0,
+                },
+            )
         })
         .await
         .unwrap();
     assert_eq!(ada.email.as_deref(), Some("ada@example.org"));
     let bob = db
         .interact(move |c| {
-            user::create(c, &user::NewUser { email: Some("bob@example.org"), email_verified: true, display_name: "Bob", password_hash: None, created_at: t0 })
+            user::create(
+                c,
+                &user::NewUser {
+                    email: Some("bob@example.org"),
+                    email_verified: true,
+                    display_name: "Bob",
+                    password_hash: None,
+                    created_at: t0,
+                },
+            )
         })
         .await
         .unwrap();
     assert_ne!(ada.id, bob.id);
     let dup = db
         .interact(move |c| {
-            user::create(c, &user::NewUser { email: Some("ada@example.org"), email_verified: false, display_name: "Ada 2", password_hash: None, created_at: t0 })
+            user::create(
+                c,
+                &user::NewUser {
+                    email: Some("ada@example.org"),
+                    email_verified: false,
+                    display_name: "Ada 2",
+                    password_hash: None,
+                    created_at: t0,
+                },
+            )
         })
         .await;
-    assert!(matches!(dup, Err(schema::DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)))), "{dup:?}");
-    let found = db.interact(|c| user::find_by_email(c, "ada@example.org")).await.unwrap().unwrap();
+    assert!(
+        matches!(
+            dup,
+            Err(schema::DbError::Query(
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _
+                )
+            ))
+        ),
+        "{dup:?}"
+    );
+    let found = db
+        .interact(|c| user::find_by_email(c, "ada@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found, ada);
     let (ada_id, bob_id) = (ada.id, bob.id);
-    db.interact(move |c| user::mark_email_verified(c, ada_id)).await.unwrap();
-    assert!(db.interact(move |c| user::find(c, ada_id)).await.unwrap().unwrap().email_verified);
+    db.interact(move |c| user::mark_email_verified(c, ada_id))
+        .await
+        .unwrap();
+    assert!(
+        db.interact(move |c| user::find(c, ada_id))
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
 
     // Identities.
     db.interact(move |c| {
-        auth_identity::create(c, &auth_identity::NewAuthIdentity { user_id: bob_id, provider: "google", subject: "123", email: None, created_at: t0 })
+        auth_identity::create(
+            c,
+            &auth_identity::NewAuthIdentity {
+                user_id: bob_id,
+                provider: "google",
+                subject: "123",
+                email: None,
+                created_at: t0,
+            },
+        )
     })
     .await
     .unwrap();
-    assert_eq!(db.interact(|c| auth_identity::find(c, "google", "123")).await.unwrap().unwrap().user_id, bob_id);
-    assert!(db.interact(|c| auth_identity::find(c, "google", "999")).await.unwrap().is_none());
+    assert_eq!(
+        db.interact(|c| auth_identity::find(c, "google", "123"))
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id,
+        bob_id
+    );
+    assert!(
+        db.interact(|c| auth_identity::find(c, "google", "999"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Sessions: active until expiry or revocation.
     let s1 = db
-        .interact(move |c| auth_session::create(c, &auth_session::NewAuthSession { user_id: ada_id, token_hash: "s1", created_at: t0, expires_at: t0 + 1000 }))
+        .interact(move |c| {
+            auth_session::create(
+                c,
+                &auth_session::NewAuthSession {
+                    user_id: ada_id,
+                    token_hash: "s1",
+                    created_at: t0,
+                    expires_at: t0 + 1000,
+                },
+            )
+        })
         .await
         .unwrap();
     let s2 = db
-        .interact(move |c| auth_session::create(c, &auth_session::NewAuthSession { user_id: ada_id, token_hash: "s2", created_at: t0, expires_at: t0 + 1000 }))
+        .interact(move |c| {
+            auth_session::create(
+                c,
+                &auth_session::NewAuthSession {
+                    user_id: ada_id,
+                    token_hash: "s2",
+                    created_at: t0,
+                    expires_at: t0 + 1000,
+                },
+            )
+        })
         .await
         .unwrap();
-    let (u, s) = db.interact(move |c| auth_session::find_active(c, "s1", t0 + 1)).await.unwrap().unwrap();
+    let (u, s) = db
+        .interact(move |c| auth_session::find_active(c, "s1", t0 + 1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((u.id, s.id), (ada_id, s1.id));
-    assert!(db.interact(move |c| auth_session::find_active(c, "s1", t0 + 1000)).await.unwrap().is_none(), "expired");
+    assert!(
+        db.interact(move |c| auth_session::find_active(c, "s1", t0 + 1000))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
     let s1_id = s1.id;
-    assert_eq!(db.interact(move |c| auth_session::revoke(c, s1_id, t0 + 2)).await.unwrap(), 1);
-    assert!(db.interact(move |c| auth_session::find_active(c, "s1", t0 + 3)).await.unwrap().is_none(), "revoked");
-    assert!(!db.interact(move |c| auth_session::is_active(c, s1_id, t0 + 3)).await.unwrap());
+    assert_eq!(
+        db.interact(move |c| auth_session::revoke(c, s1_id, t0 + 2))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        db.interact(move |c| auth_session::find_active(c, "s1", t0 + 3))
+            .await
+            .unwrap()
+            .is_none(),
+        "revoked"
+    );
+    assert!(
+        !db.interact(move |c| auth_session::is_active(c, s1_id, t0 + 3))
+            .await
+            .unwrap()
+    );
     let s2_id = s2.id;
-    assert!(db.interact(move |c| auth_session::is_active(c, s2_id, t0 + 3)).await.unwrap());
-    assert_eq!(db.interact(move |c| auth_session::revoke_all(c, ada_id, t0 + 4)).await.unwrap(), 1, "only s2 was still active");
-    assert!(!db.interact(move |c| auth_session::is_active(c, s2_id, t0 + 5)).await.unwrap());
+    assert!(
+        db.interact(move |c| auth_session::is_active(c, s2_id, t0 + 3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.interact(move |c| auth_session::revoke_all(c, ada_id, t0 + 4))
+            .await
+            .unwrap(),
+        1,
+        "only s2 was still active"
+    );
+    assert!(
+        !db.interact(move |c| auth_session::is_active(c, s2_id, t0 + 5))
+            .await
+            .unwrap()
+    );
 
     // API tokens.
     let tok = db
-        .interact(move |c| api_token::create(c, &api_token::NewApiToken { user_id: ada_id, name: "ci", token_hash: "t1", scopes: "read write", created_at: t0 }))
+        .interact(move |c| {
+            api_token::create(
+                c,
+                &api_token::NewApiToken {
+                    user_id: ada_id,
+                    name: "ci",
+                    token_hash: "t1",
+                    scopes: "read write",
+                    created_at: t0,
+                },
+            )
+        })
         .await
         .unwrap();
-    let (t, u) = db.interact(move |c| api_token::authenticate(c, "t1", t0 + 9)).await.unwrap().unwrap();
+    let (t, u) = db
+        .interact(move |c| api_token::authenticate(c, "t1", t0 + 9))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((t.id, u.id), (tok.id, ada_id));
-    let listed = db.interact(move |c| api_token::list_active(c, ada_id)).await.unwrap();
+    let listed = db
+        .interact(move |c| api_token::list_active(c, ada_id))
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].last_used_at, Some(t0 + 9), "use is recorded");
     let tok_id = tok.id;
-    assert!(!db.interact(move |c| api_token::revoke(c, bob_id, tok_id, t0)).await.unwrap(), "not bob's token");
-    assert!(db.interact(move |c| api_token::revoke(c, ada_id, tok_id, t0)).await.unwrap());
-    assert!(db.interact(move |c| api_token::authenticate(c, "t1", t0)).await.unwrap().is_none());
+    assert!(
+        !db.interact(move |c| api_token::revoke(c, bob_id, tok_id, t0))
+            .await
+            .unwrap(),
+        "not bob's token"
+    );
+    assert!(
+        db.interact(move |c| api_token::revoke(c, ada_id, tok_id, t0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.interact(move |c| api_token::authenticate(c, "t1", t0))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Login flows: taken once, expire.
     let flow = |state: &str, exp: i64| login_flow::LoginFlow {
-        state: state.into(), provider: "p".into(), pkce_verifier: "v".into(), nonce: "n".into(), return_to: "/".into(), expires_at: exp,
+        state: state.into(),
+        provider: "p".into(),
+        pkce_verifier: "v".into(),
+        nonce: "n".into(),
+        return_to: "/".into(),
+        expires_at: exp,
     };
     let (f1, f2) = (flow("st1", t0 + 100), flow("st2", t0 + 10));
-    db.interact(move |c| login_flow::create(c, &f1)).await.unwrap();
-    db.interact(move |c| login_flow::create(c, &f2)).await.unwrap();
-    assert_eq!(db.interact(move |c| login_flow::take(c, "st1", t0 + 50)).await.unwrap().unwrap().state, "st1");
-    assert!(db.interact(move |c| login_flow::take(c, "st1", t0 + 50)).await.unwrap().is_none(), "once");
-    assert!(db.interact(move |c| login_flow::take(c, "st2", t0 + 50)).await.unwrap().is_none(), "expired");
+    db.interact(move |c| login_flow::create(c, &f1))
+        .await
+        .unwrap();
+    db.interact(move |c| login_flow::create(c, &f2))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.interact(move |c| login_flow::take(c, "st1", t0 + 50))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "st1"
+    );
+    assert!(
+        db.interact(move |c| login_flow::take(c, "st1", t0 + 50))
+            .await
+            .unwrap()
+            .is_none(),
+        "once"
+    );
+    assert!(
+        db.interact(move |c| login_flow::take(c, "st2", t0 + 50))
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
 
     // Classes: create, update, list with cursor and membership, roles.
     let mut ids = Vec::new();
@@ -99,89 +289,296 @@ async fn suite(db: &Db) {
         let title = format!("Class {i}");
         let owner = if i % 2 == 0 { ada_id } else { bob_id };
         let c = db
-            .interact(move |c| class::create(c, &class::NewClass { owner_id: owner, title: &title, description: "", created_at: t0, updated_at: t0 }))
+            .interact(move |c| {
+                class::create(
+                    c,
+                    &class::NewClass {
+                        owner_id: owner,
+                        title: &title,
+                        description: "",
+                        created_at: t0,
+                        updated_at: t0,
+                    },
+                )
+            })
             .await
             .unwrap();
         ids.push(c.id);
     }
-    let page = db.interact(|c| class::list(c, class::Filter::All, None, 2)).await.unwrap();
-    assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[4], ids[3]], "newest first");
-    let before = page[1].id;
-    let page2 = db.interact(move |c| class::list(c, class::Filter::All, Some(before), 10)).await.unwrap();
-    assert_eq!(page2.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[2], ids[1], ids[0]]);
-    let (c1, c3) = (ids[1], ids[3]);
-    db.interact(move |c| class_role::assign(c, &class_role::NewClassRole { class_id: c1, user_id: ada_id, role: class_role::SPEAKER, created_at: t0 }))
+    let page = db
+        .interact(|c| class::list(c, class::Filter::All, None, 2))
         .await
         .unwrap();
+    assert_eq!(
+        page.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[3]],
+        "newest first"
+    );
+    let before = page[1].id;
+    let page2 = db
+        .interact(move |c| class::list(c, class::Filter::All, Some(before), 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1], ids[0]]
+    );
+    let (c1, c3) = (ids[1], ids[3]);
+    db.interact(move |c| {
+        class_role::assign(
+            c,
+            &class_role::NewClassRole {
+                class_id: c1,
+                user_id: ada_id,
+                role: class_role::SPEAKER,
+                created_at: t0,
+            },
+        )
+    })
+    .await
+    .unwrap();
     let replaced = db
-        .interact(move |c| class_role::assign(c, &class_role::NewClassRole { class_id: c1, user_id: ada_id, role: class_role::CO_HOST, created_at: t0 }))
+        .interact(move |c| {
+            class_role::assign(
+                c,
+                &class_role::NewClassRole {
+                    class_id: c1,
+                    user_id: ada_id,
+                    role: class_role::CO_HOST,
+                    created_at: t0,
+                },
+            )
+        })
         .await
         .unwrap();
     assert_eq!(replaced.role, "co_host");
-    assert_eq!(db.interact(move |c| class_role::list_for_class(c, c1)).await.unwrap().len(), 1, "one role per user and class");
-    let mine = db.interact(move |c| class::list(c, class::Filter::MemberOf(ada_id), None, 10)).await.unwrap();
-    assert_eq!(mine.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[4], ids[2], ids[1], ids[0]], "owned plus co-hosted");
-    assert!(db.interact(move |c| class_role::remove(c, c1, ada_id)).await.unwrap());
-    assert!(!db.interact(move |c| class_role::remove(c, c1, ada_id)).await.unwrap());
-    let updated = db
-        .interact(move |c| class::update(c, c3, &class::ClassChanges { title: Some("Renamed"), description: None, updated_at: Some(t0 + 1) }))
+    assert_eq!(
+        db.interact(move |c| class_role::list_for_class(c, c1))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "one role per user and class"
+    );
+    let mine = db
+        .interact(move |c| class::list(c, class::Filter::MemberOf(ada_id), None, 10))
         .await
         .unwrap();
-    assert_eq!((updated.title.as_str(), updated.description.as_str(), updated.updated_at), ("Renamed", "", t0 + 1));
+    assert_eq!(
+        mine.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[2], ids[1], ids[0]],
+        "owned plus co-hosted"
+    );
+    assert!(
+        db.interact(move |c| class_role::remove(c, c1, ada_id))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.interact(move |c| class_role::remove(c, c1, ada_id))
+            .await
+            .unwrap()
+    );
+    let updated = db
+        .interact(move |c| {
+            class::update(
+                c,
+                c3,
+                &class::ClassChanges {
+                    title: Some("Renamed"),
+                    description: None,
+                    updated_at: Some(t0 + 1),
+                },
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            updated.title.as_str(),
+            updated.description.as_str(),
+            updated.updated_at
+        ),
+        ("Renamed", "", t0 + 1)
+    );
 
     // Sessions: transitions happen once.
     let session = db
         .interact(move |c| {
-            class_session::create(c, &class_session::NewClassSession { class_id: c3, scheduled_start: t0, scheduled_end: None, state: class_session::SCHEDULED, created_at: t0 })
+            class_session::create(
+                c,
+                &class_session::NewClassSession {
+                    class_id: c3,
+                    scheduled_start: t0,
+                    scheduled_end: None,
+                    state: class_session::SCHEDULED,
+                    created_at: t0,
+                },
+            )
         })
         .await
         .unwrap();
     let sid = session.id;
-    let live = db.interact(move |c| class_session::start(c, sid, t0 + 5)).await.unwrap().unwrap();
-    assert_eq!((live.state.as_str(), live.started_at), ("live", Some(t0 + 5)));
-    assert!(db.interact(move |c| class_session::start(c, sid, t0 + 6)).await.unwrap().is_none(), "starts once");
-    assert_eq!(db.interact(move |c| class_session::live_in_class(c, c3)).await.unwrap().map(|s| s.id), Some(sid));
-    let ended = db.interact(move |c| class_session::end(c, sid, t0 + 9)).await.unwrap().unwrap();
-    assert_eq!((ended.state.as_str(), ended.ended_at), ("ended", Some(t0 + 9)));
-    assert!(db.interact(move |c| class_session::end(c, sid, t0 + 10)).await.unwrap().is_none(), "ends once");
-    assert!(db.interact(move |c| class_session::start(c, sid, t0 + 11)).await.unwrap().is_none(), "no restart");
+    let live = db
+        .interact(move |c| class_session::start(c, sid, t0 + 5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (live.state.as_str(), live.started_at),
+        ("live", Some(t0 + 5))
+    );
+    assert!(
+        db.interact(move |c| class_session::start(c, sid, t0 + 6))
+            .await
+            .unwrap()
+            .is_none(),
+        "starts once"
+    );
+    assert_eq!(
+        db.interact(move |c| class_session::live_in_class(c, c3))
+            .await
+            .unwrap()
+            .map(|s| s.id),
+        Some(sid)
+    );
+    let ended = db
+        .interact(move |c| class_session::end(c, sid, t0 + 9))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ended.state.as_str(), ended.ended_at),
+        ("ended", Some(t0 + 9))
+    );
+    assert!(
+        db.interact(move |c| class_session::end(c, sid, t0 + 10))
+            .await
+            .unwrap()
+            .is_none(),
+        "ends once"
+    );
+    assert!(
+        db.interact(move |c| class_session::start(c, sid, t0 + 11))
+            .await
+            .unwrap()
+            .is_none(),
+        "no restart"
+    );
 
     // Participants and recordings hang off the session.
-    db.interact(move |c| participant::create(c, &participant::NewParticipant { session_id: sid, user_id: bob_id, role: "viewer", joined_at: t0 }))
-        .await
-        .unwrap();
-    db.interact(move |c| recording::create(c, &recording::NewRecording { session_id: sid, state: "recording", created_at: t0, updated_at: t0 }))
-        .await
-        .unwrap();
-    assert_eq!(db.interact(move |c| participant::list_for_session(c, sid)).await.unwrap().len(), 1);
-    assert_eq!(db.interact(move |c| recording::list_for_session(c, sid)).await.unwrap()[0].state, "recording");
+    db.interact(move |c| {
+        participant::create(
+            c,
+            &participant::NewParticipant {
+                session_id: sid,
+                user_id: bob_id,
+                role: "viewer",
+                joined_at: t0,
+            },
+        )
+    })
+    .await
+    .unwrap();
+    db.interact(move |c| {
+        recording::create(
+            c,
+            &recording::NewRecording {
+                session_id: sid,
+                state: "recording",
+                created_at: t0,
+                updated_at: t0,
+            },
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        db.interact(move |c| participant::list_for_session(c, sid))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        db.interact(move |c| recording::list_for_session(c, sid))
+            .await
+            .unwrap()[0]
+            .state,
+        "recording"
+    );
 
     // Constraints hold: foreign keys and state checks.
     let orphan = db
-        .interact(move |c| class::create(c, &class::NewClass { owner_id: 999_999, title: "x", description: "", created_at: t0, updated_at: t0 }))
+        .interact(move |c| {
+            class::create(
+                c,
+                &class::NewClass {
+                    owner_id: 999_999,
+                    title: "x",
+                    description: "",
+                    created_at: t0,
+                    updated_at: t0,
+                },
+            )
+        })
         .await;
     assert!(orphan.is_err(), "a class needs an existing owner");
     let bad_state = db
-        .interact(move |c| class_session::create(c, &class_session::NewClassSession { class_id: c3, scheduled_start: t0, scheduled_end: None, state: "paused", created_at: t0 }))
+        .interact(move |c| {
+            class_session::create(
+                c,
+                &class_session::NewClassSession {
+                    class_id: c3,
+                    scheduled_start: t0,
+                    scheduled_end: None,
+                    state: "paused",
+                    created_at: t0,
+                },
+            )
+        })
         .await;
     assert!(bad_state.is_err(), "state is checked");
 
     // Deleting a class takes its sessions and their records along.
     assert!(db.interact(move |c| class::delete(c, c3)).await.unwrap());
-    assert!(db.interact(move |c| class_session::find(c, sid)).await.unwrap().is_none());
-    assert!(db.interact(move |c| recording::list_for_session(c, sid)).await.unwrap().is_empty());
+    assert!(
+        db.interact(move |c| class_session::find(c, sid))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        db.interact(move |c| recording::list_for_session(c, sid))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A transaction that aborts leaves nothing behind.
     let aborted: Result<(), &str> = db
         .transaction(move |c| {
-            class::create(c, &class::NewClass { owner_id: ada_id, title: "Half", description: "", created_at: t0, updated_at: t0 })?;
+            class::create(
+                c,
+                &class::NewClass {
+                    owner_id: ada_id,
+                    title: "Half",
+                    description: "",
+                    created_at: t0,
+                    updated_at: t0,
+                },
+            )?;
             Err(TxError::Abort("changed my mind"))
         })
         .await
         .unwrap();
     assert_eq!(aborted, Err("changed my mind"));
     let titles: Vec<String> = db
-        .interact(|c: &mut Conn| schema::schema::classes::table.select(schema::schema::classes::title).load(c))
+        .interact(|c: &mut Conn| {
+            schema::schema::classes::table
+                .select(schema::schema::classes::title)
+                .load(c)
+        })
         .await
         .unwrap();
     assert!(!titles.contains(&"Half".to_owned()), "{titles:?}");
@@ -192,8 +589,12 @@ async fn migrations_redo(db: &Db) {
     db.interact(|c| {
         use diesel_migrations::MigrationHarness;
         let reverted = match c {
-            Conn::Sqlite(c) => c.revert_all_migrations(schema::SQLITE_MIGRATIONS).map(|v| v.len()),
-            Conn::Postgres(c) => c.revert_all_migrations(schema::POSTGRES_MIGRATIONS).map(|v| v.len()),
+            Conn::Sqlite(c) => c
+                .revert_all_migrations(schema::SQLITE_MIGRATIONS)
+                .map(|v| v.len()),
+            Conn::Postgres(c) => c
+                .revert_all_migrations(schema::POSTGRES_MIGRATIONS)
+                .map(|v| v.len()),
         };
         assert!(reverted.expect("revert") >= 1);
         Ok(())
@@ -206,7 +607,9 @@ async fn migrations_redo(db: &Db) {
 #[tokio::test]
 async fn sqlite_backend_passes_the_data_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&DatabaseLocation::SqliteFile(dir.path().join("t.db")), 4).await.unwrap();
+    let db = Db::open(&DatabaseLocation::SqliteFile(dir.path().join("t.db")), 4)
+        .await
+        .unwrap();
     assert_eq!(db.backend(), "sqlite");
     migrations_redo(&db).await;
     suite(&db).await;
@@ -225,8 +628,15 @@ async fn postgres_backend_passes_the_data_suite() {
 
 #[tokio::test]
 async fn an_unreachable_postgres_is_reported_as_such() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("postgres://postgres@127.0.0.1:{port}/none");
-    let err = Db::open(&DatabaseLocation::Postgres(url), 1).await.err().expect("no server there");
+    let err = Db::open(&DatabaseLocation::Postgres(url), 1)
+        .await
+        .err()
+        .expect("no server there");
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }

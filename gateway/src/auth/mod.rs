@@ -69,7 +69,10 @@ pub enum Caller {
     #[default]
     Anonymous,
     /// A signed-in user.
-    User { user: Box<User>, credential: Credential },
+    User {
+        user: Box<User>,
+        credential: Credential,
+    },
 }
 
 impl Caller {
@@ -83,15 +86,24 @@ impl Caller {
     /// Whether the caller's credential allows `scope` (sessions allow everything).
     pub fn has_scope(&self, scope: Scope) -> bool {
         match self {
-            Caller::User { credential: Credential::Session { .. }, .. } => true,
-            Caller::User { credential: Credential::Token { scopes, .. }, .. } => scopes.contains(&scope),
+            Caller::User {
+                credential: Credential::Session { .. },
+                ..
+            } => true,
+            Caller::User {
+                credential: Credential::Token { scopes, .. },
+                ..
+            } => scopes.contains(&scope),
             Caller::Anonymous => false,
         }
     }
 
     pub fn session_id(&self) -> Option<i64> {
         match self {
-            Caller::User { credential: Credential::Session { session_id }, .. } => Some(*session_id),
+            Caller::User {
+                credential: Credential::Session { session_id },
+                ..
+            } => Some(*session_id),
             _ => None,
         }
     }
@@ -101,8 +113,14 @@ impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Caller::Anonymous => f.write_str("anonymous"),
-            Caller::User { user, credential: Credential::Session { .. } } => write!(f, "user {} (session)", user.id),
-            Caller::User { user, credential: Credential::Token { token_id, .. } } => {
+            Caller::User {
+                user,
+                credential: Credential::Session { .. },
+            } => write!(f, "user {} (session)", user.id),
+            Caller::User {
+                user,
+                credential: Credential::Token { token_id, .. },
+            } => {
                 write!(f, "user {} (token {token_id})", user.id)
             }
         }
@@ -131,10 +149,15 @@ pub enum Presented {
 
 /// Reads the credential from request headers.
 pub fn presented(headers: &HeaderMap) -> Presented {
-    if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some(token) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) {
-            return Presented::Bearer(token.trim().to_owned());
-        }
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| {
+            auth.strip_prefix("Bearer ")
+                .or_else(|| auth.strip_prefix("bearer "))
+        });
+    if let Some(token) = bearer {
+        return Presented::Bearer(token.trim().to_owned());
     }
     for value in headers.get_all(axum::http::header::COOKIE) {
         let Ok(value) = value.to_str() else { continue };
@@ -157,19 +180,32 @@ pub async fn resolve(db: &schema::Db, presented: Presented) -> Result<Caller, sc
         Presented::None => Ok(Caller::Anonymous),
         Presented::Cookie(secret) => {
             let hash = hash_secret(&secret);
-            let found = db.interact(move |c| schema::models::auth_session::find_active(c, &hash, now)).await?;
-            Ok(found.map_or(Caller::Anonymous, |(session, user)| Caller::User {
-                user: Box::new(user),
-                credential: Credential::Session { session_id: session.id },
-            }))
+            let found = db
+                .interact(move |c| schema::models::auth_session::find_active(c, &hash, now))
+                .await?;
+            Ok(
+                found.map_or(Caller::Anonymous, |(session, user)| Caller::User {
+                    user: Box::new(user),
+                    credential: Credential::Session {
+                        session_id: session.id,
+                    },
+                }),
+            )
         }
         Presented::Bearer(secret) => {
             let hash = hash_secret(&secret);
-            let found = db.interact(move |c| schema::models::api_token::authenticate(c, &hash, now)).await?;
-            Ok(found.map_or(Caller::Anonymous, |(token, user)| Caller::User {
-                user: Box::new(user),
-                credential: Credential::Token { token_id: token.id, scopes: Scope::parse_list(&token.scopes) },
-            }))
+            let found = db
+                .interact(move |c| schema::models::api_token::authenticate(c, &hash, now))
+                .await?;
+            Ok(
+                found.map_or(Caller::Anonymous, |(token, user)| Caller::User {
+                    user: Box::new(user),
+                    credential: Credential::Token {
+                        token_id: token.id,
+                        scopes: Scope::parse_list(&token.scopes),
+                    },
+                }),
+            )
         }
     }
 }
@@ -219,9 +255,27 @@ impl Revocations {
 /// Whether `revoked` ends the credential of `caller`.
 pub fn ends(caller: &Caller, revoked: Revoked) -> bool {
     match (caller, revoked) {
-        (Caller::User { credential: Credential::Session { session_id }, .. }, Revoked::Session(id)) => *session_id == id,
-        (Caller::User { user, credential: Credential::Session { .. } }, Revoked::AllSessionsOf(uid)) => user.id == uid,
-        (Caller::User { credential: Credential::Token { token_id, .. }, .. }, Revoked::Token(id)) => *token_id == id,
+        (
+            Caller::User {
+                credential: Credential::Session { session_id },
+                ..
+            },
+            Revoked::Session(id),
+        ) => *session_id == id,
+        (
+            Caller::User {
+                user,
+                credential: Credential::Session { .. },
+            },
+            Revoked::AllSessionsOf(uid),
+        ) => user.id == uid,
+        (
+            Caller::User {
+                credential: Credential::Token { token_id, .. },
+                ..
+            },
+            Revoked::Token(id),
+        ) => *token_id == id,
         _ => false,
     }
 }
@@ -235,13 +289,23 @@ mod tests {
     fn bearer_wins_over_cookie_and_cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
         assert_eq!(presented(&h), Presented::None);
-        h.insert("cookie", HeaderValue::from_static("a=b; classroom_session=s3cret; c=d"));
+        h.insert(
+            "cookie",
+            HeaderValue::from_static("a=b; classroom_session=s3cret; c=d"),
+        );
         assert_eq!(presented(&h), Presented::Cookie("s3cret".into()));
-        h.insert("authorization", HeaderValue::from_static("Bearer clsrm_tok"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer clsrm_tok"),
+        );
         assert_eq!(presented(&h), Presented::Bearer("clsrm_tok".into()));
         let mut h = HeaderMap::new();
         h.insert("cookie", HeaderValue::from_static("classroom_session="));
-        assert_eq!(presented(&h), Presented::None, "an emptied cookie is no credential");
+        assert_eq!(
+            presented(&h),
+            Presented::None,
+            "an emptied cookie is no credential"
+        );
     }
 
     #[test]
@@ -257,7 +321,10 @@ mod tests {
     #[test]
     fn cookies_are_http_only_lax_and_secure_over_https() {
         let c = session_cookie("abc", 60, false);
-        assert_eq!(c, "classroom_session=abc; Path=/; HttpOnly; SameSite=Lax; Max-Age=60");
+        assert_eq!(
+            c,
+            "classroom_session=abc; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
         assert!(session_cookie("abc", 60, true).ends_with("; Secure"));
         assert!(clear_session_cookie(false).contains("Max-Age=0"));
     }

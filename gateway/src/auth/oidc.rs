@@ -15,8 +15,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope as OidcScope, TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope as OidcScope, TokenResponse,
 };
 use serde::Deserialize;
 use tokio::sync::OnceCell;
@@ -53,7 +53,15 @@ impl Providers {
         Providers {
             providers: configs
                 .iter()
-                .map(|(name, config)| (name.clone(), Provider { config: config.clone(), metadata: OnceCell::new() }))
+                .map(|(name, config)| {
+                    (
+                        name.clone(),
+                        Provider {
+                            config: config.clone(),
+                            metadata: OnceCell::new(),
+                        },
+                    )
+                })
                 .collect(),
             http,
         }
@@ -75,26 +83,46 @@ fn failure(status: StatusCode, message: &str) -> Response {
         "<!doctype html><title>Sign-in failed</title><h1>Sign-in failed</h1><p>{}</p><p><a href=\"/\">Back</a></p>",
         message.replace('<', "&lt;")
     );
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 async fn build_client(state: &AppState, name: &str) -> Result<Client, Response> {
     let providers = &state.oidc;
-    let provider = providers.providers.get(name).ok_or_else(|| failure(StatusCode::NOT_FOUND, "unknown sign-in provider"))?;
-    let http = providers.http.as_ref().ok_or_else(|| failure(StatusCode::INTERNAL_SERVER_ERROR, "no HTTP client"))?;
+    let provider = providers
+        .providers
+        .get(name)
+        .ok_or_else(|| failure(StatusCode::NOT_FOUND, "unknown sign-in provider"))?;
+    let http = providers
+        .http
+        .as_ref()
+        .ok_or_else(|| failure(StatusCode::INTERNAL_SERVER_ERROR, "no HTTP client"))?;
     let metadata = provider
         .metadata
         .get_or_try_init(|| async {
-            let issuer = IssuerUrl::new(provider.config.issuer.clone()).map_err(|e| e.to_string())?;
-            CoreProviderMetadata::discover_async(issuer, http).await.map_err(|e| e.to_string())
+            let issuer =
+                IssuerUrl::new(provider.config.issuer.clone()).map_err(|e| e.to_string())?;
+            CoreProviderMetadata::discover_async(issuer, http)
+                .await
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e: String| {
             tracing::error!(provider = name, error = %e, "OIDC discovery failed");
-            failure(StatusCode::BAD_GATEWAY, "the sign-in provider cannot be reached")
+            failure(
+                StatusCode::BAD_GATEWAY,
+                "the sign-in provider cannot be reached",
+            )
         })?;
-    let redirect = RedirectUrl::new(format!("{}/auth/oidc/{name}/callback", state.config.public_url()))
-        .map_err(|_| failure(StatusCode::INTERNAL_SERVER_ERROR, "bad public URL"))?;
+    let redirect = RedirectUrl::new(format!(
+        "{}/auth/oidc/{name}/callback",
+        state.config.public_url()
+    ))
+    .map_err(|_| failure(StatusCode::INTERNAL_SERVER_ERROR, "bad public URL"))?;
     Ok(CoreClient::from_provider_metadata(
         metadata.clone(),
         ClientId::new(provider.config.client_id.clone()),
@@ -111,20 +139,35 @@ pub struct StartParams {
 /// Only same-site paths: `/x`, never `//host` or a full URL.
 fn safe_return_to(value: Option<String>) -> String {
     match value {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && p.len() <= 512 => p,
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && p.len() <= 512 =>
+        {
+            p
+        }
         _ => "/".to_owned(),
     }
 }
 
 /// `GET /auth/oidc/{provider}/start`
-pub async fn start(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<StartParams>) -> Response {
+pub async fn start(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<StartParams>,
+) -> Response {
     let client = match build_client(&state, &name).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, csrf, nonce) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(OidcScope::new("email".into()))
         .add_scope(OidcScope::new("profile".into()))
         .set_pkce_challenge(challenge)
@@ -137,7 +180,11 @@ pub async fn start(State(state): State<AppState>, Path(name): Path<String>, Quer
         return_to: safe_return_to(params.return_to),
         expires_at: schema::now_ms() + FLOW_TTL.as_millis() as i64,
     };
-    if let Err(e) = state.db.interact(move |c| login_flow::create(c, &flow)).await {
+    if let Err(e) = state
+        .db
+        .interact(move |c| login_flow::create(c, &flow))
+        .await
+    {
         tracing::error!(error = %e, "storing the sign-in flow failed");
         return failure(StatusCode::SERVICE_UNAVAILABLE, "try again in a moment");
     }
@@ -161,18 +208,37 @@ struct Claims {
 }
 
 /// `GET /auth/oidc/{provider}/callback`
-pub async fn callback(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<CallbackParams>) -> Response {
+pub async fn callback(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<CallbackParams>,
+) -> Response {
     if let Some(error) = params.error {
         let detail = params.error_description.unwrap_or_default();
-        return failure(StatusCode::BAD_REQUEST, &format!("the provider said: {error} {detail}"));
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &format!("the provider said: {error} {detail}"),
+        );
     }
     let (Some(code), Some(csrf)) = (params.code, params.state) else {
-        return failure(StatusCode::BAD_REQUEST, "the provider's answer lacks code or state");
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "the provider's answer lacks code or state",
+        );
     };
     let now = schema::now_ms();
-    let flow = match state.db.interact(move |c| login_flow::take(c, &csrf, now)).await {
+    let flow = match state
+        .db
+        .interact(move |c| login_flow::take(c, &csrf, now))
+        .await
+    {
         Ok(Some(flow)) if flow.provider == name => flow,
-        Ok(_) => return failure(StatusCode::BAD_REQUEST, "this sign-in expired or was already used; start again"),
+        Ok(_) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "this sign-in expired or was already used; start again",
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "reading the sign-in flow failed");
             return failure(StatusCode::SERVICE_UNAVAILABLE, "try again in a moment");
@@ -186,7 +252,10 @@ pub async fn callback(State(state): State<AppState>, Path(name): Path<String>, Q
         Ok(claims) => claims,
         Err(message) => {
             tracing::warn!(provider = %name, error = %message, "OIDC sign-in refused");
-            return failure(StatusCode::BAD_REQUEST, "the provider's answer could not be verified");
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "the provider's answer could not be verified",
+            );
         }
     };
     let user_id = match link(&state, &name, claims).await {
@@ -197,12 +266,21 @@ pub async fn callback(State(state): State<AppState>, Path(name): Path<String>, Q
         }
     };
     match crate::graphql::account::start_session(&state, user_id).await {
-        Ok((_, cookie)) => ([(header::SET_COOKIE, cookie)], Redirect::to(&flow.return_to)).into_response(),
+        Ok((_, cookie)) => (
+            [(header::SET_COOKIE, cookie)],
+            Redirect::to(&flow.return_to),
+        )
+            .into_response(),
         Err(_) => failure(StatusCode::SERVICE_UNAVAILABLE, "try again in a moment"),
     }
 }
 
-async fn exchange(state: &AppState, client: &Client, code: String, flow: &login_flow::LoginFlow) -> Result<Claims, String> {
+async fn exchange(
+    state: &AppState,
+    client: &Client,
+    code: String,
+    flow: &login_flow::LoginFlow,
+) -> Result<Claims, String> {
     let http = state.oidc.http.as_ref().ok_or("no HTTP client")?;
     let response = client
         .exchange_code(AuthorizationCode::new(code))
@@ -219,7 +297,10 @@ async fn exchange(state: &AppState, client: &Client, code: String, flow: &login_
         subject: claims.subject().as_str().to_owned(),
         email: claims.email().map(|e| e.as_str().to_lowercase()),
         email_verified: claims.email_verified() == Some(true),
-        name: claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()),
+        name: claims
+            .name()
+            .and_then(|n| n.get(None))
+            .map(|n| n.as_str().to_owned()),
     })
 }
 
@@ -248,7 +329,11 @@ async fn link(state: &AppState, provider: &str, claims: Claims) -> Result<i64, s
                     let display = claims
                         .name
                         .clone()
-                        .or_else(|| verified_email.and_then(|e| e.split('@').next()).map(str::to_owned))
+                        .or_else(|| {
+                            verified_email
+                                .and_then(|e| e.split('@').next())
+                                .map(str::to_owned)
+                        })
                         .unwrap_or_else(|| "New user".to_owned());
                     user::create(
                         c,

@@ -1,7 +1,7 @@
 //! Passwords: argon2id hashes (PHC strings), computed on blocking threads.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 /// Shortest password accepted.
 pub const MIN_LENGTH: usize = 10;
@@ -26,7 +26,10 @@ pub async fn hash(password: String) -> Result<String, String> {
         let mut salt = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
         let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?
@@ -35,7 +38,11 @@ pub async fn hash(password: String) -> Result<String, String> {
 /// Whether `password` matches the stored hash. A malformed hash never matches.
 pub async fn verify(password: String, stored: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&stored).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        PasswordHash::new(&stored).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
     })
     .await
     .unwrap_or(false)

@@ -71,10 +71,18 @@ impl AccountQuery {
 }
 
 /// Refuses when `limiter` has no capacity left for `key`.
-fn check_limit<K: std::hash::Hash + Eq + Clone>(limiter: &governor::DefaultKeyedRateLimiter<K>, key: &K) -> ApiResult<()> {
-    limiter.check_key(key).map_err(|not_until| ApiError::RateLimited {
-        retry_after_secs: not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1),
-    })
+fn check_limit<K: std::hash::Hash + Eq + Clone>(
+    limiter: &governor::DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> ApiResult<()> {
+    limiter
+        .check_key(key)
+        .map_err(|not_until| ApiError::RateLimited {
+            retry_after_secs: not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                .max(1),
+        })
 }
 
 /// Starts a browser session for `user_id` and sets its cookie on the response.
@@ -88,7 +96,12 @@ pub async fn start_session(state: &AppState, user_id: i64) -> ApiResult<(i64, St
         .interact(move |c| {
             auth_session::create(
                 c,
-                &auth_session::NewAuthSession { user_id, token_hash: &hash, created_at: now, expires_at: now + ttl },
+                &auth_session::NewAuthSession {
+                    user_id,
+                    token_hash: &hash,
+                    created_at: now,
+                    expires_at: now + ttl,
+                },
             )
         })
         .await?;
@@ -101,33 +114,40 @@ impl AccountMutation {
     /// Creates an account with email and password and signs it in (sets the session cookie).
     async fn sign_up(&self, ctx: &Context<'_>, input: SignUpInput) -> Result<UserView> {
         let state = state(ctx);
-        if let ClientIp(Some(ip)) = ctx.data_opt::<ClientIp>().copied().unwrap_or(ClientIp(None)) {
+        if let ClientIp(Some(ip)) = ctx
+            .data_opt::<ClientIp>()
+            .copied()
+            .unwrap_or(ClientIp(None))
+        {
             check_limit(&state.rate_limits.sign_up_ip, &ip)?;
         }
         let email = errors::email("input.email", &input.email)?;
         let display_name = errors::text("input.displayName", &input.display_name, 1, 100)?;
-        password::check_strength(&input.password).map_err(|m| ApiError::bad_input("input.password", m))?;
+        password::check_strength(&input.password)
+            .map_err(|m| ApiError::bad_input("input.password", m))?;
         let hash = password::hash(input.password).await.map_err(|e| {
             tracing::error!(error = %e, "password hashing failed");
             ApiError::Internal
         })?;
         let now = schema::now_ms();
         let created = transaction(ctx, move |c| {
-                if user::find_by_email(c, &email)?.is_some() {
-                    return Err(TxError::Abort(ApiError::Conflict("an account with this email exists".into())));
-                }
-                Ok(user::create(
-                    c,
-                    &user::NewUser {
-                        email: Some(&email),
-                        email_verified: false,
-                        display_name: &display_name,
-                        password_hash: Some(&hash),
-                        created_at: now,
-                    },
-                )?)
-            })
-            .await?;
+            if user::find_by_email(c, &email)?.is_some() {
+                return Err(TxError::Abort(ApiError::Conflict(
+                    "an account with this email exists".into(),
+                )));
+            }
+            Ok(user::create(
+                c,
+                &user::NewUser {
+                    email: Some(&email),
+                    email_verified: false,
+                    display_name: &display_name,
+                    password_hash: Some(&hash),
+                    created_at: now,
+                },
+            )?)
+        })
+        .await?;
         let (_, cookie) = start_session(state, created.id).await?;
         ctx.append_http_header(SET_COOKIE, cookie);
         Ok(UserView::of(&created, Some(created.id)))
@@ -136,7 +156,11 @@ impl AccountMutation {
     /// Signs in with email and password (sets the session cookie).
     async fn sign_in(&self, ctx: &Context<'_>, input: SignInInput) -> Result<UserView> {
         let state = state(ctx);
-        if let ClientIp(Some(ip)) = ctx.data_opt::<ClientIp>().copied().unwrap_or(ClientIp(None)) {
+        if let ClientIp(Some(ip)) = ctx
+            .data_opt::<ClientIp>()
+            .copied()
+            .unwrap_or(ClientIp(None))
+        {
             check_limit(&state.rate_limits.sign_in_ip, &ip)?;
         }
         let email = errors::email("input.email", &input.email)?;
@@ -167,7 +191,10 @@ impl AccountMutation {
         let now = schema::now_ms();
         load(ctx, move |c| auth_session::revoke(c, session_id, now)).await?;
         state.revocations.announce(Revoked::Session(session_id));
-        ctx.append_http_header(SET_COOKIE, auth::clear_session_cookie(state.config.cookies_secure()));
+        ctx.append_http_header(
+            SET_COOKIE,
+            auth::clear_session_cookie(state.config.cookies_secure()),
+        );
         Ok(true)
     }
 
@@ -179,13 +206,20 @@ impl AccountMutation {
         let now = schema::now_ms();
         let n = load(ctx, move |c| auth_session::revoke_all(c, user_id, now)).await?;
         state.revocations.announce(Revoked::AllSessionsOf(user_id));
-        ctx.append_http_header(SET_COOKIE, auth::clear_session_cookie(state.config.cookies_secure()));
+        ctx.append_http_header(
+            SET_COOKIE,
+            auth::clear_session_cookie(state.config.cookies_secure()),
+        );
         Ok(i32::try_from(n).unwrap_or(i32::MAX))
     }
 
     /// Creates an API token for scripts. Its secret is in the answer and never shown again.
     /// Only from a browser session: a token cannot mint tokens.
-    async fn create_api_token(&self, ctx: &Context<'_>, input: CreateApiTokenInput) -> Result<CreatedApiToken> {
+    async fn create_api_token(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiTokenInput,
+    ) -> Result<CreatedApiToken> {
         session_of(caller(ctx))?;
         let user_id = require_user(ctx, Scope::Write)?.id;
         let name = errors::text("input.name", &input.name, 1, 100)?;
@@ -200,10 +234,22 @@ impl AccountMutation {
         let hash = auth::hash_secret(&secret);
         let now = schema::now_ms();
         let token = load(ctx, move |c| {
-            api_token::create(c, &api_token::NewApiToken { user_id, name: &name, token_hash: &hash, scopes: &scopes, created_at: now })
+            api_token::create(
+                c,
+                &api_token::NewApiToken {
+                    user_id,
+                    name: &name,
+                    token_hash: &hash,
+                    scopes: &scopes,
+                    created_at: now,
+                },
+            )
         })
         .await?;
-        Ok(CreatedApiToken { token: token.into(), secret })
+        Ok(CreatedApiToken {
+            token: token.into(),
+            secret,
+        })
     }
 
     /// Revokes one of the caller's API tokens; requests with it fail from now on.
@@ -223,9 +269,15 @@ impl AccountMutation {
 fn session_of(caller: &Caller) -> ApiResult<i64> {
     match caller {
         Caller::Anonymous => Err(ApiError::Unauthenticated),
-        Caller::User { credential: Credential::Session { session_id }, .. } => Ok(*session_id),
-        Caller::User { credential: Credential::Token { .. }, .. } => {
-            Err(ApiError::Forbidden("only a signed-in browser session can do this, not an API token".into()))
-        }
+        Caller::User {
+            credential: Credential::Session { session_id },
+            ..
+        } => Ok(*session_id),
+        Caller::User {
+            credential: Credential::Token { .. },
+            ..
+        } => Err(ApiError::Forbidden(
+            "only a signed-in browser session can do this, not an API token".into(),
+        )),
     }
 }

@@ -70,8 +70,14 @@ pub enum AssignableRole {
 }
 
 /// The class and the caller's role in it; NOT_FOUND when it does not exist.
-fn class_and_role(c: &mut Conn, class_id: i64, user_id: i64) -> diesel::QueryResult<Option<(class::Class, Role)>> {
-    let Some(found) = class::find(c, class_id)? else { return Ok(None) };
+fn class_and_role(
+    c: &mut Conn,
+    class_id: i64,
+    user_id: i64,
+) -> diesel::QueryResult<Option<(class::Class, Role)>> {
+    let Some(found) = class::find(c, class_id)? else {
+        return Ok(None);
+    };
     let role = roles::role_in(c, &found, user_id)?;
     Ok(Some((found, role)))
 }
@@ -81,7 +87,9 @@ fn require(role: Role, action: Action) -> Result<(), TxError<ApiError>> {
     if roles::allowed(role, action) {
         Ok(())
     } else {
-        Err(TxError::Abort(ApiError::Forbidden(format!("a {role} may not do this"))))
+        Err(TxError::Abort(ApiError::Forbidden(format!(
+            "a {role} may not do this"
+        ))))
     }
 }
 
@@ -105,17 +113,28 @@ impl ClassQuery {
         }
         let before = match &after {
             Some(cursor) => Some(
-                cursor.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::bad_input("after", "not a cursor from this API"))?,
+                cursor
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ApiError::bad_input("after", "not a cursor from this API"))?,
             ),
             None => None,
         };
-        let filter = if mine { class::Filter::MemberOf(user_id) } else { class::Filter::All };
+        let filter = if mine {
+            class::Filter::MemberOf(user_id)
+        } else {
+            class::Filter::All
+        };
         let limit = i64::from(first);
         let mut rows = load(ctx, move |c| class::list(c, filter, before, limit + 1)).await?;
         let has_next = rows.len() as i64 > limit;
         rows.truncate(first as usize);
         let mut connection = Connection::new(before.is_some(), has_next);
-        connection.edges.extend(rows.into_iter().map(|c| Edge::new(c.id.to_string(), ClassView(c))));
+        connection.edges.extend(
+            rows.into_iter()
+                .map(|c| Edge::new(c.id.to_string(), ClassView(c))),
+        );
         Ok(connection)
     }
 
@@ -123,7 +142,9 @@ impl ClassQuery {
     async fn class(&self, ctx: &Context<'_>, id: ID) -> Result<ClassView> {
         require_user(ctx, Scope::Read)?;
         let class_id = errors::parse_id("id", &id)?;
-        let found = load(ctx, move |c| class::find(c, class_id)).await?.ok_or(ApiError::NotFound("class"))?;
+        let found = load(ctx, move |c| class::find(c, class_id))
+            .await?
+            .ok_or(ApiError::NotFound("class"))?;
         Ok(ClassView(found))
     }
 
@@ -131,7 +152,9 @@ impl ClassQuery {
     async fn session(&self, ctx: &Context<'_>, id: ID) -> Result<SessionView> {
         require_user(ctx, Scope::Read)?;
         let session_id = errors::parse_id("id", &id)?;
-        let found = load(ctx, move |c| class_session::find(c, session_id)).await?.ok_or(ApiError::NotFound("session"))?;
+        let found = load(ctx, move |c| class_session::find(c, session_id))
+            .await?
+            .ok_or(ApiError::NotFound("session"))?;
         Ok(SessionView(found))
     }
 
@@ -157,30 +180,57 @@ impl ClassMutation {
     async fn create_class(&self, ctx: &Context<'_>, input: CreateClassInput) -> Result<ClassView> {
         let owner_id = require_user(ctx, Scope::Write)?.id;
         let title = errors::text("input.title", &input.title, 1, MAX_TITLE)?;
-        let description = errors::text("input.description", &input.description, 0, MAX_DESCRIPTION)?;
+        let description =
+            errors::text("input.description", &input.description, 0, MAX_DESCRIPTION)?;
         let now = schema::now_ms();
         let created = load(ctx, move |c| {
-            class::create(c, &class::NewClass { owner_id, title: &title, description: &description, created_at: now, updated_at: now })
+            class::create(
+                c,
+                &class::NewClass {
+                    owner_id,
+                    title: &title,
+                    description: &description,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
         })
         .await?;
         Ok(ClassView(created))
     }
 
     /// Changes a class's title or description (host only).
-    async fn update_class(&self, ctx: &Context<'_>, id: ID, input: UpdateClassInput) -> Result<ClassView> {
+    async fn update_class(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateClassInput,
+    ) -> Result<ClassView> {
         let user_id = require_user(ctx, Scope::Write)?.id;
         let class_id = errors::parse_id("id", &id)?;
-        let title = input.title.as_deref().map(|t| errors::text("input.title", t, 1, MAX_TITLE)).transpose()?;
-        let description =
-            input.description.as_deref().map(|d| errors::text("input.description", d, 0, MAX_DESCRIPTION)).transpose()?;
+        let title = input
+            .title
+            .as_deref()
+            .map(|t| errors::text("input.title", t, 1, MAX_TITLE))
+            .transpose()?;
+        let description = input
+            .description
+            .as_deref()
+            .map(|d| errors::text("input.description", d, 0, MAX_DESCRIPTION))
+            .transpose()?;
         let now = schema::now_ms();
         let updated = transaction(ctx, move |c| {
-                let (_, role) = class_and_role(c, class_id, user_id)?.ok_or_else(|| abort(ApiError::NotFound("class")))?;
-                require(role, Action::EditClass)?;
-                let changes = class::ClassChanges { title: title.as_deref(), description: description.as_deref(), updated_at: Some(now) };
-                Ok(class::update(c, class_id, &changes)?)
-            })
-            .await?;
+            let (_, role) = class_and_role(c, class_id, user_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
+            require(role, Action::EditClass)?;
+            let changes = class::ClassChanges {
+                title: title.as_deref(),
+                description: description.as_deref(),
+                updated_at: Some(now),
+            };
+            Ok(class::update(c, class_id, &changes)?)
+        })
+        .await?;
         Ok(ClassView(updated))
     }
 
@@ -189,19 +239,26 @@ impl ClassMutation {
         let user_id = require_user(ctx, Scope::Write)?.id;
         let class_id = errors::parse_id("id", &id)?;
         transaction(ctx, move |c| {
-                let (_, role) = class_and_role(c, class_id, user_id)?.ok_or_else(|| abort(ApiError::NotFound("class")))?;
-                require(role, Action::EditClass)?;
-                if class_session::live_in_class(c, class_id)?.is_some() {
-                    return Err(abort(ApiError::Conflict("a session of this class is live: end it first".into())));
-                }
-                Ok(class::delete(c, class_id)?)
-            })
-            .await?;
+            let (_, role) = class_and_role(c, class_id, user_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
+            require(role, Action::EditClass)?;
+            if class_session::live_in_class(c, class_id)?.is_some() {
+                return Err(abort(ApiError::Conflict(
+                    "a session of this class is live: end it first".into(),
+                )));
+            }
+            Ok(class::delete(c, class_id)?)
+        })
+        .await?;
         Ok(true)
     }
 
     /// Schedules a session of a class (host only).
-    async fn schedule_session(&self, ctx: &Context<'_>, input: ScheduleSessionInput) -> Result<SessionView> {
+    async fn schedule_session(
+        &self,
+        ctx: &Context<'_>,
+        input: ScheduleSessionInput,
+    ) -> Result<SessionView> {
         let user_id = require_user(ctx, Scope::Write)?.id;
         let class_id = errors::parse_id("input.classId", &input.class_id)?;
         let start = input.start.timestamp_millis();
@@ -211,20 +268,21 @@ impl ClassMutation {
         }
         let now = schema::now_ms();
         let created = transaction(ctx, move |c| {
-                let (_, role) = class_and_role(c, class_id, user_id)?.ok_or_else(|| abort(ApiError::NotFound("class")))?;
-                require(role, Action::ScheduleSession)?;
-                Ok(class_session::create(
-                    c,
-                    &class_session::NewClassSession {
-                        class_id,
-                        scheduled_start: start,
-                        scheduled_end: end,
-                        state: class_session::SCHEDULED,
-                        created_at: now,
-                    },
-                )?)
-            })
-            .await?;
+            let (_, role) = class_and_role(c, class_id, user_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
+            require(role, Action::ScheduleSession)?;
+            Ok(class_session::create(
+                c,
+                &class_session::NewClassSession {
+                    class_id,
+                    scheduled_start: start,
+                    scheduled_end: end,
+                    state: class_session::SCHEDULED,
+                    created_at: now,
+                },
+            )?)
+        })
+        .await?;
         Ok(SessionView(created))
     }
 
@@ -234,16 +292,25 @@ impl ClassMutation {
         let session_id = errors::parse_id("id", &id)?;
         let now = schema::now_ms();
         let started = transaction(ctx, move |c| {
-                let session = class_session::find(c, session_id)?.ok_or_else(|| abort(ApiError::NotFound("session")))?;
-                let (_, role) = class_and_role(c, session.class_id, user_id)?.ok_or_else(|| abort(ApiError::NotFound("class")))?;
-                require(role, Action::StartSession)?;
-                if let Some(live) = class_session::live_in_class(c, session.class_id)? {
-                    return Err(abort(ApiError::Conflict(format!("session {} of this class is already live", live.id))));
-                }
-                class_session::start(c, session_id, now)?
-                    .ok_or_else(|| abort(ApiError::Conflict(format!("the session is {}, not scheduled", session.state))))
+            let session = class_session::find(c, session_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("session")))?;
+            let (_, role) = class_and_role(c, session.class_id, user_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
+            require(role, Action::StartSession)?;
+            if let Some(live) = class_session::live_in_class(c, session.class_id)? {
+                return Err(abort(ApiError::Conflict(format!(
+                    "session {} of this class is already live",
+                    live.id
+                ))));
+            }
+            class_session::start(c, session_id, now)?.ok_or_else(|| {
+                abort(ApiError::Conflict(format!(
+                    "the session is {}, not scheduled",
+                    session.state
+                )))
             })
-            .await?;
+        })
+        .await?;
         publish(ctx, &started);
         Ok(SessionView(started))
     }
@@ -254,47 +321,72 @@ impl ClassMutation {
         let session_id = errors::parse_id("id", &id)?;
         let now = schema::now_ms();
         let ended = transaction(ctx, move |c| {
-                let session = class_session::find(c, session_id)?.ok_or_else(|| abort(ApiError::NotFound("session")))?;
-                let (_, role) = class_and_role(c, session.class_id, user_id)?.ok_or_else(|| abort(ApiError::NotFound("class")))?;
-                require(role, Action::EndSession)?;
-                class_session::end(c, session_id, now)?.ok_or_else(|| abort(ApiError::Conflict("the session has already ended".into())))
-            })
-            .await?;
+            let session = class_session::find(c, session_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("session")))?;
+            let (_, role) = class_and_role(c, session.class_id, user_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
+            require(role, Action::EndSession)?;
+            class_session::end(c, session_id, now)?
+                .ok_or_else(|| abort(ApiError::Conflict("the session has already ended".into())))
+        })
+        .await?;
         publish(ctx, &ended);
         Ok(SessionView(ended))
     }
 
     /// Gives a user a standing role in a class: co-host (host only) or speaker (host or co-host).
-    async fn assign_role(&self, ctx: &Context<'_>, class_id: ID, user_id: ID, role: AssignableRole) -> Result<bool> {
+    async fn assign_role(
+        &self,
+        ctx: &Context<'_>,
+        class_id: ID,
+        user_id: ID,
+        role: AssignableRole,
+    ) -> Result<bool> {
         let caller_id = require_user(ctx, Scope::Write)?.id;
         let class_id = errors::parse_id("classId", &class_id)?;
         let target = errors::parse_id("userId", &user_id)?;
         let now = schema::now_ms();
         transaction(ctx, move |c| {
-                let (found, caller_role) = class_and_role(c, class_id, caller_id)?.ok_or_else(|| abort(ApiError::NotFound("class")))?;
-                let needed = match role {
-                    AssignableRole::CoHost => Action::ManageCoHosts,
-                    AssignableRole::Speaker => Action::ManageSpeakers,
-                };
-                require(caller_role, needed)?;
-                if user::find(c, target)?.is_none() {
-                    return Err(abort(ApiError::NotFound("user")));
-                }
-                if found.owner_id == target {
-                    return Err(abort(ApiError::bad_input("userId", "the host already has every right in the class")));
-                }
-                // A co-host may not demote a co-host by making them a speaker.
-                if roles::role_in(c, &found, target)? == Role::CoHost && !roles::allowed(caller_role, Action::ManageCoHosts) {
-                    return Err(abort(ApiError::Forbidden(format!("a {caller_role} may not change a co-host's role"))));
-                }
-                let role = match role {
-                    AssignableRole::CoHost => class_role::CO_HOST,
-                    AssignableRole::Speaker => class_role::SPEAKER,
-                };
-                class_role::assign(c, &class_role::NewClassRole { class_id, user_id: target, role, created_at: now })?;
-                Ok(true)
-            })
-            .await?;
+            let (found, caller_role) = class_and_role(c, class_id, caller_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
+            let needed = match role {
+                AssignableRole::CoHost => Action::ManageCoHosts,
+                AssignableRole::Speaker => Action::ManageSpeakers,
+            };
+            require(caller_role, needed)?;
+            if user::find(c, target)?.is_none() {
+                return Err(abort(ApiError::NotFound("user")));
+            }
+            if found.owner_id == target {
+                return Err(abort(ApiError::bad_input(
+                    "userId",
+                    "the host already has every right in the class",
+                )));
+            }
+            // A co-host may not demote a co-host by making them a speaker.
+            if roles::role_in(c, &found, target)? == Role::CoHost
+                && !roles::allowed(caller_role, Action::ManageCoHosts)
+            {
+                return Err(abort(ApiError::Forbidden(format!(
+                    "a {caller_role} may not change a co-host's role"
+                ))));
+            }
+            let role = match role {
+                AssignableRole::CoHost => class_role::CO_HOST,
+                AssignableRole::Speaker => class_role::SPEAKER,
+            };
+            class_role::assign(
+                c,
+                &class_role::NewClassRole {
+                    class_id,
+                    user_id: target,
+                    role,
+                    created_at: now,
+                },
+            )?;
+            Ok(true)
+        })
+        .await?;
         Ok(true)
     }
 
@@ -304,16 +396,17 @@ impl ClassMutation {
         let class_id = errors::parse_id("classId", &class_id)?;
         let target = errors::parse_id("userId", &user_id)?;
         transaction(ctx, move |c| {
-                let (found, caller_role) = class_and_role(c, class_id, caller_id)?.ok_or_else(|| abort(ApiError::NotFound("class")))?;
-                require(caller_role, Action::ManageSpeakers)?;
-                match roles::role_in(c, &found, target)? {
-                    Role::CoHost => require(caller_role, Action::ManageCoHosts)?,
-                    Role::Speaker => {}
-                    Role::Host | Role::Viewer => return Err(abort(ApiError::NotFound("role"))),
-                }
-                Ok(class_role::remove(c, class_id, target)?)
-            })
-            .await?;
+            let (found, caller_role) = class_and_role(c, class_id, caller_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
+            require(caller_role, Action::ManageSpeakers)?;
+            match roles::role_in(c, &found, target)? {
+                Role::CoHost => require(caller_role, Action::ManageCoHosts)?,
+                Role::Speaker => {}
+                Role::Host | Role::Viewer => return Err(abort(ApiError::NotFound("role"))),
+            }
+            Ok(class_role::remove(c, class_id, target)?)
+        })
+        .await?;
         Ok(true)
     }
 }
@@ -323,7 +416,10 @@ fn publish(ctx: &Context<'_>, session: &class_session::ClassSession) {
         session_id: session.id,
         class_id: session.class_id,
         state: SessionState::parse(&session.state),
-        at: session.ended_at.or(session.started_at).unwrap_or_else(schema::now_ms),
+        at: session
+            .ended_at
+            .or(session.started_at)
+            .unwrap_or_else(schema::now_ms),
     };
     // No receiver means nobody is subscribed.
     let _ = state(ctx).session_events.send(event);
@@ -333,7 +429,11 @@ fn publish(ctx: &Context<'_>, session: &class_session::ClassSession) {
 impl ClassSubscription {
     /// The state of one session now, then every change (scheduled -> live -> ended). Ends with
     /// UNAUTHENTICATED when the caller's session or token is revoked.
-    async fn session_state_changed(&self, ctx: &Context<'_>, session_id: ID) -> Result<impl Stream<Item = Result<SessionStateChange>>> {
+    async fn session_state_changed(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+    ) -> Result<impl Stream<Item = Result<SessionStateChange>>> {
         require_user(ctx, Scope::Read)?;
         let id = errors::parse_id("sessionId", &session_id)?;
         let caller = caller(ctx).clone();
@@ -343,7 +443,11 @@ impl ClassSubscription {
         let revocations = state.revocations.subscribe();
         let now = schema::now_ms();
         let still_valid = match caller.session_id() {
-            Some(sid) => state.db.interact(move |c| schema::models::auth_session::is_active(c, sid, now)).await.map_err(ApiError::from)?,
+            Some(sid) => state
+                .db
+                .interact(move |c| schema::models::auth_session::is_active(c, sid, now))
+                .await
+                .map_err(ApiError::from)?,
             None => true,
         };
         if !still_valid {
@@ -360,9 +464,21 @@ impl ClassSubscription {
             session_id: ID::from(current.id.to_string()),
             class_id: ID::from(current.class_id.to_string()),
             state: SessionState::parse(&current.state),
-            at: time(current.ended_at.or(current.started_at).unwrap_or(current.created_at)),
+            at: time(
+                current
+                    .ended_at
+                    .or(current.started_at)
+                    .unwrap_or(current.created_at),
+            ),
         };
-        Ok(futures_util::stream::once(async move { Ok(first) }).chain(session_stream(id, caller, events, revocations)))
+        Ok(
+            futures_util::stream::once(async move { Ok(first) }).chain(session_stream(
+                id,
+                caller,
+                events,
+                revocations,
+            )),
+        )
     }
 }
 

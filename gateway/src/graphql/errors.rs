@@ -28,7 +28,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn bad_input(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError::BadInput { field: field.to_owned(), message: message.into() }
+        ApiError::BadInput {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 
     pub fn code(&self) -> &'static str {
@@ -61,7 +64,9 @@ impl From<ApiError> for Error {
             ext.set("code", code);
             match &e {
                 ApiError::BadInput { field, .. } => ext.set("field", field.as_str()),
-                ApiError::RateLimited { retry_after_secs } => ext.set("retryAfter", *retry_after_secs),
+                ApiError::RateLimited { retry_after_secs } => {
+                    ext.set("retryAfter", *retry_after_secs)
+                }
                 _ => {}
             }
         })
@@ -84,7 +89,10 @@ impl From<diesel::result::Error> for ApiError {
 
 /// Parses an `ID` argument into a row id.
 pub fn parse_id(field: &str, id: &ID) -> ApiResult<i64> {
-    id.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::bad_input(field, "not a valid id"))
+    id.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad_input(field, "not a valid id"))
 }
 
 /// Trims `value` and checks its length in characters; `min` 1 means it must not be blank.
@@ -92,10 +100,20 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> ApiResult<Strin
     let value = value.trim();
     let n = value.chars().count();
     if n < min {
-        return Err(ApiError::bad_input(field, if min == 1 { "must not be empty".to_owned() } else { format!("must be at least {min} characters") }));
+        return Err(ApiError::bad_input(
+            field,
+            if min == 1 {
+                "must not be empty".to_owned()
+            } else {
+                format!("must be at least {min} characters")
+            },
+        ));
     }
     if n > max {
-        return Err(ApiError::bad_input(field, format!("must be at most {max} characters")));
+        return Err(ApiError::bad_input(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     Ok(value.to_owned())
 }
@@ -104,7 +122,10 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> ApiResult<Strin
 pub fn email(field: &str, value: &str) -> ApiResult<String> {
     let value = text(field, value, 3, 254)?.to_lowercase();
     let valid = value.split_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        !local.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
     }) && !value.contains(char::is_whitespace);
     if !valid {
         return Err(ApiError::bad_input(field, "is not an email address"));
@@ -120,8 +141,14 @@ mod tests {
     fn errors_carry_code_and_field() {
         let e: Error = ApiError::bad_input("input.title", "must not be empty").into();
         let ext = e.extensions.expect("extensions");
-        assert_eq!(ext.get("code"), Some(&async_graphql::Value::from("BAD_USER_INPUT")));
-        assert_eq!(ext.get("field"), Some(&async_graphql::Value::from("input.title")));
+        assert_eq!(
+            ext.get("code"),
+            Some(&async_graphql::Value::from("BAD_USER_INPUT"))
+        );
+        assert_eq!(
+            ext.get("field"),
+            Some(&async_graphql::Value::from("input.title"))
+        );
         assert_eq!(e.message, "input.title: must not be empty");
     }
 
@@ -131,7 +158,13 @@ mod tests {
         assert!(text("t", "   ", 1, 10).is_err());
         assert!(text("t", "abcdefghijk", 1, 10).is_err());
         assert_eq!(email("e", " Ada@Example.org ").unwrap(), "ada@example.org");
-        for bad in ["ada", "ada@", "@example.org", "ada@example", "a da@example.org"] {
+        for bad in [
+            "ada",
+            "ada@",
+            "@example.org",
+            "ada@example",
+            "a da@example.org",
+        ] {
             assert!(email("e", bad).is_err(), "{bad}");
         }
         assert_eq!(parse_id("id", &ID::from("42")).unwrap(), 42);

@@ -45,17 +45,20 @@ pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 
 /// The schema, with limits. Per-request data (state, caller, client IP) is added by the handlers.
 pub fn build_schema() -> ApiSchema {
-    Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .finish()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .finish()
 }
 
 /// The SDL, as checked into `gateway/schema.graphql`.
 pub fn sdl() -> String {
     build_schema().sdl()
 }
-
 
 /// The client's IP address, when known (for rate limits).
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +81,10 @@ pub fn require_user<'a>(ctx: &Context<'a>, scope: Scope) -> ApiResult<&'a User> 
     let caller = caller(ctx);
     let user = caller.user().ok_or(ApiError::Unauthenticated)?;
     if !caller.has_scope(scope) {
-        return Err(ApiError::Forbidden(format!("this API token lacks the `{}` scope", scope.as_str())));
+        return Err(ApiError::Forbidden(format!(
+            "this API token lacks the `{}` scope",
+            scope.as_str()
+        )));
     }
     Ok(user)
 }
@@ -103,7 +109,12 @@ where
 
 /// `GET /graphql`: GraphiQL.
 pub async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
 }
 
 /// `POST /graphql`.
@@ -121,7 +132,11 @@ pub async fn execute(
         }
     };
     tracing::debug!(%caller, "graphql request");
-    let request = request.into_inner().data(state.clone()).data(caller).data(ClientIp(connect.map(|c| c.0.0.ip())));
+    let request = request
+        .into_inner()
+        .data(state.clone())
+        .data(caller)
+        .data(ClientIp(connect.map(|c| c.0.0.ip())));
     GraphQLResponse::from(state.api.execute(request).await).into_response()
 }
 
@@ -168,7 +183,10 @@ pub async fn websocket(
 /// The headers with a JSON content type, to reuse the Origin check of [`auth::csrf::refusal`].
 fn with_json(headers: &HeaderMap) -> HeaderMap {
     let mut h = headers.clone();
-    h.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
     h
 }
 
@@ -176,6 +194,9 @@ fn token_from_payload(payload: &serde_json::Value) -> Option<String> {
     if let Some(t) = payload.get("token").and_then(|v| v.as_str()) {
         return Some(t.to_owned());
     }
-    let auth = payload.get("Authorization").or_else(|| payload.get("authorization"))?.as_str()?;
+    let auth = payload
+        .get("Authorization")
+        .or_else(|| payload.get("authorization"))?
+        .as_str()?;
     auth.strip_prefix("Bearer ").map(str::to_owned)
 }

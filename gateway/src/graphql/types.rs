@@ -3,7 +3,10 @@
 use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 
-use schema::models::{api_token::ApiToken, class::Class, class_session::ClassSession, recording::Recording, user::User};
+use schema::models::{
+    api_token::ApiToken, class::Class, class_session::ClassSession, recording::Recording,
+    user::User,
+};
 
 use super::errors::ApiError;
 use super::{caller, load, require_user};
@@ -31,7 +34,11 @@ impl UserView {
         UserView {
             id: ID::from(user.id.to_string()),
             display_name: user.display_name.clone(),
-            email: if viewer_id == Some(user.id) { user.email.clone() } else { None },
+            email: if viewer_id == Some(user.id) {
+                user.email.clone()
+            } else {
+                None
+            },
             created_at: time(user.created_at),
         }
     }
@@ -60,7 +67,9 @@ impl ClassView {
     /// The host.
     async fn owner(&self, ctx: &Context<'_>) -> Result<UserView> {
         let owner_id = self.0.owner_id;
-        let owner = load(ctx, move |c| schema::models::user::find(c, owner_id)).await?.ok_or(ApiError::Internal)?;
+        let owner = load(ctx, move |c| schema::models::user::find(c, owner_id))
+            .await?
+            .ok_or(ApiError::Internal)?;
         Ok(UserView::of(&owner, caller(ctx).user().map(|u| u.id)))
     }
     /// The caller's role in this class.
@@ -72,7 +81,10 @@ impl ClassView {
     /// Sessions, by scheduled start.
     async fn sessions(&self, ctx: &Context<'_>) -> Result<Vec<SessionView>> {
         let class_id = self.0.id;
-        let sessions = load(ctx, move |c| schema::models::class_session::list_for_class(c, class_id)).await?;
+        let sessions = load(ctx, move |c| {
+            schema::models::class_session::list_for_class(c, class_id)
+        })
+        .await?;
         Ok(sessions.into_iter().map(SessionView).collect())
     }
     /// Co-hosts and speakers. Visible to the host and co-hosts.
@@ -99,7 +111,11 @@ impl ClassView {
             .into_iter()
             .map(|(u, r)| RoleAssignment {
                 user: UserView::of(&u, viewer),
-                role: if r == schema::models::class_role::CO_HOST { Role::CoHost } else { Role::Speaker },
+                role: if r == schema::models::class_role::CO_HOST {
+                    Role::CoHost
+                } else {
+                    Role::Speaker
+                },
             })
             .collect())
     }
@@ -140,7 +156,9 @@ impl SessionView {
     }
     async fn class(&self, ctx: &Context<'_>) -> Result<ClassView> {
         let class_id = self.0.class_id;
-        let class = load(ctx, move |c| schema::models::class::find(c, class_id)).await?.ok_or(ApiError::Internal)?;
+        let class = load(ctx, move |c| schema::models::class::find(c, class_id))
+            .await?
+            .ok_or(ApiError::Internal)?;
         Ok(ClassView(class))
     }
     async fn state(&self) -> SessionState {
@@ -160,7 +178,10 @@ impl SessionView {
     }
     async fn recordings(&self, ctx: &Context<'_>) -> Result<Vec<RecordingView>> {
         let id = self.0.id;
-        let rows = load(ctx, move |c| schema::models::recording::list_for_session(c, id)).await?;
+        let rows = load(ctx, move |c| {
+            schema::models::recording::list_for_session(c, id)
+        })
+        .await?;
         Ok(rows.into_iter().map(RecordingView::from).collect())
     }
 }

@@ -96,13 +96,33 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Api {
-        let client = reqwest::Client::builder().cookie_store(true).build().expect("http client");
-        Api { client, base: base.to_owned(), bearer: None }
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .expect("http client");
+        Api {
+            client,
+            base: base.to_owned(),
+            bearer: None,
+        }
+    }
+
+    /// A client of the caller's making (for example one that stops at some redirect).
+    pub fn with_client(client: reqwest::Client, base: &str) -> Api {
+        Api {
+            client,
+            base: base.to_owned(),
+            bearer: None,
+        }
     }
 
     /// The same client (same cookies) with a bearer token.
     pub fn with_bearer(&self, token: &str) -> Api {
-        Api { client: self.client.clone(), base: self.base.clone(), bearer: Some(token.to_owned()) }
+        Api {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            bearer: Some(token.to_owned()),
+        }
     }
 
     /// Posts a query; returns the whole response body (`data` and `errors`).
@@ -128,7 +148,10 @@ impl Api {
     /// Posts a query that must fail; returns the first error's `extensions.code`.
     pub async fn error_code(&self, query: &str, variables: serde_json::Value) -> String {
         let body = self.post(query, variables).await;
-        body["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error: {body}")).to_owned()
+        body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("expected an error: {body}"))
+            .to_owned()
     }
 
     /// Signs up a new account on this client (its cookie is kept); returns the user id.

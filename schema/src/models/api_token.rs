@@ -32,7 +32,10 @@ pub struct NewApiToken<'a> {
 }
 
 pub fn create(conn: &mut Conn, new: &NewApiToken<'_>) -> QueryResult<ApiToken> {
-    diesel::insert_into(api_tokens::table).values(new).returning(api_tokens::all_columns).get_result(conn)
+    diesel::insert_into(api_tokens::table)
+        .values(new)
+        .returning(api_tokens::all_columns)
+        .get_result(conn)
 }
 
 /// The user's tokens that are not revoked, newest first.
@@ -59,7 +62,11 @@ pub fn revoke(conn: &mut Conn, user_id: i64, id: i64, now: i64) -> QueryResult<b
 }
 
 /// The token and its user if the hash is known and not revoked; records the use at `now`.
-pub fn authenticate(conn: &mut Conn, token_hash: &str, now: i64) -> QueryResult<Option<(ApiToken, User)>> {
+pub fn authenticate(
+    conn: &mut Conn,
+    token_hash: &str,
+    now: i64,
+) -> QueryResult<Option<(ApiToken, User)>> {
     let found = api_tokens::table
         .inner_join(users::table)
         .filter(api_tokens::token_hash.eq(token_hash))
@@ -68,7 +75,9 @@ pub fn authenticate(conn: &mut Conn, token_hash: &str, now: i64) -> QueryResult<
         .first::<(ApiToken, User)>(conn)
         .optional()?;
     if let Some((token, _)) = &found {
-        diesel::update(api_tokens::table.find(token.id)).set(api_tokens::last_used_at.eq(now)).execute(conn)?;
+        diesel::update(api_tokens::table.find(token.id))
+            .set(api_tokens::last_used_at.eq(now))
+            .execute(conn)?;
     }
     Ok(found)
 }

@@ -37,7 +37,11 @@ pub fn create(conn: &mut Conn, new: &NewAuthIdentity<'_>) -> QueryResult<AuthIde
 
 pub fn find(conn: &mut Conn, provider: &str, subject: &str) -> QueryResult<Option<AuthIdentity>> {
     auth_identities::table
-        .filter(auth_identities::provider.eq(provider).and(auth_identities::subject.eq(subject)))
+        .filter(
+            auth_identities::provider
+                .eq(provider)
+                .and(auth_identities::subject.eq(subject)),
+        )
         .select(AuthIdentity::as_select())
         .first(conn)
         .optional()

@@ -35,7 +35,11 @@ pub fn create(conn: &mut Conn, new: &NewAuthSession<'_>) -> QueryResult<AuthSess
 }
 
 /// The session and its user, if the token is known, not revoked and not expired at `now`.
-pub fn find_active(conn: &mut Conn, token_hash: &str, now: i64) -> QueryResult<Option<(AuthSession, User)>> {
+pub fn find_active(
+    conn: &mut Conn,
+    token_hash: &str,
+    now: i64,
+) -> QueryResult<Option<(AuthSession, User)>> {
     auth_sessions::table
         .inner_join(users::table)
         .filter(auth_sessions::token_hash.eq(token_hash))
@@ -59,15 +63,21 @@ pub fn is_active(conn: &mut Conn, id: i64, now: i64) -> QueryResult<bool> {
 }
 
 pub fn revoke(conn: &mut Conn, id: i64, now: i64) -> QueryResult<usize> {
-    diesel::update(auth_sessions::table.find(id).filter(auth_sessions::revoked_at.is_null()))
-        .set(auth_sessions::revoked_at.eq(now))
-        .execute(conn)
+    diesel::update(
+        auth_sessions::table
+            .find(id)
+            .filter(auth_sessions::revoked_at.is_null()),
+    )
+    .set(auth_sessions::revoked_at.eq(now))
+    .execute(conn)
 }
 
 /// Revokes every session of `user_id`; returns how many were active.
 pub fn revoke_all(conn: &mut Conn, user_id: i64, now: i64) -> QueryResult<usize> {
     diesel::update(
-        auth_sessions::table.filter(auth_sessions::user_id.eq(user_id)).filter(auth_sessions::revoked_at.is_null()),
+        auth_sessions::table
+            .filter(auth_sessions::user_id.eq(user_id))
+            .filter(auth_sessions::revoked_at.is_null()),
     )
     .set(auth_sessions::revoked_at.eq(now))
     .execute(conn)

@@ -37,15 +37,25 @@ pub struct ClassChanges<'a> {
 }
 
 pub fn create(conn: &mut Conn, new: &NewClass<'_>) -> QueryResult<Class> {
-    diesel::insert_into(classes::table).values(new).returning(classes::all_columns).get_result(conn)
+    diesel::insert_into(classes::table)
+        .values(new)
+        .returning(classes::all_columns)
+        .get_result(conn)
 }
 
 pub fn find(conn: &mut Conn, id: i64) -> QueryResult<Option<Class>> {
-    classes::table.find(id).select(Class::as_select()).first(conn).optional()
+    classes::table
+        .find(id)
+        .select(Class::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn update(conn: &mut Conn, id: i64, changes: &ClassChanges<'_>) -> QueryResult<Class> {
-    diesel::update(classes::table.find(id)).set(changes).returning(classes::all_columns).get_result(conn)
+    diesel::update(classes::table.find(id))
+        .set(changes)
+        .returning(classes::all_columns)
+        .get_result(conn)
 }
 
 /// Deletes the class with its sessions, roles and everything recorded in them.
@@ -63,14 +73,29 @@ pub enum Filter {
 }
 
 /// Up to `limit` classes, newest first, with ids below `before` (the cursor) when given.
-pub fn list(conn: &mut Conn, filter: Filter, before: Option<i64>, limit: i64) -> QueryResult<Vec<Class>> {
-    let mut query = classes::table.select(Class::as_select()).order(classes::id.desc()).limit(limit).into_boxed();
+pub fn list(
+    conn: &mut Conn,
+    filter: Filter,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<Class>> {
+    let mut query = classes::table
+        .select(Class::as_select())
+        .order(classes::id.desc())
+        .limit(limit)
+        .into_boxed();
     if let Some(before) = before {
         query = query.filter(classes::id.lt(before));
     }
     if let Filter::MemberOf(user_id) = filter {
-        let with_role = class_roles::table.filter(class_roles::user_id.eq(user_id)).select(class_roles::class_id);
-        query = query.filter(classes::owner_id.eq(user_id).or(classes::id.eq_any(with_role)));
+        let with_role = class_roles::table
+            .filter(class_roles::user_id.eq(user_id))
+            .select(class_roles::class_id);
+        query = query.filter(
+            classes::owner_id
+                .eq(user_id)
+                .or(classes::id.eq_any(with_role)),
+        );
     }
     query.load(conn)
 }

@@ -32,7 +32,11 @@ pub struct NewClassRole<'a> {
 /// The role of `user_id` in `class_id`, if any.
 pub fn find(conn: &mut Conn, class_id: i64, user_id: i64) -> QueryResult<Option<ClassRole>> {
     class_roles::table
-        .filter(class_roles::class_id.eq(class_id).and(class_roles::user_id.eq(user_id)))
+        .filter(
+            class_roles::class_id
+                .eq(class_id)
+                .and(class_roles::user_id.eq(user_id)),
+        )
         .select(ClassRole::as_select())
         .first(conn)
         .optional()
@@ -41,16 +45,27 @@ pub fn find(conn: &mut Conn, class_id: i64, user_id: i64) -> QueryResult<Option<
 /// Gives `user_id` the role, replacing any role they had in the class.
 pub fn assign(conn: &mut Conn, new: &NewClassRole<'_>) -> QueryResult<ClassRole> {
     diesel::delete(
-        class_roles::table.filter(class_roles::class_id.eq(new.class_id).and(class_roles::user_id.eq(new.user_id))),
+        class_roles::table.filter(
+            class_roles::class_id
+                .eq(new.class_id)
+                .and(class_roles::user_id.eq(new.user_id)),
+        ),
     )
     .execute(conn)?;
-    diesel::insert_into(class_roles::table).values(new).returning(class_roles::all_columns).get_result(conn)
+    diesel::insert_into(class_roles::table)
+        .values(new)
+        .returning(class_roles::all_columns)
+        .get_result(conn)
 }
 
 /// Removes the role; returns whether there was one.
 pub fn remove(conn: &mut Conn, class_id: i64, user_id: i64) -> QueryResult<bool> {
     let n = diesel::delete(
-        class_roles::table.filter(class_roles::class_id.eq(class_id).and(class_roles::user_id.eq(user_id))),
+        class_roles::table.filter(
+            class_roles::class_id
+                .eq(class_id)
+                .and(class_roles::user_id.eq(user_id)),
+        ),
     )
     .execute(conn)?;
     Ok(n > 0)

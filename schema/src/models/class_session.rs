@@ -42,14 +42,21 @@ pub fn create(conn: &mut Conn, new: &NewClassSession<'_>) -> QueryResult<ClassSe
 }
 
 pub fn find(conn: &mut Conn, id: i64) -> QueryResult<Option<ClassSession>> {
-    class_sessions::table.find(id).select(ClassSession::as_select()).first(conn).optional()
+    class_sessions::table
+        .find(id)
+        .select(ClassSession::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// Sessions of a class by scheduled start.
 pub fn list_for_class(conn: &mut Conn, class_id: i64) -> QueryResult<Vec<ClassSession>> {
     class_sessions::table
         .filter(class_sessions::class_id.eq(class_id))
-        .order((class_sessions::scheduled_start.asc(), class_sessions::id.asc()))
+        .order((
+            class_sessions::scheduled_start.asc(),
+            class_sessions::id.asc(),
+        ))
         .select(ClassSession::as_select())
         .load(conn)
 }
@@ -57,7 +64,11 @@ pub fn list_for_class(conn: &mut Conn, class_id: i64) -> QueryResult<Vec<ClassSe
 /// Whether another session of the class is live now.
 pub fn live_in_class(conn: &mut Conn, class_id: i64) -> QueryResult<Option<ClassSession>> {
     class_sessions::table
-        .filter(class_sessions::class_id.eq(class_id).and(class_sessions::state.eq(LIVE)))
+        .filter(
+            class_sessions::class_id
+                .eq(class_id)
+                .and(class_sessions::state.eq(LIVE)),
+        )
         .select(ClassSession::as_select())
         .first(conn)
         .optional()
@@ -66,18 +77,32 @@ pub fn live_in_class(conn: &mut Conn, class_id: i64) -> QueryResult<Option<Class
 /// `scheduled` -> `live` at `now`. `None` when the session was not in `scheduled` (a concurrent
 /// start, or already ended): the conditional update makes the transition happen once.
 pub fn start(conn: &mut Conn, id: i64, now: i64) -> QueryResult<Option<ClassSession>> {
-    diesel::update(class_sessions::table.find(id).filter(class_sessions::state.eq(SCHEDULED)))
-        .set((class_sessions::state.eq(LIVE), class_sessions::started_at.eq(now)))
-        .returning(class_sessions::all_columns)
-        .get_result(conn)
-        .optional()
+    diesel::update(
+        class_sessions::table
+            .find(id)
+            .filter(class_sessions::state.eq(SCHEDULED)),
+    )
+    .set((
+        class_sessions::state.eq(LIVE),
+        class_sessions::started_at.eq(now),
+    ))
+    .returning(class_sessions::all_columns)
+    .get_result(conn)
+    .optional()
 }
 
 /// `scheduled` or `live` -> `ended` at `now`; `None` when it had already ended.
 pub fn end(conn: &mut Conn, id: i64, now: i64) -> QueryResult<Option<ClassSession>> {
-    diesel::update(class_sessions::table.find(id).filter(class_sessions::state.ne(ENDED)))
-        .set((class_sessions::state.eq(ENDED), class_sessions::ended_at.eq(now)))
-        .returning(class_sessions::all_columns)
-        .get_result(conn)
-        .optional()
+    diesel::update(
+        class_sessions::table
+            .find(id)
+            .filter(class_sessions::state.ne(ENDED)),
+    )
+    .set((
+        class_sessions::state.eq(ENDED),
+        class_sessions::ended_at.eq(now),
+    ))
+    .returning(class_sessions::all_columns)
+    .get_result(conn)
+    .optional()
 }

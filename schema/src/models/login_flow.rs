@@ -19,14 +19,20 @@ pub struct LoginFlow {
 }
 
 pub fn create(conn: &mut Conn, flow: &LoginFlow) -> QueryResult<usize> {
-    diesel::insert_into(login_flows::table).values(flow).execute(conn)
+    diesel::insert_into(login_flows::table)
+        .values(flow)
+        .execute(conn)
 }
 
 /// Removes and returns the flow for `state` if it has not expired at `now`. A state works once.
 /// Also deletes expired flows.
 pub fn take(conn: &mut Conn, state: &str, now: i64) -> QueryResult<Option<LoginFlow>> {
     diesel::delete(login_flows::table.filter(login_flows::expires_at.le(now))).execute(conn)?;
-    let flow = login_flows::table.find(state).select(LoginFlow::as_select()).first(conn).optional()?;
+    let flow = login_flows::table
+        .find(state)
+        .select(LoginFlow::as_select())
+        .first(conn)
+        .optional()?;
     if flow.is_some() {
         diesel::delete(login_flows::table.find(state)).execute(conn)?;
     }

@@ -27,7 +27,10 @@ pub struct NewParticipant<'a> {
 }
 
 pub fn create(conn: &mut Conn, new: &NewParticipant<'_>) -> QueryResult<Participant> {
-    diesel::insert_into(participants::table).values(new).returning(participants::all_columns).get_result(conn)
+    diesel::insert_into(participants::table)
+        .values(new)
+        .returning(participants::all_columns)
+        .get_result(conn)
 }
 
 pub fn list_for_session(conn: &mut Conn, session_id: i64) -> QueryResult<Vec<Participant>> {

@@ -32,7 +32,10 @@ pub struct NewRecording<'a> {
 }
 
 pub fn create(conn: &mut Conn, new: &NewRecording<'_>) -> QueryResult<Recording> {
-    diesel::insert_into(recordings::table).values(new).returning(recordings::all_columns).get_result(conn)
+    diesel::insert_into(recordings::table)
+        .values(new)
+        .returning(recordings::all_columns)
+        .get_result(conn)
 }
 
 pub fn list_for_session(conn: &mut Conn, session_id: i64) -> QueryResult<Vec<Recording>> {

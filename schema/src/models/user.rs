@@ -30,17 +30,30 @@ pub struct NewUser<'a> {
 }
 
 pub fn create(conn: &mut Conn, new: &NewUser<'_>) -> QueryResult<User> {
-    diesel::insert_into(users::table).values(new).returning(users::all_columns).get_result(conn)
+    diesel::insert_into(users::table)
+        .values(new)
+        .returning(users::all_columns)
+        .get_result(conn)
 }
 
 pub fn find(conn: &mut Conn, id: i64) -> QueryResult<Option<User>> {
-    users::table.find(id).select(User::as_select()).first(conn).optional()
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn find_by_email(conn: &mut Conn, email: &str) -> QueryResult<Option<User>> {
-    users::table.filter(users::email.eq(email)).select(User::as_select()).first(conn).optional()
+    users::table
+        .filter(users::email.eq(email))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn mark_email_verified(conn: &mut Conn, id: i64) -> QueryResult<usize> {
-    diesel::update(users::table.find(id)).set(users::email_verified.eq(true)).execute(conn)
+    diesel::update(users::table.find(id))
+        .set(users::email_verified.eq(true))
+        .execute(conn)
 }

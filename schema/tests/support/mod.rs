@@ -22,13 +22,18 @@ fn bin_dir() -> PathBuf {
         .filter(|p| p.join("postgres").is_file())
         .collect();
     versions.sort();
-    versions.pop().expect("no PostgreSQL server binaries under /usr/lib/postgresql")
+    versions
+        .pop()
+        .expect("no PostgreSQL server binaries under /usr/lib/postgresql")
 }
 
 /// uid and gid of the `postgres` system user, from /etc/passwd.
 fn postgres_user() -> (u32, u32) {
     let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    let line = passwd.lines().find(|l| l.starts_with("postgres:")).expect("the postgres user exists");
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .expect("the postgres user exists");
     let f: Vec<&str> = line.split(':').collect();
     (f[2].parse().unwrap(), f[3].parse().unwrap())
 }
@@ -57,18 +62,41 @@ impl Postgres {
         let out = command(&bin.join("initdb"), as_postgres)
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--no-instructions"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ])
             .output()
             .expect("run initdb");
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut child = command(&bin.join("postgres"), as_postgres)
             .arg("-D")
             .arg(&data)
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
             .arg(dir.path())
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -88,7 +116,11 @@ impl Postgres {
                 break;
             }
         }
-        Postgres { child, port, _dir: dir }
+        Postgres {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 
     /// URL of database `name` on this server.
@@ -99,8 +131,11 @@ impl Postgres {
     /// Creates an empty database and returns its URL.
     pub fn create_database(&self, name: &str) -> String {
         use diesel::{Connection, RunQueryDsl};
-        let mut conn = diesel::PgConnection::establish(&self.url("postgres")).expect("connect to postgres");
-        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create database");
+        let mut conn =
+            diesel::PgConnection::establish(&self.url("postgres")).expect("connect to postgres");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .expect("create database");
         self.url(name)
     }
 }
