@@ -254,6 +254,78 @@ async fn sign_in_is_rate_limited_per_account() {
 }
 
 #[tokio::test]
+async fn sign_up_is_rate_limited_per_ip() {
+    // A low limit, so that the window does not refill while the (slow, debug-built) argon2
+    // hashing of the allowed sign-ups runs.
+    let limit = 3;
+    let static_dir = tempfile::tempdir().unwrap().keep();
+    let server =
+        TestServer::start_with(static_dir, |c| c.auth.sign_up_per_ip_per_minute = limit).await;
+    let sign_up = "mutation($i: SignUpInput!) { signUp(input: $i) { id } }";
+    for n in 0..limit {
+        let i = json!({ "i": { "email": format!("u{n}@example.org"), "password": "long enough pw", "displayName": "U" } });
+        Api::new(&server.url).ok(sign_up, i).await;
+    }
+    let one_more = json!({ "i": { "email": "late@example.org", "password": "long enough pw", "displayName": "L" } });
+    let body = Api::new(&server.url).post(sign_up, one_more).await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{body}"
+    );
+    assert!(
+        body["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn websockets_authenticate_with_a_token_in_connection_init() {
+    let server = server().await;
+    let api = Api::new(&server.url);
+    api.sign_up("t@example.org", "Tokened").await;
+    let created = api
+        .ok(
+            CREATE_TOKEN,
+            json!({ "i": { "name": "ws", "scopes": ["READ"] } }),
+        )
+        .await;
+    let secret = created["createApiToken"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket");
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "token": secret } }).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_message(&mut ws).await["type"], "connection_ack");
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ me { displayName } }" } })
+            .to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_message(&mut ws).await["payload"]["data"]["me"]["displayName"],
+        "Tokened"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn sign_out_and_revocation_take_effect_at_once() {
     let server = server().await;
     let laptop = Api::new(&server.url);

@@ -164,6 +164,13 @@ impl AccountMutation {
             check_limit(&state.rate_limits.sign_in_ip, &ip)?;
         }
         let email = errors::email("input.email", &input.email)?;
+        if input.password.chars().count() > password::MAX_LENGTH {
+            return Err(ApiError::bad_input(
+                "input.password",
+                format!("must be at most {} characters", password::MAX_LENGTH),
+            )
+            .into());
+        }
         check_limit(&state.rate_limits.sign_in_account, &email)?;
         let lookup = email.clone();
         let found = load(ctx, move |c| user::find_by_email(c, &lookup)).await?;

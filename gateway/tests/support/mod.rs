@@ -64,10 +64,15 @@ impl TestServer {
 
     /// Starts a gateway serving static files from `static_dir`.
     pub async fn start(static_dir: PathBuf) -> TestServer {
+        Self::start_with(static_dir, |_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with changes to the test configuration.
+    pub async fn start_with(static_dir: PathBuf, change: impl FnOnce(&mut Config)) -> TestServer {
         let data = tempfile::tempdir().expect("temp dir");
-        let running = gateway::start(test_config(data.path(), static_dir))
-            .await
-            .expect("gateway starts");
+        let mut config = test_config(data.path(), static_dir);
+        change(&mut config);
+        let running = gateway::start(config).await.expect("gateway starts");
         TestServer {
             url: format!("http://{}", running.local_addr),
             running,
