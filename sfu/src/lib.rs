@@ -8,6 +8,7 @@
 //! one is dropped and counted as addressed to an unknown peer. Peer connections, rooms and forwarding
 //! are built on top of this driver.
 
+pub mod media;
 mod shard;
 
 pub use shard::{ShardStats, ShardStatus};
