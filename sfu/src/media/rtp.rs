@@ -249,6 +249,7 @@ pub struct Fields {
 }
 
 /// Builds a packet for tests and benches: header with an optional one-byte extension block.
+/// Does not allocate when `out` has the capacity.
 pub fn build(out: &mut Vec<u8>, f: Fields, extensions: &[(u8, &[u8])], payload: &[u8]) {
     let Fields {
         payload_type,
@@ -264,17 +265,19 @@ pub fn build(out: &mut Vec<u8>, f: Fields, extensions: &[(u8, &[u8])], payload: 
     out.extend_from_slice(&timestamp.to_be_bytes());
     out.extend_from_slice(&ssrc.to_be_bytes());
     if !extensions.is_empty() {
-        let mut block = Vec::new();
-        for (id, data) in extensions {
-            block.push((id << 4) | (data.len() as u8 - 1));
-            block.extend_from_slice(data);
-        }
-        while block.len() % 4 != 0 {
-            block.push(0);
-        }
         out.extend_from_slice(&ONE_BYTE_PROFILE.to_be_bytes());
-        out.extend_from_slice(&((block.len() / 4) as u16).to_be_bytes());
-        out.extend_from_slice(&block);
+        let length_at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        let start = out.len();
+        for (id, data) in extensions {
+            out.push((id << 4) | (data.len() as u8 - 1));
+            out.extend_from_slice(data);
+        }
+        while (out.len() - start) % 4 != 0 {
+            out.push(0);
+        }
+        let words = ((out.len() - start) / 4) as u16;
+        out[length_at..length_at + 2].copy_from_slice(&words.to_be_bytes());
     }
     out.extend_from_slice(payload);
 }
