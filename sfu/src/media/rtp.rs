@@ -273,7 +273,7 @@ pub fn build(out: &mut Vec<u8>, f: Fields, extensions: &[(u8, &[u8])], payload: 
             out.push((id << 4) | (data.len() as u8 - 1));
             out.extend_from_slice(data);
         }
-        while (out.len() - start) % 4 != 0 {
+        while !(out.len() - start).is_multiple_of(4) {
             out.push(0);
         }
         let words = ((out.len() - start) / 4) as u16;
