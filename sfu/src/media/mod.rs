@@ -3,6 +3,7 @@
 //! them and carries out what they decide.
 
 pub mod allocator;
+pub mod bwe;
 pub mod forwarder;
 pub mod keyframes;
 pub mod nack;
