@@ -262,7 +262,7 @@ mod tests {
                     let service_us = (1200.0 * 8.0 / capacity_bps * 1e6) as i64;
                     let send_us = gap.as_micros() as i64;
                     self.arrival_us += service_us.max(send_us);
-                    let lost = loss_every.is_some_and(|k| self.seq % k == 0);
+                    let lost = loss_every.is_some_and(|k| self.seq.is_multiple_of(k));
                     results.push(PacketResult {
                         transport_seq: self.seq,
                         arrival_us: (!lost).then_some(self.arrival_us),
