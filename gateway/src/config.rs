@@ -727,7 +727,10 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(config.http.addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(
+            config.http.addr,
+            "127.0.0.1:9000".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(config.sfu.shards, 3);
         assert_eq!(
             config.sfu.udp_port_start, 41000,

@@ -336,7 +336,7 @@ impl Collector for SfuCollector {
             "SFU shards whose thread is serving its socket",
             &ConstGauge::new(running),
         )?;
-        let families: [ShardCounter; 3] = [
+        let families: [ShardCounter; 5] = [
             (
                 "sfu_shard_packets_received",
                 "UDP datagrams read by a shard",
@@ -346,6 +346,16 @@ impl Collector for SfuCollector {
                 "sfu_shard_bytes_received",
                 "Bytes of UDP datagrams read by a shard",
                 |s| s.bytes_received,
+            ),
+            (
+                "sfu_shard_rtp_received",
+                "RTP packets a shard received from publishers (decrypted)",
+                |s| s.rtp_received,
+            ),
+            (
+                "sfu_shard_rtp_forwarded",
+                "RTP packets a shard sent to subscribers",
+                |s| s.rtp_forwarded,
             ),
             (
                 "sfu_shard_packets_dropped_unknown_peer",

@@ -8,15 +8,21 @@
 //! one is dropped and counted as addressed to an unknown peer. Peer connections, rooms and forwarding
 //! are built on top of this driver.
 
+mod driver;
 pub mod media;
 mod shard;
 
+pub use driver::{JoinError, PeerId, SfuEvent};
+
 pub use shard::{ShardStats, ShardStatus};
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use shard::ShardHandle;
+use tokio::sync::{mpsc, oneshot};
 
 /// How to start the shards.
 #[derive(Debug, Clone)]
@@ -63,6 +69,12 @@ pub struct Sfu {
 struct Inner {
     config: SfuConfig,
     shards: Vec<ShardHandle>,
+    /// Events of every shard, until someone takes them.
+    events: Mutex<Option<mpsc::UnboundedReceiver<SfuEvent>>>,
+    /// The next peer id.
+    next_peer: AtomicU64,
+    /// Which shard each peer lives on. A std mutex: held for a map lookup, never across I/O.
+    peer_shard: Mutex<HashMap<PeerId, usize>>,
 }
 
 impl Sfu {
@@ -73,6 +85,7 @@ impl Sfu {
             return Err(StartError::NoShards);
         }
         let mut shards = Vec::with_capacity(config.shards);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
         for index in 0..config.shards {
             let port = if config.udp_port_start == 0 {
                 0
@@ -84,7 +97,12 @@ impl Sfu {
                 }
                 port as u16
             };
-            match ShardHandle::spawn(index, SocketAddr::new(config.bind_address, port)) {
+            match ShardHandle::spawn(
+                index,
+                SocketAddr::new(config.bind_address, port),
+                config.ice_address,
+                events_tx.clone(),
+            ) {
                 Ok(shard) => shards.push(shard),
                 Err(e) => {
                     stop_all(&shards);
@@ -99,8 +117,81 @@ impl Sfu {
             "SFU shards started"
         );
         Ok(Sfu {
-            inner: Arc::new(Inner { config, shards }),
+            inner: Arc::new(Inner {
+                config,
+                shards,
+                events: Mutex::new(Some(events_rx)),
+                next_peer: AtomicU64::new(1),
+                peer_shard: Mutex::new(HashMap::new()),
+            }),
         })
+    }
+
+    /// The stream of events of every shard. The first caller gets it; later calls get `None`.
+    pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<SfuEvent>> {
+        self.inner
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// The shard a room lives on: a stable hash of its name.
+    fn shard_for_room(&self, room: &str) -> usize {
+        // FNV-1a: stable across runs and processes, unlike the std hasher.
+        let hash = room.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (hash % self.inner.shards.len() as u64) as usize
+    }
+
+    /// Adds a peer to `room` with the browser's SDP offer; returns its id and the SDP answer.
+    /// Tracks already published in the room follow in an [`SfuEvent::Offer`].
+    pub async fn join(&self, room: &str, offer: String) -> Result<(PeerId, String), JoinError> {
+        let peer = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
+        let shard = self.shard_for_room(room);
+        let (reply, answer) = oneshot::channel();
+        let sent = self.inner.shards[shard].send(driver::Command::Join {
+            room: room.to_owned(),
+            peer,
+            offer,
+            reply,
+        });
+        if !sent {
+            return Err(JoinError::Closed);
+        }
+        let answer = answer.await.map_err(|_| JoinError::Closed)??;
+        self.inner
+            .peer_shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, shard);
+        Ok((peer, answer))
+    }
+
+    /// The peer's answer to a server offer ([`SfuEvent::Offer`]). False for an unknown peer.
+    pub fn answer(&self, peer: PeerId, sdp: String) -> bool {
+        let shard = self
+            .inner
+            .peer_shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .copied();
+        shard.is_some_and(|s| self.inner.shards[s].send(driver::Command::Answer { peer, sdp }))
+    }
+
+    /// Removes a peer: its connection closes and its tracks leave the other peers.
+    pub fn leave(&self, peer: PeerId) {
+        let shard = self
+            .inner
+            .peer_shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&peer);
+        if let Some(s) = shard {
+            self.inner.shards[s].send(driver::Command::Leave { peer });
+        }
     }
 
     /// The configuration the SFU runs with.

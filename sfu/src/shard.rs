@@ -4,16 +4,22 @@
 //! the shard's own side so that the blocking receive returns. Counters are atomics written only by the
 //! shard thread (relaxed ordering: they are statistics, not synchronisation).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
 
 use crate::StartError;
+use crate::driver::{Command, Engine, SfuEvent};
 
-/// Largest datagram a shard reads (an Ethernet MTU); WebRTC keeps its packets below it.
-const MAX_DATAGRAM: usize = 1500;
+/// Largest datagram a shard reads; WebRTC keeps its packets below an Ethernet MTU.
+const MAX_DATAGRAM: usize = 2048;
+/// Shortest wait for a timer (the socket timeout cannot be zero).
+const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// Counters of one shard since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,6 +32,10 @@ pub struct ShardStats {
     pub packets_dropped_unknown_peer: u64,
     /// Socket errors other than the wake-up of a stop request.
     pub socket_errors: u64,
+    /// RTP packets received from publishers.
+    pub rtp_received: u64,
+    /// RTP packets sent to subscribers.
+    pub rtp_forwarded: u64,
 }
 
 /// What the gateway can see of a shard.
@@ -47,6 +57,8 @@ struct Counters {
     bytes_received: AtomicU64,
     packets_dropped_unknown_peer: AtomicU64,
     socket_errors: AtomicU64,
+    rtp_received: AtomicU64,
+    rtp_forwarded: AtomicU64,
 }
 
 impl Counters {
@@ -56,6 +68,8 @@ impl Counters {
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             packets_dropped_unknown_peer: self.packets_dropped_unknown_peer.load(Ordering::Relaxed),
             socket_errors: self.socket_errors.load(Ordering::Relaxed),
+            rtp_received: self.rtp_received.load(Ordering::Relaxed),
+            rtp_forwarded: self.rtp_forwarded.load(Ordering::Relaxed),
         }
     }
 }
@@ -69,14 +83,21 @@ pub(crate) struct ShardHandle {
     index: usize,
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    /// Socket used only to wake the thread when stopping.
+    /// Socket used only to wake the thread (commands, stopping).
     waker: UdpSocket,
+    /// Requests to the shard's engine.
+    commands: std::sync::mpsc::Sender<Command>,
     /// Taken by the first `join`. A std mutex: it is held only to take the handle, never across I/O.
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ShardHandle {
-    pub(crate) fn spawn(index: usize, addr: SocketAddr) -> Result<ShardHandle, StartError> {
+    pub(crate) fn spawn(
+        index: usize,
+        addr: SocketAddr,
+        ice_address: IpAddr,
+        events: mpsc::UnboundedSender<SfuEvent>,
+    ) -> Result<ShardHandle, StartError> {
         let bind_err = |source| StartError::Bind {
             index,
             addr,
@@ -90,17 +111,43 @@ impl ShardHandle {
             counters: Counters::default(),
         });
         let thread_shared = Arc::clone(&shared);
+        let (commands, command_rx) = std::sync::mpsc::channel();
+        let engine = Engine::new(local_addr, ice_address, events);
         let thread = std::thread::Builder::new()
             .name(format!("sfu-shard-{index}"))
-            .spawn(move || run(index, socket, &thread_shared))
+            .spawn(move || run(index, socket, &thread_shared, engine, &command_rx))
             .map_err(|source| StartError::Spawn { index, source })?;
         Ok(ShardHandle {
             index,
             local_addr,
             shared,
             waker,
+            commands,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Hands a command to the shard and wakes it. False when the shard has stopped.
+    pub(crate) fn send(&self, command: Command) -> bool {
+        if self.commands.send(command).is_err() {
+            return false;
+        }
+        self.wake();
+        true
+    }
+
+    /// Makes the shard's blocking receive return (an empty datagram to itself).
+    fn wake(&self) {
+        let mut target = self.local_addr;
+        if target.ip().is_unspecified() {
+            target.set_ip(match target {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        if let Err(e) = self.waker.send_to(&[], target) {
+            tracing::error!(shard = self.index, error = %e, "cannot wake shard");
+        }
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
@@ -131,18 +178,7 @@ impl ShardHandle {
         if self.shared.stop.swap(true, Ordering::AcqRel) {
             return;
         }
-        // The wake-up datagram goes from the socket to itself; a wildcard bind address is not a
-        // destination, so aim at loopback on the same port instead.
-        let mut target = self.local_addr;
-        if target.ip().is_unspecified() {
-            target.set_ip(match target {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        if let Err(e) = self.waker.send_to(&[], target) {
-            tracing::error!(shard = self.index, error = %e, "cannot wake shard to stop it");
-        }
+        self.wake();
     }
 
     pub(crate) fn join(&self) {
@@ -159,24 +195,60 @@ impl ShardHandle {
     }
 }
 
-fn run(index: usize, socket: UdpSocket, shared: &Shared) {
+fn run(
+    index: usize,
+    socket: UdpSocket,
+    shared: &Shared,
+    mut engine: Engine,
+    commands: &std::sync::mpsc::Receiver<Command>,
+) {
     let counters = &shared.counters;
     let mut buf = [0u8; MAX_DATAGRAM];
     loop {
+        let now = Instant::now();
+        engine.handle_timeout(now);
+        engine.process(now);
+        engine.drain_writes(|data, to| {
+            if let Err(e) = socket.send_to(data, to) {
+                tracing::debug!(shard = index, error = %e, %to, "UDP send failed");
+            }
+        });
+        counters
+            .rtp_received
+            .store(engine.counters.rtp_in, Ordering::Relaxed);
+        counters
+            .rtp_forwarded
+            .store(engine.counters.rtp_forwarded, Ordering::Relaxed);
+
+        let wait = engine
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(Instant::now()).max(MIN_WAIT));
+        if let Err(e) = socket.set_read_timeout(wait) {
+            tracing::error!(shard = index, error = %e, "cannot set the socket timeout");
+        }
         match socket.recv_from(&mut buf) {
-            // The wake-up of a stop request: an empty datagram once the flag is set. Datagrams queued
-            // before it have been read by now, so stopping loses none of them.
-            Ok((0, _)) if shared.stop.load(Ordering::Acquire) => break,
-            Ok((len, _from)) => {
+            // An empty datagram is a wake-up: stop, or commands to read.
+            Ok((0, _)) => {
+                if shared.stop.load(Ordering::Acquire) {
+                    break;
+                }
+            }
+            Ok((len, from)) => {
                 counters.packets_received.fetch_add(1, Ordering::Relaxed);
                 counters
                     .bytes_received
                     .fetch_add(len as u64, Ordering::Relaxed);
-                // No peers live on a shard yet: every datagram is for an unknown peer.
-                counters
-                    .packets_dropped_unknown_peer
-                    .fetch_add(1, Ordering::Relaxed);
+                if !engine.handle_datagram(&buf[..len], from, Instant::now()) {
+                    counters
+                        .packets_dropped_unknown_peer
+                        .fetch_add(1, Ordering::Relaxed);
+                }
             }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => {
                 counters.socket_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(shard = index, error = %e, "UDP receive failed");
@@ -184,6 +256,9 @@ fn run(index: usize, socket: UdpSocket, shared: &Shared) {
                     break;
                 }
             }
+        }
+        while let Ok(command) = commands.try_recv() {
+            engine.handle_command(command, Instant::now());
         }
     }
     tracing::debug!(shard = index, "shard stopped");

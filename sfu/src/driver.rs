@@ -1,0 +1,802 @@
+//! The media engine of one shard: WebRTC peer connections (webrtc-rs `rtc`, sans-IO), rooms,
+//! producers (published tracks) and consumers (one per subscriber and track), and forwarding
+//! between them with [`crate::media::forwarder::Forwarder`].
+//!
+//! Owned by the shard thread. It is fed datagrams, commands and timeouts with `now`, and drained
+//! for datagrams to send; it never touches a socket or reads the clock itself. ICE-lite, DTLS in
+//! the server role, one UDP port for all peers: datagrams are routed by STUN USERNAME (our ufrag),
+//! then by source address (learned from every datagram a peer sends out).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use rtc::interceptor::{
+    Attribute, Interceptor, Packet as IPacket, Registry, Slot, StreamInfo, TaggedPacket,
+};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::media::forwarder::{Decision, Forwarder, PacketInfo};
+use crate::media::keyframes::KeyframeRequests;
+use crate::media::vp8;
+
+/// Identifies a peer across the SFU (allocated by the [`crate::Sfu`] handle).
+pub type PeerId = u64;
+
+/// What the SFU tells its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SfuEvent {
+    /// ICE and DTLS completed.
+    PeerConnected { peer: PeerId },
+    /// The connection failed or closed; the peer is gone.
+    PeerDisconnected { peer: PeerId },
+    /// A peer's track started (first packet arrived).
+    TrackPublished {
+        peer: PeerId,
+        track: String,
+        video: bool,
+    },
+    /// The server offers a new session description to `peer` (tracks came or went); answer it
+    /// with [`crate::Sfu::answer`].
+    Offer { peer: PeerId, sdp: String },
+}
+
+/// Why joining failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    #[error("the offer is not a valid session description: {0}")]
+    BadOffer(String),
+    #[error("the peer connection could not be set up: {0}")]
+    Setup(String),
+    #[error("the SFU is shutting down")]
+    Closed,
+}
+
+/// Requests to a shard.
+pub(crate) enum Command {
+    Join {
+        room: String,
+        peer: PeerId,
+        offer: String,
+        reply: oneshot::Sender<Result<String, JoinError>>,
+    },
+    Answer {
+        peer: PeerId,
+        sdp: String,
+    },
+    Leave {
+        peer: PeerId,
+    },
+}
+
+/// Counters of the engine (read by the shard for its stats).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct EngineCounters {
+    pub rtp_in: u64,
+    pub rtp_forwarded: u64,
+    pub forward_errors: u64,
+    pub keyframe_requests_sent: u64,
+    pub unknown_source: u64,
+}
+
+/// Lets inbound RTCP reach the application: `rtc` drops RTCP not marked for delivery. Keeps only
+/// what the SFU acts on (PLI, FIR); a compound whose first packet is an empty receiver report
+/// would otherwise be dropped whole.
+#[derive(Default)]
+struct DeliverRtcp {
+    read: std::collections::VecDeque<TaggedPacket>,
+    write: std::collections::VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let IPacket::Rtcp(packets) = &msg.message.packet {
+            let keep: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| {
+                    p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()
+                })
+                .cloned()
+                .collect();
+            if !keep.is_empty() {
+                msg.message.packet = IPacket::Rtcp(keep);
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for DeliverRtcp {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
+}
+
+/// A track a peer publishes.
+struct Producer {
+    track_id: String,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    receiver_id: RTCRtpReceiverId,
+    /// (SSRC, simulcast layer) of its streams.
+    ssrcs: Vec<(u32, u8)>,
+    keyframes: KeyframeRequests,
+}
+
+/// A track a peer receives from another peer's producer.
+struct Consumer {
+    source: (PeerId, String),
+    sender_id: RTCRtpSenderId,
+    ssrc: u32,
+    mime: String,
+    payload_type: Option<u8>,
+    forwarder: Forwarder,
+}
+
+struct Peer {
+    room: String,
+    pc: RTCPeerConnection,
+    connected: bool,
+    producers: Vec<Producer>,
+    consumers: Vec<Consumer>,
+    /// Tracks changed: an offer must be sent.
+    renegotiate: bool,
+    /// An offer was sent and not answered yet.
+    offer_pending: bool,
+}
+
+/// The engine of one shard.
+pub(crate) struct Engine {
+    local_addr: SocketAddr,
+    ice_address: std::net::IpAddr,
+    peers: HashMap<PeerId, Peer>,
+    by_ufrag: HashMap<String, PeerId>,
+    by_addr: HashMap<SocketAddr, PeerId>,
+    rooms: HashMap<String, Vec<PeerId>>,
+    events: mpsc::UnboundedSender<SfuEvent>,
+    next_ssrc: u32,
+    pub counters: EngineCounters,
+}
+
+fn simulcast_layer(rid: Option<&str>) -> u8 {
+    match rid {
+        Some("h") | Some("m") | Some("mid") => 1,
+        Some("f") | Some("hi") | Some("high") => 2,
+        _ => 0,
+    }
+}
+
+fn is_stun(b: &[u8]) -> bool {
+    b.len() >= 20 && b[0] < 4 && b[4..8] == [0x21, 0x12, 0xA4, 0x42]
+}
+
+fn stun_local_ufrag(b: &[u8]) -> Option<String> {
+    let mut m = rtc::stun::message::Message::new();
+    m.unmarshal_binary(b).ok()?;
+    let username = m.get(rtc::stun::attributes::ATTR_USERNAME).ok()?;
+    let username = String::from_utf8(username).ok()?;
+    username.split(':').next().map(str::to_owned)
+}
+
+impl Engine {
+    pub(crate) fn new(
+        local_addr: SocketAddr,
+        ice_address: std::net::IpAddr,
+        events: mpsc::UnboundedSender<SfuEvent>,
+    ) -> Engine {
+        Engine {
+            local_addr,
+            ice_address,
+            peers: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            rooms: HashMap::new(),
+            events,
+            next_ssrc: 0x5f00_0000 ^ u32::from(local_addr.port()),
+            counters: EngineCounters::default(),
+        }
+    }
+
+    fn emit(&self, event: SfuEvent) {
+        // Nobody listening is not an error of the media plane.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn handle_command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::Join {
+                room,
+                peer,
+                offer,
+                reply,
+            } => {
+                let result = self.join(&room, peer, offer, now);
+                let _ = reply.send(result);
+            }
+            Command::Answer { peer, sdp } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    let result = RTCSessionDescription::answer(sdp)
+                        .and_then(|d| p.pc.set_remote_description(now, d));
+                    if let Err(e) = result {
+                        tracing::warn!(peer, error = %e, "answer refused");
+                    }
+                    p.offer_pending = false;
+                }
+            }
+            Command::Leave { peer } => self.remove_peer(peer),
+        }
+    }
+
+    fn join(
+        &mut self,
+        room: &str,
+        id: PeerId,
+        offer: String,
+        now: Instant,
+    ) -> Result<String, JoinError> {
+        let setup = |e: rtc::shared::error::Error| JoinError::Setup(e.to_string());
+        let ufrag = format!("p{id:x}{}", rtc::shared::util::math_rand_alpha(8));
+        let pwd = rtc::shared::util::math_rand_alpha(32);
+        let settings = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_answering_dtls_role(RTCDtlsRole::Server)
+            .with_ice_credentials(ufrag.clone(), pwd)
+            .build();
+        let mut media = MediaEngine::default();
+        media.register_default_codecs().map_err(setup)?;
+        let registry = register_default_interceptors(Registry::new(), &mut media)
+            .map_err(setup)?
+            .with(Slot::from(14_000), DeliverRtcp::default());
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings)
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .build(now)
+            .map_err(setup)?;
+        let offer =
+            RTCSessionDescription::offer(offer).map_err(|e| JoinError::BadOffer(e.to_string()))?;
+        pc.set_remote_description(now, offer)
+            .map_err(|e| JoinError::BadOffer(e.to_string()))?;
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: self.ice_address.to_string(),
+                port: self.local_addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(setup)?;
+        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().map_err(setup)?)
+            .map_err(setup)?;
+        pc.add_local_candidate(RTCIceCandidateInit::default())
+            .map_err(setup)?;
+        let answer = pc.create_answer(None).map_err(setup)?;
+        pc.set_local_description(now, answer).map_err(setup)?;
+        let sdp = pc
+            .local_description()
+            .ok_or_else(|| JoinError::Setup("no local description".into()))?
+            .sdp;
+
+        self.by_ufrag.insert(ufrag, id);
+        self.peers.insert(
+            id,
+            Peer {
+                room: room.to_owned(),
+                pc,
+                connected: false,
+                producers: Vec::new(),
+                consumers: Vec::new(),
+                renegotiate: false,
+                offer_pending: false,
+            },
+        );
+        // Everything already published in the room goes to the newcomer (by a server offer).
+        let members = self.rooms.entry(room.to_owned()).or_default();
+        let existing: Vec<PeerId> = members.clone();
+        members.push(id);
+        for other in existing {
+            let tracks: Vec<(String, RtpCodecKind, RTCRtpCodec)> = self.peers[&other]
+                .producers
+                .iter()
+                .map(|p| (p.track_id.clone(), p.kind, p.codec.clone()))
+                .collect();
+            for (track, kind, codec) in tracks {
+                self.add_consumer(id, other, &track, kind, codec);
+            }
+        }
+        Ok(sdp)
+    }
+
+    /// Gives `subscriber` a consumer of `source`'s track (a new sending track on its connection).
+    fn add_consumer(
+        &mut self,
+        subscriber: PeerId,
+        source: PeerId,
+        track: &str,
+        kind: RtpCodecKind,
+        codec: RTCRtpCodec,
+    ) {
+        self.next_ssrc = self.next_ssrc.wrapping_add(0x9e37_79b9);
+        let ssrc = self.next_ssrc;
+        let Some(peer) = self.peers.get_mut(&subscriber) else {
+            return;
+        };
+        let mime = codec.mime_type.clone();
+        let clock_rate = codec.clock_rate;
+        let media = MediaStreamTrack::new(
+            format!("peer-{source}"),
+            format!("{source}-{track}"),
+            track.to_owned(),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        );
+        match peer.pc.add_track(media) {
+            Ok(sender_id) => {
+                peer.consumers.push(Consumer {
+                    source: (source, track.to_owned()),
+                    sender_id,
+                    ssrc,
+                    mime,
+                    payload_type: None,
+                    forwarder: Forwarder::new(clock_rate, Some(0)),
+                });
+                peer.renegotiate = true;
+            }
+            Err(e) => {
+                tracing::warn!(subscriber, source, track, error = %e, "cannot add a consumer track")
+            }
+        }
+    }
+
+    fn remove_peer(&mut self, id: PeerId) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        let _ = peer.pc.close();
+        self.by_ufrag.retain(|_, p| *p != id);
+        self.by_addr.retain(|_, p| *p != id);
+        if let Some(members) = self.rooms.get_mut(&peer.room) {
+            members.retain(|p| *p != id);
+            if members.is_empty() {
+                self.rooms.remove(&peer.room);
+            }
+        }
+        for other in self.peers.values_mut() {
+            let (gone, kept): (Vec<Consumer>, Vec<Consumer>) =
+                other.consumers.drain(..).partition(|c| c.source.0 == id);
+            other.consumers = kept;
+            for c in gone {
+                let _ = other.pc.remove_track(c.sender_id);
+                other.renegotiate = true;
+            }
+        }
+        self.emit(SfuEvent::PeerDisconnected { peer: id });
+    }
+
+    /// A datagram arrived. Returns false when no peer matches it.
+    pub(crate) fn handle_datagram(&mut self, data: &[u8], from: SocketAddr, now: Instant) -> bool {
+        let mut target = None;
+        if is_stun(data)
+            && let Some(ufrag) = stun_local_ufrag(data)
+        {
+            target = self.by_ufrag.get(&ufrag).copied();
+            if let Some(id) = target {
+                self.by_addr.insert(from, id);
+            }
+        }
+        let target = target.or_else(|| self.by_addr.get(&from).copied());
+        let Some(id) = target else {
+            self.counters.unknown_source += 1;
+            return false;
+        };
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        let message = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: self.local_addr,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if let Err(e) = peer.pc.handle_read(message) {
+            tracing::debug!(peer = id, error = %e, "datagram refused");
+        }
+        true
+    }
+
+    /// Runs timers due at `now`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        for peer in self.peers.values_mut() {
+            if peer.pc.poll_timeout().is_some_and(|t| t <= now) {
+                let _ = peer.pc.handle_timeout(now);
+            }
+        }
+        let mut due = Vec::new();
+        for (id, peer) in &mut self.peers {
+            for p in &mut peer.producers {
+                if p.keyframes.poll(now) {
+                    due.push((*id, p.track_id.clone()));
+                }
+            }
+        }
+        for (id, track) in due {
+            self.send_pli(id, &track, now);
+        }
+    }
+
+    /// The earliest time [`Engine::handle_timeout`] has work.
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for peer in self.peers.values_mut() {
+            let t = peer
+                .pc
+                .poll_timeout()
+                .into_iter()
+                .chain(
+                    peer.producers
+                        .iter()
+                        .filter_map(|p| p.keyframes.next_timeout()),
+                )
+                .min();
+            next = match (next, t) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        next
+    }
+
+    /// Processes everything the connections produced: events, received media, renegotiation.
+    pub(crate) fn process(&mut self, now: Instant) {
+        self.process_events(now);
+        self.process_reads(now);
+        self.renegotiate(now);
+    }
+
+    /// Datagrams to send, with their destinations.
+    pub(crate) fn drain_writes(&mut self, mut send: impl FnMut(&[u8], SocketAddr)) {
+        for (id, peer) in &mut self.peers {
+            while let Some(out) = peer.pc.poll_write() {
+                self.by_addr.insert(out.transport.peer_addr, *id);
+                send(&out.message, out.transport.peer_addr);
+            }
+        }
+    }
+
+    fn process_events(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        let mut published = Vec::new();
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            while let Some(event) = peer.pc.poll_event() {
+                match event {
+                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => match state {
+                        RTCPeerConnectionState::Connected => {
+                            peer.connected = true;
+                            let _ = self.events.send(SfuEvent::PeerConnected { peer: id });
+                        }
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                            gone.push(id)
+                        }
+                        _ => {}
+                    },
+                    RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                        let layer = simulcast_layer(init.rid.as_deref());
+                        if let Some(p) = peer
+                            .producers
+                            .iter_mut()
+                            .find(|p| p.track_id == init.track_id)
+                        {
+                            p.ssrcs.push((init.ssrc, layer));
+                            continue;
+                        }
+                        let Some(receiver) = peer.pc.rtp_receiver(init.receiver_id) else {
+                            continue;
+                        };
+                        let kind = receiver.track().kind();
+                        let codec = match kind {
+                            RtpCodecKind::Audio => RTCRtpCodec {
+                                mime_type: "audio/opus".into(),
+                                clock_rate: 48_000,
+                                channels: 2,
+                                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                                rtcp_feedback: vec![],
+                            },
+                            _ => RTCRtpCodec {
+                                mime_type: "video/VP8".into(),
+                                clock_rate: 90_000,
+                                channels: 0,
+                                sdp_fmtp_line: String::new(),
+                                rtcp_feedback: vec![],
+                            },
+                        };
+                        peer.producers.push(Producer {
+                            track_id: init.track_id.clone(),
+                            kind,
+                            codec: codec.clone(),
+                            receiver_id: init.receiver_id,
+                            ssrcs: vec![(init.ssrc, layer)],
+                            keyframes: KeyframeRequests::default(),
+                        });
+                        published.push((id, init.track_id, kind, codec));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (id, track, kind, codec) in published {
+            let room = self.peers[&id].room.clone();
+            let members: Vec<PeerId> = self.rooms.get(&room).cloned().unwrap_or_default();
+            for other in members.into_iter().filter(|o| *o != id) {
+                self.add_consumer(other, id, &track, kind, codec.clone());
+            }
+            self.emit(SfuEvent::TrackPublished {
+                peer: id,
+                track,
+                video: kind == RtpCodecKind::Video,
+            });
+        }
+        for id in gone {
+            self.remove_peer(id);
+        }
+        let _ = now;
+    }
+
+    fn process_reads(&mut self, now: Instant) {
+        let mut media: Vec<(PeerId, String, rtp::Packet)> = Vec::new();
+        let mut keyframe_wanted: Vec<(PeerId, String)> = Vec::new();
+        for (id, peer) in &mut self.peers {
+            while let Some(TaggedRTCMessage { message, .. }) = peer.pc.poll_read() {
+                match message {
+                    RTCMessage::RtpPacket(track, packet) => media.push((*id, track, packet)),
+                    RTCMessage::RtcpPacket(_, packets) => {
+                        for p in packets {
+                            let media_ssrc = if let Some(pli) =
+                                p.as_any().downcast_ref::<PictureLossIndication>()
+                            {
+                                Some(pli.media_ssrc)
+                            } else {
+                                p.as_any()
+                                    .downcast_ref::<FullIntraRequest>()
+                                    .and_then(|f| f.fir.first().map(|e| e.ssrc))
+                            };
+                            if let Some(ssrc) = media_ssrc
+                                && let Some(c) = peer.consumers.iter().find(|c| c.ssrc == ssrc)
+                            {
+                                keyframe_wanted.push(c.source.clone());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (source, track, packet) in media {
+            self.counters.rtp_in += 1;
+            self.forward(source, &track, packet, now, &mut keyframe_wanted);
+        }
+        keyframe_wanted.sort();
+        keyframe_wanted.dedup();
+        for (peer, track) in keyframe_wanted {
+            let request = self
+                .peers
+                .get_mut(&peer)
+                .and_then(|p| p.producers.iter_mut().find(|x| x.track_id == track))
+                .is_some_and(|p| p.keyframes.request(now));
+            if request {
+                self.send_pli(peer, &track, now);
+            }
+        }
+    }
+
+    fn forward(
+        &mut self,
+        source: PeerId,
+        track: &str,
+        packet: rtp::Packet,
+        now: Instant,
+        keyframe_wanted: &mut Vec<(PeerId, String)>,
+    ) {
+        let Some(peer) = self.peers.get_mut(&source) else {
+            return;
+        };
+        let Some(producer) = peer.producers.iter_mut().find(|p| p.track_id == track) else {
+            return;
+        };
+        let layer = producer
+            .ssrcs
+            .iter()
+            .find(|(s, _)| *s == packet.header.ssrc)
+            .map_or(0, |(_, l)| *l);
+        let (keyframe, temporal_id) = if producer.kind == RtpCodecKind::Video {
+            match vp8::parse(&packet.payload) {
+                Ok(info) => (info.keyframe, info.temporal_id),
+                Err(_) => (false, None),
+            }
+        } else {
+            (true, None)
+        };
+        if keyframe && producer.kind == RtpCodecKind::Video {
+            producer.keyframes.on_keyframe();
+        }
+        let info = PacketInfo {
+            layer,
+            sequence: packet.header.sequence_number,
+            timestamp: packet.header.timestamp,
+            marker: packet.header.marker,
+            keyframe,
+            temporal_id,
+        };
+        let room = peer.room.clone();
+        let members: Vec<PeerId> = self.rooms.get(&room).cloned().unwrap_or_default();
+        for member in members.into_iter().filter(|m| *m != source) {
+            let Some(sub) = self.peers.get_mut(&member) else {
+                continue;
+            };
+            if !sub.connected {
+                continue;
+            }
+            for c in sub
+                .consumers
+                .iter_mut()
+                .filter(|c| c.source.0 == source && c.source.1 == track)
+            {
+                let decision = c.forwarder.handle(&info, now);
+                if c.forwarder.keyframe_needed().is_some() {
+                    keyframe_wanted.push(c.source.clone());
+                }
+                let Decision::Forward(rewrite) = decision else {
+                    continue;
+                };
+                let Some(mut sender) = sub.pc.rtp_sender(c.sender_id) else {
+                    continue;
+                };
+                if c.payload_type.is_none() {
+                    c.payload_type = sender
+                        .get_parameters()
+                        .rtp_parameters
+                        .codecs
+                        .iter()
+                        .find(|k| k.rtp_codec.mime_type.eq_ignore_ascii_case(&c.mime))
+                        .map(|k| k.payload_type);
+                }
+                let Some(pt) = c.payload_type else { continue };
+                let mut out = packet.clone();
+                out.header.ssrc = c.ssrc;
+                out.header.payload_type = pt;
+                out.header.sequence_number = rewrite.sequence;
+                out.header.timestamp = rewrite.timestamp;
+                out.header.marker = rewrite.marker;
+                // Extension ids are per connection; until they are remapped, none are forwarded.
+                out.header.extensions.clear();
+                out.header.extension = false;
+                match sender.write_rtp(now, out) {
+                    Ok(()) => self.counters.rtp_forwarded += 1,
+                    Err(e) => {
+                        self.counters.forward_errors += 1;
+                        tracing::debug!(error = %e, "write_rtp failed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_pli(&mut self, peer: PeerId, track: &str, now: Instant) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let Some(producer) = p.producers.iter().find(|x| x.track_id == track) else {
+            return;
+        };
+        let (receiver_id, ssrcs) = (producer.receiver_id, producer.ssrcs.clone());
+        if let Some(mut receiver) = p.pc.rtp_receiver(receiver_id) {
+            for (ssrc, _) in ssrcs {
+                if receiver
+                    .write_rtcp(
+                        now,
+                        vec![Box::new(PictureLossIndication {
+                            sender_ssrc: 0,
+                            media_ssrc: ssrc,
+                        })],
+                    )
+                    .is_ok()
+                {
+                    self.counters.keyframe_requests_sent += 1;
+                }
+            }
+        }
+    }
+
+    fn renegotiate(&mut self, now: Instant) {
+        let mut offers = Vec::new();
+        for (id, peer) in &mut self.peers {
+            if !peer.renegotiate || peer.offer_pending {
+                continue;
+            }
+            let offer = peer
+                .pc
+                .create_offer(None)
+                .and_then(|o| peer.pc.set_local_description(now, o));
+            match offer {
+                Ok(()) => {
+                    if let Some(desc) = peer.pc.local_description() {
+                        peer.renegotiate = false;
+                        peer.offer_pending = true;
+                        offers.push(SfuEvent::Offer {
+                            peer: *id,
+                            sdp: desc.sdp,
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(peer = *id, error = %e, "cannot create a renegotiation offer")
+                }
+            }
+        }
+        for offer in offers {
+            self.emit(offer);
+        }
+    }
+}

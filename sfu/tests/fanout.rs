@@ -1,0 +1,315 @@
+//! A publisher and three subscribers, real webrtc-rs peers over loopback against one shard:
+//! ICE-lite, DTLS, SRTP, server-initiated renegotiation, forwarding with rewritten SSRC, payload
+//! type and continuous sequence numbers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use sfu::{PeerId, Sfu, SfuConfig, SfuEvent};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Handler {
+    gathered: mpsc::UnboundedSender<()>,
+    connected: mpsc::UnboundedSender<()>,
+    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(());
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.connected.send(());
+        }
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tracks.send(track);
+    }
+}
+
+struct Client {
+    pc: Arc<dyn PeerConnection>,
+    gathered: mpsc::UnboundedReceiver<()>,
+    connected: mpsc::UnboundedReceiver<()>,
+    tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+}
+
+async fn client() -> Client {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().unwrap();
+    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    let (gathered_tx, gathered) = mpsc::unbounded_channel();
+    let (connected_tx, connected) = mpsc::unbounded_channel();
+    let (tracks_tx, tracks) = mpsc::unbounded_channel();
+    let pc = PeerConnectionBuilder::new()
+        .with_setting_engine(webrtc::peer_connection::SettingEngineBuilder::new().build())
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_handler(Arc::new(Handler {
+            gathered: gathered_tx,
+            connected: connected_tx,
+            tracks: tracks_tx,
+        }))
+        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        .build()
+        .await
+        .unwrap();
+    Client {
+        pc: Arc::new(pc),
+        gathered,
+        connected,
+        tracks,
+    }
+}
+
+/// Where each peer's server offers go, and offers that arrived before their peer registered.
+type OfferRoutes = (
+    HashMap<PeerId, mpsc::UnboundedSender<String>>,
+    HashMap<PeerId, Vec<String>>,
+);
+
+/// Server offers, routed to the peer they are for (buffered until the peer registers).
+#[derive(Clone, Default)]
+struct Offers(Arc<Mutex<OfferRoutes>>);
+
+impl Offers {
+    fn spawn_dispatcher(&self, mut events: mpsc::UnboundedReceiver<SfuEvent>) {
+        let offers = self.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let SfuEvent::Offer { peer, sdp } = event {
+                    let mut state = offers.0.lock().unwrap();
+                    match state.0.get(&peer) {
+                        Some(tx) => {
+                            let _ = tx.send(sdp);
+                        }
+                        None => state.1.entry(peer).or_default().push(sdp),
+                    }
+                }
+            }
+        });
+    }
+
+    fn register(&self, peer: PeerId) -> mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut state = self.0.lock().unwrap();
+        for sdp in state.1.remove(&peer).unwrap_or_default() {
+            let _ = tx.send(sdp);
+        }
+        state.0.insert(peer, tx);
+        rx
+    }
+}
+
+/// Offer, wait for candidates, join, apply the answer, wait until connected; then answer every
+/// server offer from then on.
+async fn join(sfu: &Sfu, offers: &Offers, c: &mut Client) -> PeerId {
+    let offer = c.pc.create_offer(None).await.unwrap();
+    c.pc.set_local_description(offer).await.unwrap();
+    tokio::time::timeout(WAIT, c.gathered.recv())
+        .await
+        .expect("ICE gathering completes");
+    let offer = c.pc.local_description().await.unwrap().sdp;
+    let (peer, answer) = sfu.join("room-1", offer).await.expect("join");
+    c.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, c.connected.recv())
+        .await
+        .expect("connected");
+    let mut server_offers = offers.register(peer);
+    let pc = Arc::clone(&c.pc);
+    let sfu = sfu.clone();
+    tokio::spawn(async move {
+        while let Some(sdp) = server_offers.recv().await {
+            pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap())
+                .await
+                .unwrap();
+            let answer = pc.create_answer(None).await.unwrap();
+            pc.set_local_description(answer).await.unwrap();
+            let answer = pc.local_description().await.unwrap().sdp;
+            assert!(sfu.answer(peer, answer));
+        }
+    });
+    peer
+}
+
+fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/VP8".into(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publisher_three_subscribers() {
+    let sfu = Sfu::start(SfuConfig {
+        shards: 1,
+        bind_address: "127.0.0.1".parse().unwrap(),
+        udp_port_start: 0,
+        ice_address: "127.0.0.1".parse().unwrap(),
+    })
+    .unwrap();
+    let offers = Offers::default();
+    offers.spawn_dispatcher(sfu.take_events().unwrap());
+
+    // The publisher sends a VP8 track.
+    const PUBLISHER_SSRC: u32 = 0x0a0a_0001;
+    let mut publisher = client().await;
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "cam".into(),
+        "camera".into(),
+        "camera".into(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(PUBLISHER_SSRC),
+                ..Default::default()
+            },
+            codec: vp8(),
+            ..Default::default()
+        }],
+    )));
+    let sender = publisher
+        .pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    join(&sfu, &offers, &mut publisher).await;
+    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+
+    // Three subscribers, each offering one receive-only video line to connect with.
+    let mut subscribers = Vec::new();
+    for _ in 0..3 {
+        let mut c = client().await;
+        c.pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+        join(&sfu, &offers, &mut c).await;
+        subscribers.push(c);
+    }
+
+    // Each subscriber reports the (SSRC, sequence number) of what it receives.
+    let (got_tx, mut got_rx) = mpsc::unbounded_channel::<(usize, u32, u16, u8)>();
+    for (i, c) in subscribers.iter_mut().enumerate() {
+        let mut tracks = std::mem::replace(&mut c.tracks, mpsc::unbounded_channel().1);
+        let got = got_tx.clone();
+        tokio::spawn(async move {
+            while let Some(track) = tracks.recv().await {
+                let got = got.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = track.poll().await {
+                        if let TrackRemoteEvent::OnRtpPacket(p) = event {
+                            let _ = got.send((
+                                i,
+                                p.header.ssrc,
+                                p.header.sequence_number,
+                                p.payload[1],
+                            ));
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    // 10 ms per packet, a keyframe every 30, until every subscriber has 100 packets.
+    let send_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for i in 0u32..3000 {
+            tick.tick().await;
+            let keyframe = i % 30 == 0;
+            let mut payload = vec![0x10, u8::from(!keyframe)];
+            payload.extend_from_slice(&[0xab; 300]);
+            let packet = rtp::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: pt,
+                    sequence_number: 1000u16.wrapping_add(i as u16),
+                    timestamp: i * 3000,
+                    ssrc: PUBLISHER_SSRC,
+                    ..Default::default()
+                },
+                payload: Bytes::from(payload),
+            };
+            let _ = track.write_rtp(packet).await;
+        }
+    });
+
+    let mut received: Vec<Vec<(u32, u16, u8)>> = vec![Vec::new(); 3];
+    while received.iter().any(|r| r.len() < 100) {
+        let (i, ssrc, seq, frame) = tokio::time::timeout(WAIT, got_rx.recv())
+            .await
+            .expect("media keeps flowing")
+            .unwrap();
+        received[i].push((ssrc, seq, frame));
+    }
+    send_task.abort();
+
+    for (i, r) in received.iter().enumerate() {
+        let ssrc = r[0].0;
+        assert_ne!(
+            ssrc, PUBLISHER_SSRC,
+            "subscriber {i}: the SSRC is rewritten"
+        );
+        assert!(r.iter().all(|p| p.0 == ssrc), "subscriber {i}: one SSRC");
+        assert_eq!(
+            r[0].2, 0,
+            "subscriber {i}: starts on a keyframe (P bit clear)"
+        );
+        let seqs: Vec<u16> = r.iter().map(|p| p.1).collect();
+        let contiguous = seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1));
+        assert!(
+            contiguous,
+            "subscriber {i}: sequence numbers without gaps: {seqs:?}"
+        );
+    }
+    let ssrcs: std::collections::HashSet<u32> = received.iter().map(|r| r[0].0).collect();
+    assert_eq!(ssrcs.len(), 3, "each subscriber has its own consumer SSRC");
+    let stats = sfu.shards()[0].stats;
+    assert!(stats.rtp_forwarded >= 300, "{stats:?}");
+
+    for c in subscribers.into_iter().chain([publisher]) {
+        let _ = c.pc.close().await;
+    }
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
