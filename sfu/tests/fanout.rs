@@ -7,20 +7,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rtc::interceptor::Registry;
+use rtc::interceptor::{
+    Attribute, Interceptor, Packet as IPacket, Registry, Slot, StreamInfo, TaggedPacket,
+};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
 use sfu::{PeerId, Sfu, SfuConfig, SfuEvent};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::TrackLocalEvent;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
@@ -59,10 +64,56 @@ struct Client {
     tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
 }
 
+/// Lets RTCP (the SFU's PLIs) reach a publishing client's `TrackLocal::poll`.
+#[derive(Default)]
+struct DeliverRtcp {
+    read: std::collections::VecDeque<TaggedPacket>,
+    write: std::collections::VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if matches!(msg.message.packet, IPacket::Rtcp(_)) {
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for DeliverRtcp {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
+}
+
 async fn client() -> Client {
+    client_with(false).await
+}
+
+async fn client_with(deliver_rtcp: bool) -> Client {
     let mut media = MediaEngine::default();
     media.register_default_codecs().unwrap();
-    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    let mut registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    if deliver_rtcp {
+        registry = registry.with(Slot::from(14_000), DeliverRtcp::default());
+    }
     let (gathered_tx, gathered) = mpsc::unbounded_channel();
     let (connected_tx, connected) = mpsc::unbounded_channel();
     let (tracks_tx, tracks) = mpsc::unbounded_channel();
@@ -308,6 +359,163 @@ async fn one_publisher_three_subscribers() {
     for c in subscribers.into_iter().chain([publisher]) {
         let _ = c.pc.close().await;
     }
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
+
+fn start_sfu() -> (Sfu, Offers) {
+    let sfu = Sfu::start(SfuConfig {
+        shards: 1,
+        bind_address: "127.0.0.1".parse().unwrap(),
+        udp_port_start: 0,
+        ice_address: "127.0.0.1".parse().unwrap(),
+    })
+    .unwrap();
+    let offers = Offers::default();
+    offers.spawn_dispatcher(sfu.take_events().unwrap());
+    (sfu, offers)
+}
+
+/// A subscriber asking for keyframes every 20 ms reaches the publisher at most once per 500 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_requests_reach_the_publisher_at_most_every_500_ms() {
+    let (sfu, offers) = start_sfu();
+    const SSRC: u32 = 0x0b0b_0001;
+    let mut publisher = client_with(true).await;
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "cam".into(),
+        "camera".into(),
+        "camera".into(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(SSRC),
+                ..Default::default()
+            },
+            codec: vp8(),
+            ..Default::default()
+        }],
+    )));
+    let sender = publisher
+        .pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    join(&sfu, &offers, &mut publisher).await;
+    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+
+    // Like an encoder: a keyframe when asked, delta frames otherwise. Reports when PLIs arrive.
+    let (pli_tx, mut pli_rx) = mpsc::unbounded_channel::<std::time::Instant>();
+    let wants_keyframe = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let track = Arc::clone(&track);
+        let wants = Arc::clone(&wants_keyframe);
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackLocalEvent::OnRtcpPacket(packets) = event
+                    && packets
+                        .iter()
+                        .any(|p| p.as_any().is::<PictureLossIndication>())
+                {
+                    wants.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let _ = pli_tx.send(std::time::Instant::now());
+                }
+            }
+        });
+    }
+    let send_task = {
+        let track = Arc::clone(&track);
+        let wants = Arc::clone(&wants_keyframe);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            for i in 0u32..10_000 {
+                tick.tick().await;
+                let keyframe = wants.swap(false, std::sync::atomic::Ordering::SeqCst);
+                let mut payload = vec![0x10, u8::from(!keyframe)];
+                payload.extend_from_slice(&[0xcd; 200]);
+                let header = rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: pt,
+                    sequence_number: i as u16,
+                    timestamp: i * 3000,
+                    ssrc: SSRC,
+                    ..Default::default()
+                };
+                let _ = track
+                    .write_rtp(rtp::Packet {
+                        header,
+                        payload: Bytes::from(payload),
+                    })
+                    .await;
+            }
+        })
+    };
+
+    let mut subscriber = client().await;
+    subscriber
+        .pc
+        .add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+    join(&sfu, &offers, &mut subscriber).await;
+    let remote = tokio::time::timeout(WAIT, subscriber.tracks.recv())
+        .await
+        .expect("a track arrives")
+        .unwrap();
+    // Wait for the first forwarded packet, so the track's SSRC is known, then ask for keyframes
+    // every 20 ms for 2 s.
+    let ssrc = loop {
+        match tokio::time::timeout(WAIT, remote.poll())
+            .await
+            .expect("media arrives")
+        {
+            Some(TrackRemoteEvent::OnRtpPacket(p)) => break p.header.ssrc,
+            Some(_) => continue,
+            None => panic!("track ended"),
+        }
+    };
+    while pli_rx.try_recv().is_ok() {}
+    let mut asks = tokio::time::interval(Duration::from_millis(20));
+    for _ in 0..100 {
+        asks.tick().await;
+        let pli: Vec<Box<dyn rtc::rtcp::Packet>> = vec![Box::new(PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc: ssrc,
+        })];
+        remote.write_rtcp(pli).await.unwrap();
+    }
+    send_task.abort();
+    let mut arrivals = Vec::new();
+    while let Ok(at) = pli_rx.try_recv() {
+        arrivals.push(at);
+    }
+    assert!(
+        arrivals.len() >= 2,
+        "requests are passed on: {} PLIs",
+        arrivals.len()
+    );
+    assert!(
+        arrivals.len() <= 6,
+        "100 requests in 2 s are coalesced: {} PLIs",
+        arrivals.len()
+    );
+    for pair in arrivals.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        // The SFU spaces them 500 ms apart by its clock; delivery jitter on loopback is far below 100 ms.
+        assert!(gap >= Duration::from_millis(400), "PLIs {gap:?} apart");
+    }
+    let _ = subscriber.pc.close().await;
+    let _ = publisher.pc.close().await;
     let handle = sfu.clone();
     tokio::task::spawn_blocking(move || handle.shutdown())
         .await
