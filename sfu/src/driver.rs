@@ -92,6 +92,12 @@ pub(crate) enum Command {
     Leave {
         peer: PeerId,
     },
+    SetLayer {
+        subscriber: PeerId,
+        source: PeerId,
+        track: String,
+        layer: Option<u8>,
+    },
 }
 
 /// Counters of the engine (read by the shard for its stats).
@@ -268,6 +274,51 @@ impl Engine {
                 }
             }
             Command::Leave { peer } => self.remove_peer(peer),
+            Command::SetLayer {
+                subscriber,
+                source,
+                track,
+                layer,
+            } => self.set_layer(subscriber, source, &track, layer, now),
+        }
+    }
+
+    /// Sets the layer a consumer should get (`None` pauses it), capped at the highest layer the
+    /// producer sends; asks for a keyframe when the consumer must switch.
+    fn set_layer(
+        &mut self,
+        subscriber: PeerId,
+        source: PeerId,
+        track: &str,
+        layer: Option<u8>,
+        now: Instant,
+    ) {
+        let highest = self
+            .peers
+            .get(&source)
+            .and_then(|p| p.producers.iter().find(|x| x.track_id == track))
+            .and_then(|p| p.ssrcs.iter().map(|(_, l)| *l).max());
+        let Some(sub) = self.peers.get_mut(&subscriber) else {
+            return;
+        };
+        let Some(c) = sub
+            .consumers
+            .iter_mut()
+            .find(|c| c.source.0 == source && c.source.1 == track)
+        else {
+            return;
+        };
+        c.forwarder
+            .set_target(layer.map(|l| l.min(highest.unwrap_or(0))));
+        if c.forwarder.keyframe_needed().is_some() {
+            let request = self
+                .peers
+                .get_mut(&source)
+                .and_then(|p| p.producers.iter_mut().find(|x| x.track_id == track))
+                .is_some_and(|p| p.keyframes.request(now));
+            if request {
+                self.send_pli(source, track, now);
+            }
         }
     }
 

@@ -181,6 +181,32 @@ impl Sfu {
         shard.is_some_and(|s| self.inner.shards[s].send(driver::Command::Answer { peer, sdp }))
     }
 
+    /// The simulcast layer (0 lowest) `subscriber` wants of `source`'s `track`; `None` pauses it.
+    /// The switch happens on the layer's next keyframe, which is requested.
+    pub fn set_preferred_layer(
+        &self,
+        subscriber: PeerId,
+        source: PeerId,
+        track: &str,
+        layer: Option<u8>,
+    ) -> bool {
+        let shard = self
+            .inner
+            .peer_shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&subscriber)
+            .copied();
+        shard.is_some_and(|s| {
+            self.inner.shards[s].send(driver::Command::SetLayer {
+                subscriber,
+                source,
+                track: track.to_owned(),
+                layer,
+            })
+        })
+    }
+
     /// Removes a peer: its connection closes and its tracks leave the other peers.
     pub fn leave(&self, peer: PeerId) {
         let shard = self

@@ -521,3 +521,167 @@ async fn keyframe_requests_reach_the_publisher_at_most_every_500_ms() {
         .await
         .unwrap();
 }
+
+/// A simulcast publisher (q, h, f) and two subscribers: one stays on the lowest layer, the other
+/// asks for the highest and switches on its keyframe without a gap in sequence numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_subscribers_get_the_layer_they_ask_for() {
+    let (sfu, offers) = start_sfu();
+    let rids = ["q", "h", "f"];
+    let ssrcs = [0x0c0c_0001u32, 0x0c0c_0002, 0x0c0c_0003];
+    let mut publisher = client().await;
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "cam".into(),
+        "camera".into(),
+        "camera".into(),
+        RtpCodecKind::Video,
+        rids.iter()
+            .zip(ssrcs)
+            .map(|(rid, ssrc)| RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    rid: rid.to_string(),
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: vp8(),
+                ..Default::default()
+            })
+            .collect(),
+    )));
+    let sender = publisher
+        .pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let publisher_id = join(&sfu, &offers, &mut publisher).await;
+    let params = sender.get_parameters().await.unwrap();
+    let pt = params.rtp_parameters.codecs[0].payload_type;
+    let ext = |uri: &str| {
+        params
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|h| h.uri == uri)
+            .map(|h| h.id as u8)
+            .unwrap()
+    };
+    let (mid_ext, rid_ext) = (
+        ext("urn:ietf:params:rtp-hdrext:sdes:mid"),
+        ext("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"),
+    );
+    let mid = publisher.pc.get_transceivers().await[0]
+        .mid()
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Each layer: its own SSRC and sequence numbers, a keyframe every 15 packets, the layer number
+    // in the third payload byte.
+    let send_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for i in 0u32..10_000 {
+            tick.tick().await;
+            for (layer, rid) in rids.iter().enumerate() {
+                let mut header = rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: pt,
+                    sequence_number: (i as u16).wrapping_add(layer as u16 * 10_000),
+                    timestamp: i * 3000 + layer as u32 * 77,
+                    ssrc: ssrcs[layer],
+                    ..Default::default()
+                };
+                header
+                    .set_extension(mid_ext, Bytes::from(mid.clone().into_bytes()))
+                    .unwrap();
+                header
+                    .set_extension(rid_ext, Bytes::from(rid.to_string().into_bytes()))
+                    .unwrap();
+                let keyframe = i % 15 == 0;
+                let mut payload = vec![0x10, u8::from(!keyframe), layer as u8];
+                payload.extend_from_slice(&[0xee; 100]);
+                let _ = track
+                    .write_rtp(rtp::Packet {
+                        header,
+                        payload: Bytes::from(payload),
+                    })
+                    .await;
+            }
+        }
+    });
+
+    let (got_tx, mut got_rx) = mpsc::unbounded_channel::<(usize, u16, u8)>();
+    let mut subscribers = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let mut c = client().await;
+        c.pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+        ids.push(join(&sfu, &offers, &mut c).await);
+        let mut tracks = std::mem::replace(&mut c.tracks, mpsc::unbounded_channel().1);
+        let got = got_tx.clone();
+        tokio::spawn(async move {
+            while let Some(track) = tracks.recv().await {
+                let got = got.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = track.poll().await {
+                        if let TrackRemoteEvent::OnRtpPacket(p) = event {
+                            let _ = got.send((i, p.header.sequence_number, p.payload[2]));
+                        }
+                    }
+                });
+            }
+        });
+        subscribers.push(c);
+    }
+
+    let mut received: Vec<Vec<(u16, u8)>> = vec![Vec::new(); 2];
+    let mut asked = false;
+    while received[0].len() < 100 || received[1].iter().filter(|p| p.1 == 2).count() < 50 {
+        let (i, seq, layer) = tokio::time::timeout(WAIT, got_rx.recv())
+            .await
+            .expect("media keeps flowing")
+            .unwrap();
+        received[i].push((seq, layer));
+        if i == 1 && !asked {
+            // Subscriber 1 has its first packets (of the default, lowest layer): it wants the best.
+            assert!(sfu.set_preferred_layer(ids[1], publisher_id, "camera", Some(2)));
+            asked = true;
+        }
+    }
+    send_task.abort();
+
+    assert!(
+        received[0].iter().all(|p| p.1 == 0),
+        "subscriber 0 stays on the lowest layer"
+    );
+    let layers: Vec<u8> = received[1].iter().map(|p| p.1).collect();
+    let switch = layers.iter().position(|l| *l == 2).unwrap();
+    assert!(layers[..switch].iter().all(|l| *l == 0), "{layers:?}");
+    assert!(
+        layers[switch..].iter().all(|l| *l == 2),
+        "after the switch only the high layer: {layers:?}"
+    );
+    for (i, r) in received.iter().enumerate() {
+        let contiguous = r.windows(2).all(|w| w[1].0 == w[0].0.wrapping_add(1));
+        assert!(
+            contiguous,
+            "subscriber {i}: no sequence gap, across the switch too"
+        );
+    }
+    for c in subscribers.into_iter().chain([publisher]) {
+        let _ = c.pc.close().await;
+    }
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
