@@ -20,6 +20,9 @@ use crate::driver::{Command, Engine, SfuEvent};
 const MAX_DATAGRAM: usize = 2048;
 /// Shortest wait for a timer (the socket timeout cannot be zero).
 const MIN_WAIT: Duration = Duration::from_millis(1);
+/// Longest wait without looking at the stop flag and the command queue. Wake-up datagrams are
+/// the fast path, but a full receive buffer can drop them.
+const MAX_WAIT: Duration = Duration::from_millis(50);
 
 /// Counters of one shard since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -222,8 +225,9 @@ fn run(
 
         let wait = engine
             .poll_timeout()
-            .map(|t| t.saturating_duration_since(Instant::now()).max(MIN_WAIT));
-        if let Err(e) = socket.set_read_timeout(wait) {
+            .map_or(MAX_WAIT, |t| t.saturating_duration_since(Instant::now()))
+            .clamp(MIN_WAIT, MAX_WAIT);
+        if let Err(e) = socket.set_read_timeout(Some(wait)) {
             tracing::error!(shard = index, error = %e, "cannot set the socket timeout");
         }
         match socket.recv_from(&mut buf) {
@@ -259,6 +263,26 @@ fn run(
         }
         while let Ok(command) = commands.try_recv() {
             engine.handle_command(command, Instant::now());
+        }
+        if shared.stop.load(Ordering::Acquire) {
+            break;
+        }
+    }
+    // Account for what is still queued, so that stopping loses no count.
+    if socket.set_nonblocking(true).is_ok() {
+        while let Ok((len, from)) = socket.recv_from(&mut buf) {
+            if len == 0 {
+                continue;
+            }
+            counters.packets_received.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes_received
+                .fetch_add(len as u64, Ordering::Relaxed);
+            if !engine.handle_datagram(&buf[..len], from, Instant::now()) {
+                counters
+                    .packets_dropped_unknown_peer
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
     tracing::debug!(shard = index, "shard stopped");

@@ -685,3 +685,114 @@ async fn simulcast_subscribers_get_the_layer_they_ask_for() {
         .await
         .unwrap();
 }
+
+/// Garbage on the shard's port (random bytes, STUN-, RTP- and DTLS-looking junk) is dropped and
+/// counted, and the shard keeps serving: a publisher and a subscriber connected afterwards get
+/// media through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_datagrams_are_dropped_and_the_shard_keeps_serving() {
+    let (sfu, offers) = start_sfu();
+    let target = sfu.shards()[0].local_addr;
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..2000 {
+        let len = (next() % 300) as usize + 1;
+        let mut datagram: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match round % 4 {
+            0 => datagram[0] = 0x80,
+            1 if len >= 8 => datagram[..8].copy_from_slice(&[0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42]),
+            2 => datagram[0] = 22,
+            _ => {}
+        }
+        junk.send_to(&datagram, target).unwrap();
+    }
+    assert!(sfu.shards()[0].running, "the shard survived the junk");
+
+    // Media still flows through the same shard.
+    const SSRC: u32 = 0x0d0d_0001;
+    let mut publisher = client().await;
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "cam".into(),
+        "camera".into(),
+        "camera".into(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(SSRC),
+                ..Default::default()
+            },
+            codec: vp8(),
+            ..Default::default()
+        }],
+    )));
+    let sender = publisher
+        .pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    join(&sfu, &offers, &mut publisher).await;
+    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    let send_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for i in 0u32..10_000 {
+            tick.tick().await;
+            let payload = Bytes::from(vec![0x10, u8::from(i % 20 != 0), 0, 0]);
+            let header = rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: pt,
+                sequence_number: i as u16,
+                timestamp: i * 3000,
+                ssrc: SSRC,
+                ..Default::default()
+            };
+            let _ = track.write_rtp(rtp::Packet { header, payload }).await;
+        }
+    });
+    let mut subscriber = client().await;
+    subscriber
+        .pc
+        .add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+    join(&sfu, &offers, &mut subscriber).await;
+    let remote = tokio::time::timeout(WAIT, subscriber.tracks.recv())
+        .await
+        .expect("a track arrives")
+        .unwrap();
+    let mut packets = 0;
+    while packets < 50 {
+        if let Some(TrackRemoteEvent::OnRtpPacket(_)) = tokio::time::timeout(WAIT, remote.poll())
+            .await
+            .expect("media arrives")
+        {
+            packets += 1;
+        }
+    }
+    send_task.abort();
+    let _ = subscriber.pc.close().await;
+    let _ = publisher.pc.close().await;
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+    let stats = sfu.shards()[0].stats;
+    // The kernel may drop some of a burst when the receive buffer is full; most arrive.
+    assert!(
+        stats.packets_dropped_unknown_peer >= 100,
+        "junk is counted as dropped: {stats:?}"
+    );
+}
