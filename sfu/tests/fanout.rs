@@ -2,235 +2,28 @@
 //! ICE-lite, DTLS, SRTP, server-initiated renegotiation, forwarding with rewritten SSRC, payload
 //! type and continuous sequence numbers.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rtc::interceptor::{
-    Attribute, Interceptor, Packet as IPacket, Registry, Slot, StreamInfo, TaggedPacket,
-};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use rtc::sansio::Protocol;
-use sfu::{PeerId, Sfu, SfuConfig, SfuEvent};
+use support::{WAIT, client, client_with, join, start_sfu, vp8};
 use tokio::sync::mpsc;
-use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_local::TrackLocalEvent;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-struct Handler {
-    gathered: mpsc::UnboundedSender<()>,
-    connected: mpsc::UnboundedSender<()>,
-    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
-}
-
-#[async_trait::async_trait]
-impl PeerConnectionEventHandler for Handler {
-    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
-        if state == RTCIceGatheringState::Complete {
-            let _ = self.gathered.send(());
-        }
-    }
-    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        if state == RTCPeerConnectionState::Connected {
-            let _ = self.connected.send(());
-        }
-    }
-    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        let _ = self.tracks.send(track);
-    }
-}
-
-struct Client {
-    pc: Arc<dyn PeerConnection>,
-    gathered: mpsc::UnboundedReceiver<()>,
-    connected: mpsc::UnboundedReceiver<()>,
-    tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
-}
-
-/// Lets RTCP (the SFU's PLIs) reach a publishing client's `TrackLocal::poll`.
-#[derive(Default)]
-struct DeliverRtcp {
-    read: std::collections::VecDeque<TaggedPacket>,
-    write: std::collections::VecDeque<TaggedPacket>,
-}
-
-impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = std::time::Instant;
-    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if matches!(msg.message.packet, IPacket::Rtcp(_)) {
-            msg.message.add(Attribute::DeliverToApplication);
-        }
-        self.read.push_back(msg);
-        Ok(())
-    }
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.read.pop_front()
-    }
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.write.pop_front()
-    }
-}
-
-impl Interceptor for DeliverRtcp {
-    fn bind_local_stream(&mut self, _: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
-    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
-}
-
-async fn client() -> Client {
-    client_with(false).await
-}
-
-async fn client_with(deliver_rtcp: bool) -> Client {
-    let mut media = MediaEngine::default();
-    media.register_default_codecs().unwrap();
-    let mut registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
-    if deliver_rtcp {
-        registry = registry.with(Slot::from(14_000), DeliverRtcp::default());
-    }
-    let (gathered_tx, gathered) = mpsc::unbounded_channel();
-    let (connected_tx, connected) = mpsc::unbounded_channel();
-    let (tracks_tx, tracks) = mpsc::unbounded_channel();
-    let pc = PeerConnectionBuilder::new()
-        .with_setting_engine(webrtc::peer_connection::SettingEngineBuilder::new().build())
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .with_handler(Arc::new(Handler {
-            gathered: gathered_tx,
-            connected: connected_tx,
-            tracks: tracks_tx,
-        }))
-        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
-        .build()
-        .await
-        .unwrap();
-    Client {
-        pc: Arc::new(pc),
-        gathered,
-        connected,
-        tracks,
-    }
-}
-
-/// Where each peer's server offers go, and offers that arrived before their peer registered.
-type OfferRoutes = (
-    HashMap<PeerId, mpsc::UnboundedSender<String>>,
-    HashMap<PeerId, Vec<String>>,
-);
-
-/// Server offers, routed to the peer they are for (buffered until the peer registers).
-#[derive(Clone, Default)]
-struct Offers(Arc<Mutex<OfferRoutes>>);
-
-impl Offers {
-    fn spawn_dispatcher(&self, mut events: mpsc::UnboundedReceiver<SfuEvent>) {
-        let offers = self.clone();
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                if let SfuEvent::Offer { peer, sdp } = event {
-                    let mut state = offers.0.lock().unwrap();
-                    match state.0.get(&peer) {
-                        Some(tx) => {
-                            let _ = tx.send(sdp);
-                        }
-                        None => state.1.entry(peer).or_default().push(sdp),
-                    }
-                }
-            }
-        });
-    }
-
-    fn register(&self, peer: PeerId) -> mpsc::UnboundedReceiver<String> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut state = self.0.lock().unwrap();
-        for sdp in state.1.remove(&peer).unwrap_or_default() {
-            let _ = tx.send(sdp);
-        }
-        state.0.insert(peer, tx);
-        rx
-    }
-}
-
-/// Offer, wait for candidates, join, apply the answer, wait until connected; then answer every
-/// server offer from then on.
-async fn join(sfu: &Sfu, offers: &Offers, c: &mut Client) -> PeerId {
-    let offer = c.pc.create_offer(None).await.unwrap();
-    c.pc.set_local_description(offer).await.unwrap();
-    tokio::time::timeout(WAIT, c.gathered.recv())
-        .await
-        .expect("ICE gathering completes");
-    let offer = c.pc.local_description().await.unwrap().sdp;
-    let (peer, answer) = sfu.join("room-1", offer).await.expect("join");
-    c.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
-        .await
-        .unwrap();
-    tokio::time::timeout(WAIT, c.connected.recv())
-        .await
-        .expect("connected");
-    let mut server_offers = offers.register(peer);
-    let pc = Arc::clone(&c.pc);
-    let sfu = sfu.clone();
-    tokio::spawn(async move {
-        while let Some(sdp) = server_offers.recv().await {
-            pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap())
-                .await
-                .unwrap();
-            let answer = pc.create_answer(None).await.unwrap();
-            pc.set_local_description(answer).await.unwrap();
-            let answer = pc.local_description().await.unwrap().sdp;
-            assert!(sfu.answer(peer, answer));
-        }
-    });
-    peer
-}
-
-fn vp8() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "video/VP8".into(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![],
-    }
-}
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::TrackRemoteEvent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_publisher_three_subscribers() {
-    let sfu = Sfu::start(SfuConfig {
-        shards: 1,
-        bind_address: "127.0.0.1".parse().unwrap(),
-        udp_port_start: 0,
-        ice_address: "127.0.0.1".parse().unwrap(),
-    })
-    .unwrap();
-    let offers = Offers::default();
-    offers.spawn_dispatcher(sfu.take_events().unwrap());
+    let (sfu, offers) = start_sfu();
 
     // The publisher sends a VP8 track.
     const PUBLISHER_SSRC: u32 = 0x0a0a_0001;
@@ -363,19 +156,6 @@ async fn one_publisher_three_subscribers() {
     tokio::task::spawn_blocking(move || handle.shutdown())
         .await
         .unwrap();
-}
-
-fn start_sfu() -> (Sfu, Offers) {
-    let sfu = Sfu::start(SfuConfig {
-        shards: 1,
-        bind_address: "127.0.0.1".parse().unwrap(),
-        udp_port_start: 0,
-        ice_address: "127.0.0.1".parse().unwrap(),
-    })
-    .unwrap();
-    let offers = Offers::default();
-    offers.spawn_dispatcher(sfu.take_events().unwrap());
-    (sfu, offers)
 }
 
 /// A subscriber asking for keyframes every 20 ms reaches the publisher at most once per 500 ms.

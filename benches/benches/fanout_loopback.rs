@@ -1,0 +1,182 @@
+//! Forwarded packets per CPU-second of one SFU shard, 1 publisher -> N subscribers, real
+//! DTLS-SRTP webrtc-rs peers over loopback, everything in this process.
+//!
+//! The publisher sends 1200-byte VP8 packets at a fixed rate; the shard decrypts, decides,
+//! rewrites, encrypts and sends each to every subscriber. The shard thread's own CPU time (from
+//! /proc/self/task/<tid>/stat) is divided by the packets it forwarded: the peers' work is not
+//! counted. Report the figures of one run side by side; the machine is shared.
+
+#[path = "../../sfu/tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+
+/// CPU seconds (user + system) of the thread named `name` in this process.
+fn thread_cpu_seconds(name: &str) -> Option<f64> {
+    let ticks = 100.0; // USER_HZ on Linux
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = entry.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let after = &stat[stat.rfind(')')? + 1..];
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            return Some((utime + stime) / ticks);
+        }
+    }
+    None
+}
+
+async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
+    let (sfu, offers) = support::start_sfu();
+    const SSRC: u32 = 0x0e0e_0001;
+    let mut publisher = support::client().await;
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "cam".into(),
+        "camera".into(),
+        "camera".into(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(SSRC),
+                ..Default::default()
+            },
+            codec: support::vp8(),
+            ..Default::default()
+        }],
+    )));
+    let sender = publisher
+        .pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    support::join(&sfu, &offers, &mut publisher).await;
+    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+
+    let mut clients = Vec::new();
+    for _ in 0..subscribers {
+        let mut c = support::client().await;
+        c.pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+        support::join(&sfu, &offers, &mut c).await;
+        // Drain what arrives so the peers' buffers never stall.
+        let mut tracks = std::mem::replace(&mut c.tracks, tokio::sync::mpsc::unbounded_channel().1);
+        tokio::spawn(async move {
+            while let Some(track) = tracks.recv().await {
+                tokio::spawn(async move { while track.poll().await.is_some() {} });
+            }
+        });
+        clients.push(c);
+    }
+
+    let per_tick = (packets_per_second / 1000).max(1);
+    let sender_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        let mut i = 0u32;
+        loop {
+            tick.tick().await;
+            for _ in 0..per_tick {
+                let keyframe = i.is_multiple_of(300);
+                let mut payload = vec![0x10, u8::from(!keyframe)];
+                payload.resize(1200 - 12, 0xab);
+                let header = rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: pt,
+                    sequence_number: i as u16,
+                    timestamp: i * 90,
+                    ssrc: SSRC,
+                    ..Default::default()
+                };
+                let _ = track
+                    .write_rtp(rtp::Packet {
+                        header,
+                        payload: Bytes::from(payload),
+                    })
+                    .await;
+                i = i.wrapping_add(1);
+            }
+        }
+    });
+
+    // Let every consumer start (keyframe), then measure.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu0, fwd0, in0, t0) = (
+        thread_cpu_seconds("sfu-shard-0").unwrap_or(0.0),
+        sfu.shards()[0].stats.rtp_forwarded,
+        sfu.shards()[0].stats.rtp_received,
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (cpu1, fwd1, in1, wall) = (
+        thread_cpu_seconds("sfu-shard-0").unwrap_or(0.0),
+        sfu.shards()[0].stats.rtp_forwarded,
+        sfu.shards()[0].stats.rtp_received,
+        t0.elapsed(),
+    );
+    sender_task.abort();
+
+    let forwarded = fwd1 - fwd0;
+    let cpu = cpu1 - cpu0;
+    println!(
+        "{subscribers:>4} subscribers: {:>7.0} in/s, {:>8.0} forwarded/s, shard CPU {:>5.1} %, {:>6.2} us CPU per forwarded packet, {:>8.0} forwarded packets per shard CPU-second",
+        (in1 - in0) as f64 / wall.as_secs_f64(),
+        forwarded as f64 / wall.as_secs_f64(),
+        100.0 * cpu / wall.as_secs_f64(),
+        if forwarded > 0 {
+            cpu * 1e6 / forwarded as f64
+        } else {
+            f64::NAN
+        },
+        if cpu > 0.0 {
+            forwarded as f64 / cpu
+        } else {
+            f64::NAN
+        },
+    );
+    for c in clients.into_iter().chain([publisher]) {
+        let _ = c.pc.close().await;
+    }
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !args.is_empty() && !args.iter().any(|a| "fanout_loopback".contains(a.as_str())) {
+        return;
+    }
+    println!(
+        "1 publisher -> N subscribers, 1200-byte VP8 packets, 1000 packets/s in, 5 s measured"
+    );
+    for n in [1usize, 5, 10, 20] {
+        run(n, 1000, 5).await;
+    }
+}
