@@ -9,18 +9,11 @@
 #[path = "../../sfu/tests/support/mod.rs"]
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 
 /// CPU seconds (user + system) of the thread named `name` in this process.
 fn thread_cpu_seconds(name: &str) -> Option<f64> {
@@ -43,43 +36,15 @@ fn thread_cpu_seconds(name: &str) -> Option<f64> {
 async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
     let (sfu, offers) = support::start_sfu();
     const SSRC: u32 = 0x0e0e_0001;
-    let mut publisher = support::client().await;
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "cam".into(),
-        "camera".into(),
-        "camera".into(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(SSRC),
-                ..Default::default()
-            },
-            codec: support::vp8(),
-            ..Default::default()
-        }],
-    )));
-    let sender = publisher
-        .pc
-        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-        .await
-        .unwrap();
-    support::join(&sfu, &offers, &mut publisher).await;
-    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], false).await;
+    let (track, pt) = (
+        std::sync::Arc::clone(&publisher.track),
+        publisher.payload_type,
+    );
 
     let mut clients = Vec::new();
     for _ in 0..subscribers {
-        let mut c = support::client().await;
-        c.pc.add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                streams: vec![],
-                send_encodings: vec![],
-            }),
-        )
-        .await
-        .unwrap();
-        support::join(&sfu, &offers, &mut c).await;
+        let (mut c, _) = support::subscriber(&sfu, &offers).await;
         // Drain what arrives so the peers' buffers never stall.
         let mut tracks = std::mem::replace(&mut c.tracks, tokio::sync::mpsc::unbounded_channel().1);
         tokio::spawn(async move {
@@ -155,7 +120,7 @@ async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
             f64::NAN
         },
     );
-    for c in clients.into_iter().chain([publisher]) {
+    for c in clients.into_iter().chain([publisher.client]) {
         let _ = c.pc.close().await;
     }
     let handle = sfu.clone();

@@ -8,16 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
-use support::{WAIT, client, client_with, join, start_sfu, vp8};
+use support::{WAIT, client, join, start_sfu};
 use tokio::sync::mpsc;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::TrackRemoteEvent;
 
@@ -27,28 +23,8 @@ async fn one_publisher_three_subscribers() {
 
     // The publisher sends a VP8 track.
     const PUBLISHER_SSRC: u32 = 0x0a0a_0001;
-    let mut publisher = client().await;
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "cam".into(),
-        "camera".into(),
-        "camera".into(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(PUBLISHER_SSRC),
-                ..Default::default()
-            },
-            codec: vp8(),
-            ..Default::default()
-        }],
-    )));
-    let sender = publisher
-        .pc
-        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-        .await
-        .unwrap();
-    join(&sfu, &offers, &mut publisher).await;
-    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    let publisher = support::publisher(&sfu, &offers, &[("", PUBLISHER_SSRC)], false).await;
+    let (track, pt) = (Arc::clone(&publisher.track), publisher.payload_type);
 
     // Three subscribers, each offering one receive-only video line to connect with.
     let mut subscribers = Vec::new();
@@ -149,7 +125,7 @@ async fn one_publisher_three_subscribers() {
     let stats = sfu.shards()[0].stats;
     assert!(stats.rtp_forwarded >= 300, "{stats:?}");
 
-    for c in subscribers.into_iter().chain([publisher]) {
+    for c in subscribers.into_iter().chain([publisher.client]) {
         let _ = c.pc.close().await;
     }
     let handle = sfu.clone();
@@ -163,28 +139,8 @@ async fn one_publisher_three_subscribers() {
 async fn keyframe_requests_reach_the_publisher_at_most_every_500_ms() {
     let (sfu, offers) = start_sfu();
     const SSRC: u32 = 0x0b0b_0001;
-    let mut publisher = client_with(true).await;
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "cam".into(),
-        "camera".into(),
-        "camera".into(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(SSRC),
-                ..Default::default()
-            },
-            codec: vp8(),
-            ..Default::default()
-        }],
-    )));
-    let sender = publisher
-        .pc
-        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-        .await
-        .unwrap();
-    join(&sfu, &offers, &mut publisher).await;
-    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], true).await;
+    let (track, pt) = (Arc::clone(&publisher.track), publisher.payload_type);
 
     // Like an encoder: a keyframe when asked, delta frames otherwise. Reports when PLIs arrive.
     let (pli_tx, mut pli_rx) = mpsc::unbounded_channel::<std::time::Instant>();
@@ -234,20 +190,7 @@ async fn keyframe_requests_reach_the_publisher_at_most_every_500_ms() {
         })
     };
 
-    let mut subscriber = client().await;
-    subscriber
-        .pc
-        .add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                streams: vec![],
-                send_encodings: vec![],
-            }),
-        )
-        .await
-        .unwrap();
-    join(&sfu, &offers, &mut subscriber).await;
+    let (mut subscriber, _) = support::subscriber(&sfu, &offers).await;
     let remote = tokio::time::timeout(WAIT, subscriber.tracks.recv())
         .await
         .expect("a track arrives")
@@ -295,7 +238,7 @@ async fn keyframe_requests_reach_the_publisher_at_most_every_500_ms() {
         assert!(gap >= Duration::from_millis(400), "PLIs {gap:?} apart");
     }
     let _ = subscriber.pc.close().await;
-    let _ = publisher.pc.close().await;
+    let _ = publisher.client.pc.close().await;
     let handle = sfu.clone();
     tokio::task::spawn_blocking(move || handle.shutdown())
         .await
@@ -309,32 +252,10 @@ async fn simulcast_subscribers_get_the_layer_they_ask_for() {
     let (sfu, offers) = start_sfu();
     let rids = ["q", "h", "f"];
     let ssrcs = [0x0c0c_0001u32, 0x0c0c_0002, 0x0c0c_0003];
-    let mut publisher = client().await;
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "cam".into(),
-        "camera".into(),
-        "camera".into(),
-        RtpCodecKind::Video,
-        rids.iter()
-            .zip(ssrcs)
-            .map(|(rid, ssrc)| RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    rid: rid.to_string(),
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: vp8(),
-                ..Default::default()
-            })
-            .collect(),
-    )));
-    let sender = publisher
-        .pc
-        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-        .await
-        .unwrap();
-    let publisher_id = join(&sfu, &offers, &mut publisher).await;
-    let params = sender.get_parameters().await.unwrap();
+    let encodings: Vec<(&str, u32)> = rids.iter().copied().zip(ssrcs).collect();
+    let publisher = support::publisher(&sfu, &offers, &encodings, false).await;
+    let (track, publisher_id) = (Arc::clone(&publisher.track), publisher.peer);
+    let params = publisher.sender.get_parameters().await.unwrap();
     let pt = params.rtp_parameters.codecs[0].payload_type;
     let ext = |uri: &str| {
         params
@@ -349,7 +270,7 @@ async fn simulcast_subscribers_get_the_layer_they_ask_for() {
         ext("urn:ietf:params:rtp-hdrext:sdes:mid"),
         ext("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"),
     );
-    let mid = publisher.pc.get_transceivers().await[0]
+    let mid = publisher.client.pc.get_transceivers().await[0]
         .mid()
         .await
         .unwrap()
@@ -457,7 +378,7 @@ async fn simulcast_subscribers_get_the_layer_they_ask_for() {
             "subscriber {i}: no sequence gap, across the switch too"
         );
     }
-    for c in subscribers.into_iter().chain([publisher]) {
+    for c in subscribers.into_iter().chain([publisher.client]) {
         let _ = c.pc.close().await;
     }
     let handle = sfu.clone();
@@ -496,28 +417,8 @@ async fn malformed_datagrams_are_dropped_and_the_shard_keeps_serving() {
 
     // Media still flows through the same shard.
     const SSRC: u32 = 0x0d0d_0001;
-    let mut publisher = client().await;
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "cam".into(),
-        "camera".into(),
-        "camera".into(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(SSRC),
-                ..Default::default()
-            },
-            codec: vp8(),
-            ..Default::default()
-        }],
-    )));
-    let sender = publisher
-        .pc
-        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-        .await
-        .unwrap();
-    join(&sfu, &offers, &mut publisher).await;
-    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], false).await;
+    let (track, pt) = (Arc::clone(&publisher.track), publisher.payload_type);
     let send_task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         for i in 0u32..10_000 {
@@ -535,20 +436,7 @@ async fn malformed_datagrams_are_dropped_and_the_shard_keeps_serving() {
             let _ = track.write_rtp(rtp::Packet { header, payload }).await;
         }
     });
-    let mut subscriber = client().await;
-    subscriber
-        .pc
-        .add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                streams: vec![],
-                send_encodings: vec![],
-            }),
-        )
-        .await
-        .unwrap();
-    join(&sfu, &offers, &mut subscriber).await;
+    let (mut subscriber, _) = support::subscriber(&sfu, &offers).await;
     let remote = tokio::time::timeout(WAIT, subscriber.tracks.recv())
         .await
         .expect("a track arrives")
@@ -564,7 +452,7 @@ async fn malformed_datagrams_are_dropped_and_the_shard_keeps_serving() {
     }
     send_task.abort();
     let _ = subscriber.pc.close().await;
-    let _ = publisher.pc.close().await;
+    let _ = publisher.client.pc.close().await;
     let handle = sfu.clone();
     tokio::task::spawn_blocking(move || handle.shutdown())
         .await

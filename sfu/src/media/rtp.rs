@@ -111,58 +111,76 @@ impl Header {
 
     /// The data of extension `id`, if present (one-byte or two-byte form).
     pub fn extension<'a>(&self, packet: &'a [u8], id: u8) -> Option<&'a [u8]> {
-        let mut found = None;
-        self.walk_extensions(packet, |ext_id, range| {
-            if ext_id == id && found.is_none() {
-                found = Some(range);
-            }
-        });
-        found.map(|(start, len)| &packet[start..start + len])
-    }
-
-    /// Calls `f(id, (data_offset, data_len))` for each extension element.
-    fn walk_extensions(&self, packet: &[u8], mut f: impl FnMut(u8, (usize, usize))) {
-        let Some((start, len)) = self.extensions else {
-            return;
-        };
-        let end = start + len;
-        let mut i = start;
-        if self.extension_profile == ONE_BYTE_PROFILE {
-            while i < end {
-                let b = packet[i];
-                if b == 0 {
-                    i += 1; // padding
-                    continue;
-                }
-                let id = b >> 4;
-                if id == 15 {
-                    return; // reserved: stop parsing (RFC 8285 4.2)
-                }
-                let data_len = usize::from(b & 0x0f) + 1;
-                if i + 1 + data_len > end {
-                    return;
-                }
-                f(id, (i + 1, data_len));
-                i += 1 + data_len;
-            }
-        } else if self.extension_profile & 0xfff0 == 0x1000 {
-            while i < end {
-                let id = packet[i];
-                if id == 0 {
-                    i += 1;
-                    continue;
-                }
-                if i + 2 > end {
-                    return;
-                }
-                let data_len = usize::from(packet[i + 1]);
-                if i + 2 + data_len > end {
-                    return;
-                }
-                f(id, (i + 2, data_len));
-                i += 2 + data_len;
+        let mut elements = Elements::new(self);
+        while let Some(e) = elements.next(packet) {
+            if e.id == id {
+                return Some(&packet[e.data..e.data + e.len]);
             }
         }
+        None
+    }
+}
+
+/// One header extension element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Element {
+    /// Offset of the element's first byte (its id).
+    at: usize,
+    id: u8,
+    /// Offset and length of its data.
+    data: usize,
+    len: usize,
+}
+
+/// Walks the extension elements of a packet. It holds offsets, not the packet, so the caller may
+/// change bytes between steps (as [`remap_extension_ids`] does).
+struct Elements {
+    pos: usize,
+    end: usize,
+    one_byte: bool,
+}
+
+impl Elements {
+    fn new(header: &Header) -> Elements {
+        let (start, len) = header.extensions.unwrap_or((0, 0));
+        let known = header.extension_profile == ONE_BYTE_PROFILE
+            || header.extension_profile & 0xfff0 == 0x1000;
+        Elements {
+            pos: start,
+            end: if known { start + len } else { start },
+            one_byte: header.extension_profile == ONE_BYTE_PROFILE,
+        }
+    }
+
+    fn next(&mut self, packet: &[u8]) -> Option<Element> {
+        while self.pos < self.end {
+            let at = self.pos;
+            let first = packet[at];
+            if first == 0 {
+                self.pos += 1; // padding
+                continue;
+            }
+            let (id, data, len) = if self.one_byte {
+                if first >> 4 == 15 {
+                    self.pos = self.end; // reserved id: stop parsing (RFC 8285 4.2)
+                    return None;
+                }
+                (first >> 4, at + 1, usize::from(first & 0x0f) + 1)
+            } else {
+                if at + 2 > self.end {
+                    self.pos = self.end;
+                    return None;
+                }
+                (first, at + 2, usize::from(packet[at + 1]))
+            };
+            if data + len > self.end {
+                self.pos = self.end;
+                return None;
+            }
+            self.pos = data + len;
+            return Some(Element { at, id, data, len });
+        }
+        None
     }
 }
 
@@ -185,55 +203,20 @@ pub fn rewrite(
 /// Maps header extension ids from the publisher's numbering to a subscriber's. `map[id]` is the new
 /// id, or 0 to blank the element out (turned into padding, so the packet length stays the same).
 pub fn remap_extension_ids(packet: &mut [u8], header: &Header, map: &[u8; 256]) {
-    let Some((start, len)) = header.extensions else {
-        return;
-    };
-    let end = start + len;
-    let mut i = start;
-    if header.extension_profile == ONE_BYTE_PROFILE {
-        while i < end {
-            let b = packet[i];
-            if b == 0 {
-                i += 1;
-                continue;
-            }
-            let id = b >> 4;
-            if id == 15 {
-                return;
-            }
-            let data_len = usize::from(b & 0x0f) + 1;
-            if i + 1 + data_len > end {
-                return;
-            }
-            let new = map[usize::from(id)];
-            if new == 0 || new > 14 {
-                packet[i..i + 1 + data_len].fill(0);
-            } else {
-                packet[i] = (new << 4) | (b & 0x0f);
-            }
-            i += 1 + data_len;
-        }
-    } else if header.extension_profile & 0xfff0 == 0x1000 {
-        while i < end {
-            let id = packet[i];
-            if id == 0 {
-                i += 1;
-                continue;
-            }
-            if i + 2 > end {
-                return;
-            }
-            let data_len = usize::from(packet[i + 1]);
-            if i + 2 + data_len > end {
-                return;
-            }
-            let new = map[usize::from(id)];
-            if new == 0 {
-                packet[i..i + 2 + data_len].fill(0);
-            } else {
-                packet[i] = new;
-            }
-            i += 2 + data_len;
+    let mut elements = Elements::new(header);
+    while let Some(e) = elements.next(packet) {
+        let new = map[usize::from(e.id)];
+        let fits = if elements.one_byte {
+            (1..=14).contains(&new)
+        } else {
+            new != 0
+        };
+        if !fits {
+            packet[e.at..e.data + e.len].fill(0);
+        } else if elements.one_byte {
+            packet[e.at] = (new << 4) | (packet[e.at] & 0x0f);
+        } else {
+            packet[e.at] = new;
         }
     }
 }

@@ -9,14 +9,20 @@ use std::time::Duration;
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as IPacket, Registry, Slot, StreamInfo, TaggedPacket,
 };
+use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use sfu::{PeerId, Sfu, SfuConfig, SfuEvent};
 use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
@@ -221,4 +227,73 @@ pub fn start_sfu() -> (Sfu, Offers) {
     let offers = Offers::default();
     offers.spawn_dispatcher(sfu.take_events().unwrap());
     (sfu, offers)
+}
+
+/// A publishing peer: its client, its VP8 track (one encoding per `(rid, ssrc)`; rid "" without
+/// simulcast), the negotiated payload type, and its peer id.
+pub struct Publisher {
+    pub client: Client,
+    pub track: Arc<TrackLocalStaticRTP>,
+    pub payload_type: u8,
+    pub peer: PeerId,
+    pub sender: Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+}
+
+pub async fn publisher(
+    sfu: &Sfu,
+    offers: &Offers,
+    encodings: &[(&str, u32)],
+    deliver_rtcp: bool,
+) -> Publisher {
+    let mut client = client_with(deliver_rtcp).await;
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "cam".into(),
+        "camera".into(),
+        "camera".into(),
+        RtpCodecKind::Video,
+        encodings
+            .iter()
+            .map(|(rid, ssrc)| RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    rid: rid.to_string(),
+                    ssrc: Some(*ssrc),
+                    ..Default::default()
+                },
+                codec: vp8(),
+                ..Default::default()
+            })
+            .collect(),
+    )));
+    let sender = client
+        .pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let peer = join(sfu, offers, &mut client).await;
+    let payload_type = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    Publisher {
+        client,
+        track,
+        payload_type,
+        peer,
+        sender,
+    }
+}
+
+/// A subscribing peer: offers one receive-only video line to connect with; tracks arrive by
+/// server offers.
+pub async fn subscriber(sfu: &Sfu, offers: &Offers) -> (Client, PeerId) {
+    let mut c = client().await;
+    c.pc.add_transceiver_from_kind(
+        RtpCodecKind::Video,
+        Some(RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Recvonly,
+            streams: vec![],
+            send_encodings: vec![],
+        }),
+    )
+    .await
+    .unwrap();
+    let id = join(sfu, offers, &mut c).await;
+    (c, id)
 }
