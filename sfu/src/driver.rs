@@ -32,7 +32,8 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
@@ -41,6 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::media::forwarder::{Decision, Forwarder, PacketInfo};
 use crate::media::keyframes::KeyframeRequests;
+use crate::media::speaker::SpeakerDetector;
 use crate::media::vp8;
 
 /// Identifies a peer across the SFU (allocated by the [`crate::Sfu`] handle).
@@ -63,6 +65,8 @@ pub enum SfuEvent {
     /// The server offers a new session description to `peer` (tracks came or went); answer it
     /// with [`crate::Sfu::answer`].
     Offer { peer: PeerId, sdp: String },
+    /// The dominant speaker of a room changed (from audio levels, with hysteresis).
+    ActiveSpeaker { room: String, peer: PeerId },
 }
 
 /// Why joining failed.
@@ -162,6 +166,25 @@ impl Interceptor for DeliverRtcp {
     fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
 }
 
+/// The audio level header extension (RFC 6464).
+const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// Header extensions forwarded to subscribers, with their ids remapped to each subscriber's
+/// numbering. The others describe the publisher's own connection (mid, rid, transport-wide
+/// sequence numbers, send times) and are not forwarded.
+const FORWARDED_EXTENSIONS: &[&str] = &[
+    AUDIO_LEVEL_URI,
+    "urn:3gpp:video-orientation",
+    "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay",
+];
+
+/// A room: its members and its dominant-speaker detector.
+#[derive(Default)]
+struct Room {
+    members: Vec<PeerId>,
+    speakers: SpeakerDetector<PeerId>,
+}
+
 /// A track a peer publishes.
 struct Producer {
     track_id: String,
@@ -171,6 +194,10 @@ struct Producer {
     /// (SSRC, simulcast layer) of its streams.
     ssrcs: Vec<(u32, u8)>,
     keyframes: KeyframeRequests,
+    /// Forwardable extensions as the publisher numbers them: (id, URI). Read on the first packet.
+    extensions: Option<Vec<(u8, String)>>,
+    /// The publisher's id of the audio level extension.
+    audio_level_id: Option<u8>,
 }
 
 /// A track a peer receives from another peer's producer.
@@ -180,6 +207,8 @@ struct Consumer {
     ssrc: u32,
     mime: String,
     payload_type: Option<u8>,
+    /// Publisher extension id -> this subscriber's id (0: not forwarded). Built on first use.
+    extension_map: Option<Box<[u8; 256]>>,
     forwarder: Forwarder,
 }
 
@@ -202,7 +231,7 @@ pub(crate) struct Engine {
     peers: HashMap<PeerId, Peer>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
-    rooms: HashMap<String, Vec<PeerId>>,
+    rooms: HashMap<String, Room>,
     events: mpsc::UnboundedSender<SfuEvent>,
     next_ssrc: u32,
     pub counters: EngineCounters,
@@ -339,6 +368,15 @@ impl Engine {
             .build();
         let mut media = MediaEngine::default();
         media.register_default_codecs().map_err(setup)?;
+        media
+            .register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(setup)?;
         let registry = register_default_interceptors(Registry::new(), &mut media)
             .map_err(setup)?
             .with(Slot::from(14_000), DeliverRtcp::default());
@@ -390,7 +428,7 @@ impl Engine {
             },
         );
         // Everything already published in the room goes to the newcomer (by a server offer).
-        let members = self.rooms.entry(room.to_owned()).or_default();
+        let members = &mut self.rooms.entry(room.to_owned()).or_default().members;
         let existing: Vec<PeerId> = members.clone();
         members.push(id);
         for other in existing {
@@ -444,6 +482,7 @@ impl Engine {
                     ssrc,
                     mime,
                     payload_type: None,
+                    extension_map: None,
                     forwarder: Forwarder::new(clock_rate, Some(0)),
                 });
                 peer.renegotiate = true;
@@ -461,9 +500,10 @@ impl Engine {
         let _ = peer.pc.close();
         self.by_ufrag.retain(|_, p| *p != id);
         self.by_addr.retain(|_, p| *p != id);
-        if let Some(members) = self.rooms.get_mut(&peer.room) {
-            members.retain(|p| *p != id);
-            if members.is_empty() {
+        if let Some(room) = self.rooms.get_mut(&peer.room) {
+            room.members.retain(|p| *p != id);
+            room.speakers.remove(id);
+            if room.members.is_empty() {
                 self.rooms.remove(&peer.room);
             }
         }
@@ -532,11 +572,27 @@ impl Engine {
         for (id, track) in due {
             self.send_pli(id, &track, now);
         }
+        let mut speakers = Vec::new();
+        for (name, room) in &mut self.rooms {
+            if let Some(peer) = room.speakers.poll(now) {
+                speakers.push(SfuEvent::ActiveSpeaker {
+                    room: name.clone(),
+                    peer,
+                });
+            }
+        }
+        for event in speakers {
+            self.emit(event);
+        }
     }
 
     /// The earliest time [`Engine::handle_timeout`] has work.
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
+        let mut next: Option<Instant> = self
+            .rooms
+            .values()
+            .filter_map(|r| r.speakers.next_timeout())
+            .min();
         for peer in self.peers.values_mut() {
             let t = peer
                 .pc
@@ -630,6 +686,8 @@ impl Engine {
                             receiver_id: init.receiver_id,
                             ssrcs: vec![(init.ssrc, layer)],
                             keyframes: KeyframeRequests::default(),
+                            extensions: None,
+                            audio_level_id: None,
                         });
                         published.push((id, init.track_id, kind, codec));
                     }
@@ -639,7 +697,11 @@ impl Engine {
         }
         for (id, track, kind, codec) in published {
             let room = self.peers[&id].room.clone();
-            let members: Vec<PeerId> = self.rooms.get(&room).cloned().unwrap_or_default();
+            let members: Vec<PeerId> = self
+                .rooms
+                .get(&room)
+                .map(|r| r.members.clone())
+                .unwrap_or_default();
             for other in members.into_iter().filter(|o| *o != id) {
                 self.add_consumer(other, id, &track, kind, codec.clone());
             }
@@ -732,6 +794,29 @@ impl Engine {
         if keyframe && producer.kind == RtpCodecKind::Video {
             producer.keyframes.on_keyframe();
         }
+        if producer.extensions.is_none()
+            && let Some(mut receiver) = peer.pc.rtp_receiver(producer.receiver_id)
+        {
+            let negotiated: Vec<(u8, String)> = receiver
+                .get_parameters()
+                .rtp_parameters
+                .header_extensions
+                .iter()
+                .filter(|h| FORWARDED_EXTENSIONS.contains(&h.uri.as_str()))
+                .filter_map(|h| u8::try_from(h.id).ok().map(|id| (id, h.uri.clone())))
+                .collect();
+            producer.audio_level_id = negotiated
+                .iter()
+                .find(|(_, u)| u == AUDIO_LEVEL_URI)
+                .map(|(id, _)| *id);
+            producer.extensions = Some(negotiated);
+        }
+        let extensions = producer.extensions.clone().unwrap_or_default();
+        let level = producer
+            .audio_level_id
+            .and_then(|id| packet.header.extensions.iter().find(|e| e.id == id))
+            .and_then(|e| e.payload.first())
+            .map(|b| b & 0x7f);
         let info = PacketInfo {
             layer,
             sequence: packet.header.sequence_number,
@@ -741,7 +826,13 @@ impl Engine {
             temporal_id,
         };
         let room = peer.room.clone();
-        let members: Vec<PeerId> = self.rooms.get(&room).cloned().unwrap_or_default();
+        let Some(room) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        if let Some(level) = level {
+            room.speakers.observe(source, level, now);
+        }
+        let members = room.members.clone();
         for member in members.into_iter().filter(|m| *m != source) {
             let Some(sub) = self.peers.get_mut(&member) else {
                 continue;
@@ -774,15 +865,29 @@ impl Engine {
                         .map(|k| k.payload_type);
                 }
                 let Some(pt) = c.payload_type else { continue };
+                let map = c.extension_map.get_or_insert_with(|| {
+                    let theirs = &sender.get_parameters().rtp_parameters.header_extensions;
+                    let mut map = Box::new([0u8; 256]);
+                    for (id, uri) in &extensions {
+                        if let Some(h) = theirs.iter().find(|h| &h.uri == uri) {
+                            map[usize::from(*id)] = u8::try_from(h.id).unwrap_or(0);
+                        }
+                    }
+                    map
+                });
                 let mut out = packet.clone();
                 out.header.ssrc = c.ssrc;
                 out.header.payload_type = pt;
                 out.header.sequence_number = rewrite.sequence;
                 out.header.timestamp = rewrite.timestamp;
                 out.header.marker = rewrite.marker;
-                // Extension ids are per connection; until they are remapped, none are forwarded.
-                out.header.extensions.clear();
-                out.header.extension = false;
+                // Extension ids are per connection: keep the forwardable ones, renumbered.
+                out.header.extensions.retain_mut(|e| {
+                    let id = map[usize::from(e.id)];
+                    e.id = id;
+                    id != 0 && id <= 14
+                });
+                out.header.extension = !out.header.extensions.is_empty();
                 match sender.write_rtp(now, out) {
                     Ok(()) => self.counters.rtp_forwarded += 1,
                     Err(e) => {

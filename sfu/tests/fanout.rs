@@ -464,3 +464,124 @@ async fn malformed_datagrams_are_dropped_and_the_shard_keeps_serving() {
         "junk is counted as dropped: {stats:?}"
     );
 }
+
+/// Two microphones: the louder one becomes the active speaker, and when they swap, the other
+/// does, from the audio-level header extension alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_speaker_follows_audio_levels() {
+    let (sfu, offers) = start_sfu();
+    let mut events = offers.other_events();
+    let levels = Arc::new([
+        std::sync::atomic::AtomicU8::new(10),
+        std::sync::atomic::AtomicU8::new(127),
+    ]);
+    let mut peers = Vec::new();
+    let mut tasks = Vec::new();
+    let mut clients = Vec::new();
+    for (n, ssrc) in [0x0f0f_0001u32, 0x0f0f_0002].into_iter().enumerate() {
+        let mut c = client().await;
+        let track = Arc::new(
+            webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
+                rtc::media_stream::MediaStreamTrack::new(
+                    format!("mic-{n}"),
+                    "microphone".into(),
+                    "microphone".into(),
+                    RtpCodecKind::Audio,
+                    vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
+                        rtp_coding_parameters:
+                            rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
+                                ssrc: Some(ssrc),
+                                ..Default::default()
+                            },
+                        codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+                            mime_type: "audio/opus".into(),
+                            clock_rate: 48_000,
+                            channels: 2,
+                            sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                            rtcp_feedback: vec![],
+                        },
+                        ..Default::default()
+                    }],
+                ),
+            ),
+        );
+        let sender = c
+            .pc
+            .add_track(Arc::clone(&track) as Arc<dyn webrtc::media_stream::track_local::TrackLocal>)
+            .await
+            .unwrap();
+        peers.push(join(&sfu, &offers, &mut c).await);
+        let params = sender.get_parameters().await.unwrap();
+        let pt = params.rtp_parameters.codecs[0].payload_type;
+        let level_id = params
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|h| h.uri == "urn:ietf:params:rtp-hdrext:ssrc-audio-level")
+            .map(|h| h.id as u8)
+            .expect("audio level negotiated");
+        let levels = Arc::clone(&levels);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for i in 0u32..100_000 {
+                tick.tick().await;
+                let mut header = rtp::header::Header {
+                    version: 2,
+                    payload_type: pt,
+                    sequence_number: i as u16,
+                    timestamp: i * 960,
+                    ssrc,
+                    ..Default::default()
+                };
+                let level = levels[n].load(std::sync::atomic::Ordering::SeqCst);
+                header
+                    .set_extension(level_id, Bytes::from(vec![0x80 | level]))
+                    .unwrap();
+                let _ = track
+                    .write_rtp(rtp::Packet {
+                        header,
+                        payload: Bytes::from_static(&[0xf8, 0xff, 0xfe]),
+                    })
+                    .await;
+            }
+        }));
+        clients.push(c);
+    }
+    assert_eq!(
+        next_speaker(&mut events).await,
+        peers[0],
+        "the first microphone is loud"
+    );
+    // They swap: the second talks, the first goes quiet.
+    levels[0].store(127, std::sync::atomic::Ordering::SeqCst);
+    levels[1].store(10, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        next_speaker(&mut events).await,
+        peers[1],
+        "the second microphone takes over"
+    );
+    for t in tasks {
+        t.abort();
+    }
+    for c in clients {
+        let _ = c.pc.close().await;
+    }
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
+
+/// The next active-speaker change among `events`.
+async fn next_speaker(events: &mut mpsc::UnboundedReceiver<sfu::SfuEvent>) -> sfu::PeerId {
+    loop {
+        match tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("an active speaker event")
+            .unwrap()
+        {
+            sfu::SfuEvent::ActiveSpeaker { peer, .. } => return peer,
+            _ => continue,
+        }
+    }
+}

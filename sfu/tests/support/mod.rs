@@ -106,6 +106,15 @@ pub async fn client() -> Client {
 pub async fn client_with(deliver_rtcp: bool) -> Client {
     let mut media = MediaEngine::default();
     media.register_default_codecs().unwrap();
+    media
+        .register_header_extension(
+            rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
+                uri: "urn:ietf:params:rtp-hdrext:ssrc-audio-level".into(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )
+        .unwrap();
     let mut registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
     if deliver_rtcp {
         registry = registry.with(Slot::from(14_000), DeliverRtcp::default());
@@ -142,11 +151,16 @@ pub type OfferRoutes = (
 
 /// Server offers, routed to the peer they are for (buffered until the peer registers).
 #[derive(Clone, Default)]
-pub struct Offers(Arc<Mutex<OfferRoutes>>);
+pub struct Offers(
+    Arc<Mutex<OfferRoutes>>,
+    Arc<Mutex<Option<mpsc::UnboundedReceiver<SfuEvent>>>>,
+);
 
 impl Offers {
     pub fn spawn_dispatcher(&self, mut events: mpsc::UnboundedReceiver<SfuEvent>) {
         let offers = self.clone();
+        let (others_tx, others_rx) = mpsc::unbounded_channel();
+        *self.1.lock().unwrap() = Some(others_rx);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 if let SfuEvent::Offer { peer, sdp } = event {
@@ -157,9 +171,20 @@ impl Offers {
                         }
                         None => state.1.entry(peer).or_default().push(sdp),
                     }
+                } else {
+                    let _ = others_tx.send(event);
                 }
             }
         });
+    }
+
+    /// Every event other than offers, in order.
+    pub fn other_events(&self) -> mpsc::UnboundedReceiver<SfuEvent> {
+        self.1
+            .lock()
+            .unwrap()
+            .take()
+            .expect("dispatcher running; events taken once")
     }
 
     pub fn register(&self, peer: PeerId) -> mpsc::UnboundedReceiver<String> {
