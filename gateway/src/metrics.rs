@@ -336,7 +336,7 @@ impl Collector for SfuCollector {
             "SFU shards whose thread is serving its socket",
             &ConstGauge::new(running),
         )?;
-        let families: [ShardCounter; 5] = [
+        let families: [ShardCounter; 6] = [
             (
                 "sfu_shard_packets_received",
                 "UDP datagrams read by a shard",
@@ -356,6 +356,11 @@ impl Collector for SfuCollector {
                 "sfu_shard_rtp_forwarded",
                 "RTP packets a shard sent to subscribers",
                 |s| s.rtp_forwarded,
+            ),
+            (
+                "sfu_shard_rooms_closed_by_fault",
+                "Rooms a shard closed because their code panicked",
+                |s| s.rooms_closed_by_fault,
             ),
             (
                 "sfu_shard_packets_dropped_unknown_peer",

@@ -67,6 +67,8 @@ pub enum SfuEvent {
     Offer { peer: PeerId, sdp: String },
     /// The dominant speaker of a room changed (from audio levels, with hysteresis).
     ActiveSpeaker { room: String, peer: PeerId },
+    /// A fault in the room's code closed it; its peers are disconnected. Other rooms go on.
+    RoomClosed { room: String, reason: String },
 }
 
 /// Why joining failed.
@@ -102,6 +104,17 @@ pub(crate) enum Command {
         track: String,
         layer: Option<u8>,
     },
+    /// Fault injection for tests: panic while working on `room`.
+    InjectPanic {
+        room: String,
+    },
+}
+
+/// What the engine is working on, so that a panic can be pinned to a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scope {
+    Peer(PeerId),
+    Room(String),
 }
 
 /// Counters of the engine (read by the shard for its stats).
@@ -235,6 +248,8 @@ pub(crate) struct Engine {
     events: mpsc::UnboundedSender<SfuEvent>,
     next_ssrc: u32,
     pub counters: EngineCounters,
+    /// What is being worked on now (see [`Scope`]).
+    pub(crate) scope: Option<Scope>,
 }
 
 fn simulcast_layer(rid: Option<&str>) -> u8 {
@@ -273,6 +288,7 @@ impl Engine {
             events,
             next_ssrc: 0x5f00_0000 ^ u32::from(local_addr.port()),
             counters: EngineCounters::default(),
+            scope: None,
         }
     }
 
@@ -283,12 +299,17 @@ impl Engine {
 
     pub(crate) fn handle_command(&mut self, command: Command, now: Instant) {
         match command {
+            Command::InjectPanic { room } => {
+                self.scope = Some(Scope::Room(room));
+                panic!("fault injected for a test");
+            }
             Command::Join {
                 room,
                 peer,
                 offer,
                 reply,
             } => {
+                self.scope = Some(Scope::Room(room.clone()));
                 let result = self.join(&room, peer, offer, now);
                 let _ = reply.send(result);
             }
@@ -493,6 +514,32 @@ impl Engine {
         }
     }
 
+    /// The room of what was being worked on when a panic struck, if known.
+    pub(crate) fn faulty_room(&self) -> Option<String> {
+        match self.scope.as_ref()? {
+            Scope::Room(room) => Some(room.clone()),
+            Scope::Peer(id) => self.peers.get(id).map(|p| p.room.clone()),
+        }
+    }
+
+    /// Closes a room after a fault: every member is disconnected and forgotten.
+    pub(crate) fn close_room(&mut self, room: &str, reason: &str) {
+        let members: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.room == room)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in members {
+            self.remove_peer(id);
+        }
+        self.rooms.remove(room);
+        self.emit(SfuEvent::RoomClosed {
+            room: room.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+
     fn remove_peer(&mut self, id: PeerId) {
         let Some(mut peer) = self.peers.remove(&id) else {
             return;
@@ -535,6 +582,7 @@ impl Engine {
             self.counters.unknown_source += 1;
             return false;
         };
+        self.scope = Some(Scope::Peer(id));
         let Some(peer) = self.peers.get_mut(&id) else {
             return false;
         };
@@ -563,6 +611,7 @@ impl Engine {
         }
         let mut due = Vec::new();
         for (id, peer) in &mut self.peers {
+            self.scope = Some(Scope::Peer(*id));
             for p in &mut peer.producers {
                 if p.keyframes.poll(now) {
                     due.push((*id, p.track_id.clone()));
@@ -622,6 +671,7 @@ impl Engine {
     /// Datagrams to send, with their destinations.
     pub(crate) fn drain_writes(&mut self, mut send: impl FnMut(&[u8], SocketAddr)) {
         for (id, peer) in &mut self.peers {
+            self.scope = Some(Scope::Peer(*id));
             while let Some(out) = peer.pc.poll_write() {
                 self.by_addr.insert(out.transport.peer_addr, *id);
                 send(&out.message, out.transport.peer_addr);
@@ -634,6 +684,7 @@ impl Engine {
         let mut published = Vec::new();
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
+            self.scope = Some(Scope::Peer(id));
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
@@ -721,6 +772,7 @@ impl Engine {
         let mut media: Vec<(PeerId, String, rtp::Packet)> = Vec::new();
         let mut keyframe_wanted: Vec<(PeerId, String)> = Vec::new();
         for (id, peer) in &mut self.peers {
+            self.scope = Some(Scope::Peer(*id));
             while let Some(TaggedRTCMessage { message, .. }) = peer.pc.poll_read() {
                 match message {
                     RTCMessage::RtpPacket(track, packet) => media.push((*id, track, packet)),
@@ -772,6 +824,7 @@ impl Engine {
         now: Instant,
         keyframe_wanted: &mut Vec<(PeerId, String)>,
     ) {
+        self.scope = Some(Scope::Peer(source));
         let Some(peer) = self.peers.get_mut(&source) else {
             return;
         };
@@ -928,6 +981,7 @@ impl Engine {
     fn renegotiate(&mut self, now: Instant) {
         let mut offers = Vec::new();
         for (id, peer) in &mut self.peers {
+            self.scope = Some(Scope::Peer(*id));
             if !peer.renegotiate || peer.offer_pending {
                 continue;
             }

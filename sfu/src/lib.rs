@@ -207,6 +207,16 @@ impl Sfu {
         })
     }
 
+    /// Fault injection for tests: makes the shard of `room` panic while working on it. The room
+    /// is closed ([`SfuEvent::RoomClosed`]); the shard and its other rooms go on.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, room: &str) {
+        let shard = self.shard_for_room(room);
+        self.inner.shards[shard].send(driver::Command::InjectPanic {
+            room: room.to_owned(),
+        });
+    }
+
     /// Removes a peer: its connection closes and its tracks leave the other peers.
     pub fn leave(&self, peer: PeerId) {
         let shard = self

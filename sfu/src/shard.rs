@@ -39,6 +39,8 @@ pub struct ShardStats {
     pub rtp_received: u64,
     /// RTP packets sent to subscribers.
     pub rtp_forwarded: u64,
+    /// Rooms closed because their code panicked.
+    pub rooms_closed_by_fault: u64,
 }
 
 /// What the gateway can see of a shard.
@@ -62,6 +64,7 @@ struct Counters {
     socket_errors: AtomicU64,
     rtp_received: AtomicU64,
     rtp_forwarded: AtomicU64,
+    rooms_closed_by_fault: AtomicU64,
 }
 
 impl Counters {
@@ -73,6 +76,7 @@ impl Counters {
             socket_errors: self.socket_errors.load(Ordering::Relaxed),
             rtp_received: self.rtp_received.load(Ordering::Relaxed),
             rtp_forwarded: self.rtp_forwarded.load(Ordering::Relaxed),
+            rooms_closed_by_fault: self.rooms_closed_by_fault.load(Ordering::Relaxed),
         }
     }
 }
@@ -209,12 +213,14 @@ fn run(
     let mut buf = [0u8; MAX_DATAGRAM];
     loop {
         let now = Instant::now();
-        engine.handle_timeout(now);
-        engine.process(now);
-        engine.drain_writes(|data, to| {
-            if let Err(e) = socket.send_to(data, to) {
-                tracing::debug!(shard = index, error = %e, %to, "UDP send failed");
-            }
+        guarded(index, counters, &mut engine, |e| e.handle_timeout(now));
+        guarded(index, counters, &mut engine, |e| e.process(now));
+        guarded(index, counters, &mut engine, |e| {
+            e.drain_writes(|data, to| {
+                if let Err(err) = socket.send_to(data, to) {
+                    tracing::debug!(shard = index, error = %err, %to, "UDP send failed");
+                }
+            })
         });
         counters
             .rtp_received
@@ -242,7 +248,10 @@ fn run(
                 counters
                     .bytes_received
                     .fetch_add(len as u64, Ordering::Relaxed);
-                if !engine.handle_datagram(&buf[..len], from, Instant::now()) {
+                let known = guarded(index, counters, &mut engine, |e| {
+                    e.handle_datagram(&buf[..len], from, Instant::now())
+                });
+                if known != Some(true) {
                     counters
                         .packets_dropped_unknown_peer
                         .fetch_add(1, Ordering::Relaxed);
@@ -262,7 +271,9 @@ fn run(
             }
         }
         while let Ok(command) = commands.try_recv() {
-            engine.handle_command(command, Instant::now());
+            guarded(index, counters, &mut engine, |e| {
+                e.handle_command(command, Instant::now())
+            });
         }
         if shared.stop.load(Ordering::Acquire) {
             break;
@@ -286,4 +297,36 @@ fn run(
         }
     }
     tracing::debug!(shard = index, "shard stopped");
+}
+
+/// Runs engine work; a panic in it closes the room it was working on (the shard and its other
+/// rooms go on) and returns `None`.
+fn guarded<T>(
+    index: usize,
+    counters: &Counters,
+    engine: &mut Engine,
+    work: impl FnOnce(&mut Engine) -> T,
+) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(engine))) {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            let reason = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            match engine.faulty_room() {
+                Some(room) => {
+                    tracing::error!(shard = index, room = %room, reason = %reason, "room closed after a fault");
+                    engine.close_room(&room, &reason);
+                    counters
+                        .rooms_closed_by_fault
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                None => tracing::error!(shard = index, reason = %reason, "fault outside any room"),
+            }
+            engine.scope = None;
+            None
+        }
+    }
 }

@@ -585,3 +585,92 @@ async fn next_speaker(events: &mut mpsc::UnboundedReceiver<sfu::SfuEvent>) -> sf
         }
     }
 }
+
+/// A panic in one room's code closes that room only: the shard and the other room go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_in_one_room_closes_only_that_room() {
+    let (sfu, offers) = start_sfu();
+    let mut events = offers.other_events();
+    // Room 1: a publisher and a subscriber with media flowing.
+    const SSRC: u32 = 0x1010_0001;
+    let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], false).await;
+    let (track, pt) = (Arc::clone(&publisher.track), publisher.payload_type);
+    let send_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for i in 0u32..100_000 {
+            tick.tick().await;
+            let payload = Bytes::from(vec![0x10, u8::from(i % 20 != 0), 0, 0]);
+            let header = rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: pt,
+                sequence_number: i as u16,
+                timestamp: i * 3000,
+                ssrc: SSRC,
+                ..Default::default()
+            };
+            let _ = track.write_rtp(rtp::Packet { header, payload }).await;
+        }
+    });
+    let (mut subscriber, _) = support::subscriber(&sfu, &offers).await;
+    let remote = tokio::time::timeout(WAIT, subscriber.tracks.recv())
+        .await
+        .expect("a track arrives")
+        .unwrap();
+    // Room 2, on the same (only) shard: one peer.
+    let mut other = client().await;
+    other
+        .pc
+        .add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+    let doomed = support::join_room(&sfu, &offers, &mut other, "room-2").await;
+
+    sfu.inject_fault("room-2");
+    let mut closed = false;
+    let mut disconnected = false;
+    while !(closed && disconnected) {
+        match tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("the fault is reported")
+            .unwrap()
+        {
+            sfu::SfuEvent::RoomClosed { room, .. } => {
+                assert_eq!(room, "room-2");
+                closed = true;
+            }
+            sfu::SfuEvent::PeerDisconnected { peer } => {
+                assert_eq!(peer, doomed, "only room 2's peer is disconnected");
+                disconnected = true;
+            }
+            _ => {}
+        }
+    }
+    assert!(sfu.shards()[0].running);
+    assert_eq!(sfu.shards()[0].stats.rooms_closed_by_fault, 1);
+    // Room 1 keeps forwarding.
+    let mut packets = 0;
+    while packets < 50 {
+        if let Some(TrackRemoteEvent::OnRtpPacket(_)) = tokio::time::timeout(WAIT, remote.poll())
+            .await
+            .expect("media still arrives")
+        {
+            packets += 1;
+        }
+    }
+    send_task.abort();
+    for c in [subscriber, other, publisher.client] {
+        let _ = c.pc.close().await;
+    }
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}

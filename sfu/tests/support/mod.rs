@@ -201,13 +201,18 @@ impl Offers {
 /// Offer, wait for candidates, join, apply the answer, wait until connected; then answer every
 /// server offer from then on.
 pub async fn join(sfu: &Sfu, offers: &Offers, c: &mut Client) -> PeerId {
+    join_room(sfu, offers, c, "room-1").await
+}
+
+/// Like [`join`], into `room`.
+pub async fn join_room(sfu: &Sfu, offers: &Offers, c: &mut Client, room: &str) -> PeerId {
     let offer = c.pc.create_offer(None).await.unwrap();
     c.pc.set_local_description(offer).await.unwrap();
     tokio::time::timeout(WAIT, c.gathered.recv())
         .await
         .expect("ICE gathering completes");
     let offer = c.pc.local_description().await.unwrap().sdp;
-    let (peer, answer) = sfu.join("room-1", offer).await.expect("join");
+    let (peer, answer) = sfu.join(room, offer).await.expect("join");
     c.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
         .await
         .unwrap();
