@@ -9,6 +9,66 @@
 #[path = "../../sfu/tests/support/mod.rs"]
 mod support;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counts heap allocations made on SFU shard threads (named `sfu-shard-*`), to report what the
+/// whole forwarding path allocates per packet, webrtc-rs included.
+struct ShardCounting;
+
+static SHARD_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Whether this thread is a shard: unknown until first checked.
+    static IS_SHARD: Cell<Option<bool>> = const { Cell::new(None) };
+    /// Set while checking, so that an allocation made by the check is not counted recursively.
+    static CHECKING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn on_shard_thread() -> bool {
+    IS_SHARD.with(|flag| match flag.get() {
+        Some(known) => known,
+        None => {
+            if CHECKING.with(|c| c.replace(true)) {
+                return false;
+            }
+            let known = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("sfu-shard"));
+            CHECKING.with(|c| c.set(false));
+            flag.set(Some(known));
+            known
+        }
+    })
+}
+
+// SAFETY: delegates to the system allocator; only counts calls.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for ShardCounting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if on_shard_thread() {
+            SHARD_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if on_shard_thread() {
+            SHARD_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: ShardCounting = ShardCounting;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -87,6 +147,7 @@ async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
 
     // Let every consumer start (keyframe), then measure.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let allocs0 = SHARD_ALLOCATIONS.load(Ordering::Relaxed);
     let (cpu0, fwd0, in0, t0) = (
         thread_cpu_seconds("sfu-shard-0").unwrap_or(0.0),
         sfu.shards()[0].stats.rtp_forwarded,
@@ -100,12 +161,13 @@ async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
         sfu.shards()[0].stats.rtp_received,
         t0.elapsed(),
     );
+    let allocs = SHARD_ALLOCATIONS.load(Ordering::Relaxed) - allocs0;
     sender_task.abort();
 
     let forwarded = fwd1 - fwd0;
     let cpu = cpu1 - cpu0;
     println!(
-        "{subscribers:>4} subscribers: {:>7.0} in/s, {:>8.0} forwarded/s, shard CPU {:>5.1} %, {:>6.2} us CPU per forwarded packet, {:>8.0} forwarded packets per shard CPU-second",
+        "{subscribers:>4} subscribers: {:>7.0} in/s, {:>8.0} forwarded/s, shard CPU {:>5.1} %, {:>6.2} us CPU per forwarded packet, {:>8.0} forwarded packets per shard CPU-second, {:>5.1} shard allocations per forwarded packet",
         (in1 - in0) as f64 / wall.as_secs_f64(),
         forwarded as f64 / wall.as_secs_f64(),
         100.0 * cpu / wall.as_secs_f64(),
@@ -116,6 +178,11 @@ async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
         },
         if cpu > 0.0 {
             forwarded as f64 / cpu
+        } else {
+            f64::NAN
+        },
+        if forwarded > 0 {
+            allocs as f64 / forwarded as f64
         } else {
             f64::NAN
         },
