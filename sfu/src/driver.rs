@@ -207,8 +207,9 @@ struct Producer {
     /// (SSRC, simulcast layer) of its streams.
     ssrcs: Vec<(u32, u8)>,
     keyframes: KeyframeRequests,
-    /// Forwardable extensions as the publisher numbers them: (id, URI). Read on the first packet.
-    extensions: Option<Vec<(u8, String)>>,
+    /// Forwardable extensions as the publisher numbers them: (id, URI). Read on the first packet;
+    /// shared so that forwarding does not copy it.
+    extensions: Option<std::sync::Arc<[(u8, String)]>>,
     /// The publisher's id of the audio level extension.
     audio_level_id: Option<u8>,
 }
@@ -862,9 +863,12 @@ impl Engine {
                 .iter()
                 .find(|(_, u)| u == AUDIO_LEVEL_URI)
                 .map(|(id, _)| *id);
-            producer.extensions = Some(negotiated);
+            producer.extensions = Some(negotiated.into());
         }
-        let extensions = producer.extensions.clone().unwrap_or_default();
+        let extensions = producer
+            .extensions
+            .clone()
+            .unwrap_or_else(|| std::sync::Arc::from(Vec::new()));
         let level = producer
             .audio_level_id
             .and_then(|id| packet.header.extensions.iter().find(|e| e.id == id))
@@ -878,16 +882,21 @@ impl Engine {
             keyframe,
             temporal_id,
         };
-        let room = peer.room.clone();
-        let Some(room) = self.rooms.get_mut(&room) else {
+        // Disjoint borrows: the room (members) and the peers (subscribers) at once, no copies.
+        let Engine {
+            peers,
+            rooms,
+            counters,
+            ..
+        } = self;
+        let Some(room) = peers.get(&source).and_then(|p| rooms.get_mut(&p.room)) else {
             return;
         };
         if let Some(level) = level {
             room.speakers.observe(source, level, now);
         }
-        let members = room.members.clone();
-        for member in members.into_iter().filter(|m| *m != source) {
-            let Some(sub) = self.peers.get_mut(&member) else {
+        for &member in room.members.iter().filter(|m| **m != source) {
+            let Some(sub) = peers.get_mut(&member) else {
                 continue;
             };
             if !sub.connected {
@@ -921,7 +930,7 @@ impl Engine {
                 let map = c.extension_map.get_or_insert_with(|| {
                     let theirs = &sender.get_parameters().rtp_parameters.header_extensions;
                     let mut map = Box::new([0u8; 256]);
-                    for (id, uri) in &extensions {
+                    for (id, uri) in extensions.iter() {
                         if let Some(h) = theirs.iter().find(|h| &h.uri == uri) {
                             map[usize::from(*id)] = u8::try_from(h.id).unwrap_or(0);
                         }
@@ -942,9 +951,9 @@ impl Engine {
                 });
                 out.header.extension = !out.header.extensions.is_empty();
                 match sender.write_rtp(now, out) {
-                    Ok(()) => self.counters.rtp_forwarded += 1,
+                    Ok(()) => counters.rtp_forwarded += 1,
                     Err(e) => {
-                        self.counters.forward_errors += 1;
+                        counters.forward_errors += 1;
                         tracing::debug!(error = %e, "write_rtp failed");
                     }
                 }
