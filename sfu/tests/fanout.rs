@@ -191,10 +191,7 @@ async fn keyframe_requests_reach_the_publisher_at_most_every_500_ms() {
     };
 
     let (mut subscriber, _) = support::subscriber(&sfu, &offers).await;
-    let remote = tokio::time::timeout(WAIT, subscriber.tracks.recv())
-        .await
-        .expect("a track arrives")
-        .unwrap();
+    let remote = support::first_track(&mut subscriber).await;
     // Wait for the first forwarded packet, so the track's SSRC is known, then ask for keyframes
     // every 20 ms for 2 s.
     let ssrc = loop {
@@ -418,29 +415,9 @@ async fn malformed_datagrams_are_dropped_and_the_shard_keeps_serving() {
     // Media still flows through the same shard.
     const SSRC: u32 = 0x0d0d_0001;
     let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], false).await;
-    let (track, pt) = (Arc::clone(&publisher.track), publisher.payload_type);
-    let send_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        for i in 0u32..10_000 {
-            tick.tick().await;
-            let payload = Bytes::from(vec![0x10, u8::from(i % 20 != 0), 0, 0]);
-            let header = rtp::header::Header {
-                version: 2,
-                marker: true,
-                payload_type: pt,
-                sequence_number: i as u16,
-                timestamp: i * 3000,
-                ssrc: SSRC,
-                ..Default::default()
-            };
-            let _ = track.write_rtp(rtp::Packet { header, payload }).await;
-        }
-    });
+    let send_task = publisher.send_vp8();
     let (mut subscriber, _) = support::subscriber(&sfu, &offers).await;
-    let remote = tokio::time::timeout(WAIT, subscriber.tracks.recv())
-        .await
-        .expect("a track arrives")
-        .unwrap();
+    let remote = support::first_track(&mut subscriber).await;
     let mut packets = 0;
     while packets < 50 {
         if let Some(TrackRemoteEvent::OnRtpPacket(_)) = tokio::time::timeout(WAIT, remote.poll())
@@ -594,44 +571,11 @@ async fn a_fault_in_one_room_closes_only_that_room() {
     // Room 1: a publisher and a subscriber with media flowing.
     const SSRC: u32 = 0x1010_0001;
     let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], false).await;
-    let (track, pt) = (Arc::clone(&publisher.track), publisher.payload_type);
-    let send_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        for i in 0u32..100_000 {
-            tick.tick().await;
-            let payload = Bytes::from(vec![0x10, u8::from(i % 20 != 0), 0, 0]);
-            let header = rtp::header::Header {
-                version: 2,
-                marker: true,
-                payload_type: pt,
-                sequence_number: i as u16,
-                timestamp: i * 3000,
-                ssrc: SSRC,
-                ..Default::default()
-            };
-            let _ = track.write_rtp(rtp::Packet { header, payload }).await;
-        }
-    });
+    let send_task = publisher.send_vp8();
     let (mut subscriber, _) = support::subscriber(&sfu, &offers).await;
-    let remote = tokio::time::timeout(WAIT, subscriber.tracks.recv())
-        .await
-        .expect("a track arrives")
-        .unwrap();
+    let remote = support::first_track(&mut subscriber).await;
     // Room 2, on the same (only) shard: one peer.
-    let mut other = client().await;
-    other
-        .pc
-        .add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                streams: vec![],
-                send_encodings: vec![],
-            }),
-        )
-        .await
-        .unwrap();
-    let doomed = support::join_room(&sfu, &offers, &mut other, "room-2").await;
+    let (other, doomed) = support::subscriber_in(&sfu, &offers, "room-2").await;
 
     sfu.inject_fault("room-2");
     let mut closed = false;

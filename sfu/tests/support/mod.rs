@@ -263,6 +263,8 @@ pub fn start_sfu() -> (Sfu, Offers) {
 /// simulcast), the negotiated payload type, and its peer id.
 pub struct Publisher {
     pub client: Client,
+    /// SSRCs of its encodings, in order.
+    pub ssrcs: Vec<u32>,
     pub track: Arc<TrackLocalStaticRTP>,
     pub payload_type: u8,
     pub peer: PeerId,
@@ -301,8 +303,10 @@ pub async fn publisher(
         .unwrap();
     let peer = join(sfu, offers, &mut client).await;
     let payload_type = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    let ssrcs = encodings.iter().map(|(_, s)| *s).collect();
     Publisher {
         client,
+        ssrcs,
         track,
         payload_type,
         peer,
@@ -313,6 +317,11 @@ pub async fn publisher(
 /// A subscribing peer: offers one receive-only video line to connect with; tracks arrive by
 /// server offers.
 pub async fn subscriber(sfu: &Sfu, offers: &Offers) -> (Client, PeerId) {
+    subscriber_in(sfu, offers, "room-1").await
+}
+
+/// Like [`subscriber`], in `room`.
+pub async fn subscriber_in(sfu: &Sfu, offers: &Offers, room: &str) -> (Client, PeerId) {
     let mut c = client().await;
     c.pc.add_transceiver_from_kind(
         RtpCodecKind::Video,
@@ -324,6 +333,39 @@ pub async fn subscriber(sfu: &Sfu, offers: &Offers) -> (Client, PeerId) {
     )
     .await
     .unwrap();
-    let id = join(sfu, offers, &mut c).await;
+    let id = join_room(sfu, offers, &mut c, room).await;
     (c, id)
+}
+
+impl Publisher {
+    /// Sends small VP8 packets every 10 ms (a keyframe every 20) until the task is aborted.
+    pub fn send_vp8(&self) -> tokio::task::JoinHandle<()> {
+        let (track, pt) = (Arc::clone(&self.track), self.payload_type);
+        let ssrc = self.ssrcs[0];
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            for i in 0u32.. {
+                tick.tick().await;
+                let payload = bytes::Bytes::from(vec![0x10, u8::from(i % 20 != 0), 0, 0]);
+                let header = rtc::rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: pt,
+                    sequence_number: i as u16,
+                    timestamp: i.wrapping_mul(3000),
+                    ssrc,
+                    ..Default::default()
+                };
+                let _ = track.write_rtp(rtc::rtp::Packet { header, payload }).await;
+            }
+        })
+    }
+}
+
+/// The first remote track a client receives.
+pub async fn first_track(c: &mut Client) -> Arc<dyn TrackRemote> {
+    tokio::time::timeout(WAIT, c.tracks.recv())
+        .await
+        .expect("a track arrives")
+        .expect("open channel")
 }
