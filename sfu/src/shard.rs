@@ -215,6 +215,13 @@ fn run(
         let now = Instant::now();
         guarded(index, counters, &mut engine, |e| e.handle_timeout(now));
         guarded(index, counters, &mut engine, |e| e.process(now));
+        // Published before the packets leave, so a peer that got them sees them counted.
+        counters
+            .rtp_received
+            .store(engine.counters.rtp_in, Ordering::Relaxed);
+        counters
+            .rtp_forwarded
+            .store(engine.counters.rtp_forwarded, Ordering::Relaxed);
         guarded(index, counters, &mut engine, |e| {
             e.drain_writes(|data, to| {
                 if let Err(err) = socket.send_to(data, to) {
@@ -222,12 +229,6 @@ fn run(
                 }
             })
         });
-        counters
-            .rtp_received
-            .store(engine.counters.rtp_in, Ordering::Relaxed);
-        counters
-            .rtp_forwarded
-            .store(engine.counters.rtp_forwarded, Ordering::Relaxed);
 
         let wait = engine
             .poll_timeout()
@@ -318,10 +319,11 @@ fn guarded<T>(
             match engine.faulty_room() {
                 Some(room) => {
                     tracing::error!(shard = index, room = %room, reason = %reason, "room closed after a fault");
-                    engine.close_room(&room, &reason);
+                    // Counted before the room's events go out, so whoever sees them sees the count.
                     counters
                         .rooms_closed_by_fault
                         .fetch_add(1, Ordering::Relaxed);
+                    engine.close_room(&room, &reason);
                 }
                 None => tracing::error!(shard = index, reason = %reason, "fault outside any room"),
             }
