@@ -108,6 +108,45 @@ pub(crate) enum Command {
     InjectPanic {
         room: String,
     },
+    Stats {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<PeerStats>>,
+    },
+}
+
+/// What one peer publishes and receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    pub peer: PeerId,
+    pub room: String,
+    /// ICE and DTLS are up.
+    pub connected: bool,
+    pub producers: Vec<ProducerStats>,
+    pub consumers: Vec<ConsumerStats>,
+}
+
+/// One published track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerStats {
+    pub track: String,
+    pub video: bool,
+    /// (SSRC, simulcast layer) of each stream.
+    pub streams: Vec<(u32, u8)>,
+}
+
+/// One received track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerStats {
+    /// The publishing peer and its track.
+    pub source: PeerId,
+    pub track: String,
+    /// The SSRC this subscriber sees.
+    pub ssrc: u32,
+    /// Layer forwarded now, and layer wanted (`None`: paused or not started).
+    pub current_layer: Option<u8>,
+    pub target_layer: Option<u8>,
+    /// Packets sent to this subscriber for this track.
+    pub packets: u64,
 }
 
 /// What the engine is working on, so that a panic can be pinned to a room.
@@ -224,6 +263,8 @@ struct Consumer {
     /// Publisher extension id -> this subscriber's id (0: not forwarded). Built on first use.
     extension_map: Option<Box<[u8; 256]>>,
     forwarder: Forwarder,
+    /// Packets sent.
+    packets: u64,
 }
 
 struct Peer {
@@ -300,6 +341,9 @@ impl Engine {
 
     pub(crate) fn handle_command(&mut self, command: Command, now: Instant) {
         match command {
+            Command::Stats { peer, reply } => {
+                let _ = reply.send(self.stats(peer));
+            }
             Command::InjectPanic { room } => {
                 self.scope = Some(Scope::Room(room));
                 panic!("fault injected for a test");
@@ -505,6 +549,7 @@ impl Engine {
                     mime,
                     payload_type: None,
                     extension_map: None,
+                    packets: 0,
                     forwarder: Forwarder::new(clock_rate, Some(0)),
                 });
                 peer.renegotiate = true;
@@ -513,6 +558,36 @@ impl Engine {
                 tracing::warn!(subscriber, source, track, error = %e, "cannot add a consumer track")
             }
         }
+    }
+
+    fn stats(&self, id: PeerId) -> Option<PeerStats> {
+        let p = self.peers.get(&id)?;
+        Some(PeerStats {
+            peer: id,
+            room: p.room.clone(),
+            connected: p.connected,
+            producers: p
+                .producers
+                .iter()
+                .map(|x| ProducerStats {
+                    track: x.track_id.clone(),
+                    video: x.kind == RtpCodecKind::Video,
+                    streams: x.ssrcs.clone(),
+                })
+                .collect(),
+            consumers: p
+                .consumers
+                .iter()
+                .map(|c| ConsumerStats {
+                    source: c.source.0,
+                    track: c.source.1.clone(),
+                    ssrc: c.ssrc,
+                    current_layer: c.forwarder.current_layer(),
+                    target_layer: c.forwarder.target_layer(),
+                    packets: c.packets,
+                })
+                .collect(),
+        })
     }
 
     /// The room of what was being worked on when a panic struck, if known.
@@ -951,7 +1026,10 @@ impl Engine {
                 });
                 out.header.extension = !out.header.extensions.is_empty();
                 match sender.write_rtp(now, out) {
-                    Ok(()) => counters.rtp_forwarded += 1,
+                    Ok(()) => {
+                        counters.rtp_forwarded += 1;
+                        c.packets += 1;
+                    }
                     Err(e) => {
                         counters.forward_errors += 1;
                         tracing::debug!(error = %e, "write_rtp failed");

@@ -12,7 +12,7 @@ mod driver;
 pub mod media;
 mod shard;
 
-pub use driver::{JoinError, PeerId, SfuEvent};
+pub use driver::{ConsumerStats, JoinError, PeerId, PeerStats, ProducerStats, SfuEvent};
 
 pub use shard::{ShardStats, ShardStatus};
 
@@ -205,6 +205,22 @@ impl Sfu {
                 layer,
             })
         })
+    }
+
+    /// What `peer` publishes and receives now; `None` for an unknown peer.
+    pub async fn stats(&self, peer: PeerId) -> Option<PeerStats> {
+        let shard = self
+            .inner
+            .peer_shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .copied()?;
+        let (reply, answer) = oneshot::channel();
+        if !self.inner.shards[shard].send(driver::Command::Stats { peer, reply }) {
+            return None;
+        }
+        answer.await.ok().flatten()
     }
 
     /// Fault injection for tests: makes the shard of `room` panic while working on it. The room

@@ -361,6 +361,27 @@ async fn simulcast_subscribers_get_the_layer_they_ask_for() {
         received[0].iter().all(|p| p.1 == 0),
         "subscriber 0 stays on the lowest layer"
     );
+    // The stats say the same.
+    let stats = sfu.stats(ids[1]).await.expect("a known peer");
+    let consumer = &stats.consumers[0];
+    assert_eq!(
+        (consumer.source, consumer.track.as_str()),
+        (publisher_id, "camera")
+    );
+    assert_eq!(
+        (consumer.current_layer, consumer.target_layer),
+        (Some(2), Some(2))
+    );
+    assert!(consumer.packets >= 50, "{consumer:?}");
+    let published = sfu.stats(publisher_id).await.expect("a known peer");
+    let mut layers: Vec<u8> = published.producers[0]
+        .streams
+        .iter()
+        .map(|(_, l)| *l)
+        .collect();
+    layers.sort_unstable();
+    assert_eq!(layers, [0, 1, 2], "three simulcast streams");
+    assert_eq!(sfu.stats(9_999_999).await, None);
     let layers: Vec<u8> = received[1].iter().map(|p| p.1).collect();
     let switch = layers.iter().position(|l| *l == 2).unwrap();
     assert!(layers[..switch].iter().all(|l| *l == 0), "{layers:?}");
