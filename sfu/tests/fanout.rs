@@ -11,7 +11,6 @@ use bytes::Bytes;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use support::{WAIT, client, join, start_sfu};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -29,19 +28,7 @@ async fn one_publisher_three_subscribers() {
     // Three subscribers, each offering one receive-only video line to connect with.
     let mut subscribers = Vec::new();
     for _ in 0..3 {
-        let mut c = client().await;
-        c.pc.add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                streams: vec![],
-                send_encodings: vec![],
-            }),
-        )
-        .await
-        .unwrap();
-        join(&sfu, &offers, &mut c).await;
-        subscribers.push(c);
+        subscribers.push(support::subscriber(&sfu, &offers).await.0);
     }
 
     // Each subscriber reports the (SSRC, sequence number) of what it receives.
@@ -312,18 +299,8 @@ async fn simulcast_subscribers_get_the_layer_they_ask_for() {
     let mut subscribers = Vec::new();
     let mut ids = Vec::new();
     for i in 0..2 {
-        let mut c = client().await;
-        c.pc.add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                streams: vec![],
-                send_encodings: vec![],
-            }),
-        )
-        .await
-        .unwrap();
-        ids.push(join(&sfu, &offers, &mut c).await);
+        let (mut c, id) = support::subscriber(&sfu, &offers).await;
+        ids.push(id);
         let mut tracks = std::mem::replace(&mut c.tracks, mpsc::unbounded_channel().1);
         let got = got_tx.clone();
         tokio::spawn(async move {
