@@ -2,6 +2,8 @@
 //! answer its renegotiation offers. Shared by the integration tests and the loopback benchmark.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -206,6 +208,22 @@ pub async fn join(sfu: &Sfu, offers: &Offers, c: &mut Client) -> PeerId {
 
 /// Like [`join`], into `room`.
 pub async fn join_room(sfu: &Sfu, offers: &Offers, c: &mut Client, room: &str) -> PeerId {
+    join_via(sfu, offers, c, room, None).await
+}
+
+/// Like [`join_room`], with the client reaching the SFU through `relay` when given: every
+/// description from the SFU is rewritten to name the relay instead.
+pub async fn join_via(
+    sfu: &Sfu,
+    offers: &Offers,
+    c: &mut Client,
+    room: &str,
+    relay: Option<Arc<relay::Relay>>,
+) -> PeerId {
+    let rewrite = move |sdp: String| match &relay {
+        Some(r) => r.rewrite(&sdp),
+        None => sdp,
+    };
     let offer = c.pc.create_offer(None).await.unwrap();
     c.pc.set_local_description(offer).await.unwrap();
     tokio::time::timeout(WAIT, c.gathered.recv())
@@ -213,7 +231,7 @@ pub async fn join_room(sfu: &Sfu, offers: &Offers, c: &mut Client, room: &str) -
         .expect("ICE gathering completes");
     let offer = c.pc.local_description().await.unwrap().sdp;
     let (peer, answer) = sfu.join(room, offer).await.expect("join");
-    c.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+    c.pc.set_remote_description(RTCSessionDescription::answer(rewrite(answer)).unwrap())
         .await
         .unwrap();
     tokio::time::timeout(WAIT, c.connected.recv())
@@ -224,7 +242,7 @@ pub async fn join_room(sfu: &Sfu, offers: &Offers, c: &mut Client, room: &str) -
     let sfu = sfu.clone();
     tokio::spawn(async move {
         while let Some(sdp) = server_offers.recv().await {
-            pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap())
+            pc.set_remote_description(RTCSessionDescription::offer(rewrite(sdp)).unwrap())
                 .await
                 .unwrap();
             let answer = pc.create_answer(None).await.unwrap();
@@ -277,6 +295,17 @@ pub async fn publisher(
     encodings: &[(&str, u32)],
     deliver_rtcp: bool,
 ) -> Publisher {
+    publisher_via(sfu, offers, encodings, deliver_rtcp, None).await
+}
+
+/// Like [`publisher`], reaching the SFU through `relay` when given.
+pub async fn publisher_via(
+    sfu: &Sfu,
+    offers: &Offers,
+    encodings: &[(&str, u32)],
+    deliver_rtcp: bool,
+    relay: Option<Arc<relay::Relay>>,
+) -> Publisher {
     let mut client = client_with(deliver_rtcp).await;
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         "cam".into(),
@@ -301,7 +330,7 @@ pub async fn publisher(
         .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
         .await
         .unwrap();
-    let peer = join(sfu, offers, &mut client).await;
+    let peer = join_via(sfu, offers, &mut client, "room-1", relay).await;
     let payload_type = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
     let ssrcs = encodings.iter().map(|(_, s)| *s).collect();
     Publisher {
@@ -322,6 +351,16 @@ pub async fn subscriber(sfu: &Sfu, offers: &Offers) -> (Client, PeerId) {
 
 /// Like [`subscriber`], in `room`.
 pub async fn subscriber_in(sfu: &Sfu, offers: &Offers, room: &str) -> (Client, PeerId) {
+    subscriber_via(sfu, offers, room, None).await
+}
+
+/// Like [`subscriber_in`], reaching the SFU through `relay` when given.
+pub async fn subscriber_via(
+    sfu: &Sfu,
+    offers: &Offers,
+    room: &str,
+    relay: Option<Arc<relay::Relay>>,
+) -> (Client, PeerId) {
     let mut c = client().await;
     c.pc.add_transceiver_from_kind(
         RtpCodecKind::Video,
@@ -333,11 +372,27 @@ pub async fn subscriber_in(sfu: &Sfu, offers: &Offers, room: &str) -> (Client, P
     )
     .await
     .unwrap();
-    let id = join_room(sfu, offers, &mut c, room).await;
+    let id = join_via(sfu, offers, &mut c, room, relay).await;
     (c, id)
 }
 
 impl Publisher {
+    /// Sends `make(i, payload_type)` for i = 0, 1, ... every `every` until the task is aborted.
+    pub fn send_packets(
+        &self,
+        every: Duration,
+        make: impl Fn(u32, u8) -> rtc::rtp::Packet + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let (track, pt) = (Arc::clone(&self.track), self.payload_type);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            for i in 0u32.. {
+                tick.tick().await;
+                let _ = track.write_rtp(make(i, pt)).await;
+            }
+        })
+    }
+
     /// Sends small VP8 packets every 10 ms (a keyframe every 20) until the task is aborted.
     pub fn send_vp8(&self) -> tokio::task::JoinHandle<()> {
         let (track, pt) = (Arc::clone(&self.track), self.payload_type);
