@@ -15,9 +15,12 @@ use bytes::BytesMut;
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as IPacket, Registry, Slot, StreamInfo, TaggedPacket,
 };
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -30,18 +33,23 @@ use rtc::peer_connection::transport::{
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
-    RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
+use rtc::shared::marshal::MarshalSize;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::media::allocator::{self, Need};
+use crate::media::bwe::{BandwidthEstimator, PacketResult};
 use crate::media::forwarder::{Decision, Forwarder, PacketInfo};
 use crate::media::keyframes::KeyframeRequests;
+use crate::media::rate::RateMeter;
 use crate::media::speaker::SpeakerDetector;
 use crate::media::vp8;
 
@@ -67,6 +75,15 @@ pub enum SfuEvent {
     Offer { peer: PeerId, sdp: String },
     /// The dominant speaker of a room changed (from audio levels, with hysteresis).
     ActiveSpeaker { room: String, peer: PeerId },
+    /// The simulcast layer `subscriber` receives of `source`'s `track` changed (`None`: paused).
+    LayerChanged {
+        subscriber: PeerId,
+        source: PeerId,
+        track: String,
+        layer: Option<u8>,
+    },
+    /// The bandwidth estimated towards `peer` moved by 10 % or more.
+    BandwidthEstimate { peer: PeerId, bps: u64 },
     /// A fault in the room's code closed it; its peers are disconnected. Other rooms go on.
     RoomClosed { room: String, reason: String },
 }
@@ -104,6 +121,12 @@ pub(crate) enum Command {
         track: String,
         layer: Option<u8>,
     },
+    SetPriority {
+        subscriber: PeerId,
+        source: PeerId,
+        track: String,
+        priority: u8,
+    },
     /// Fault injection for tests: panic while working on `room`.
     InjectPanic {
         room: String,
@@ -121,6 +144,8 @@ pub struct PeerStats {
     pub room: String,
     /// ICE and DTLS are up.
     pub connected: bool,
+    /// Bandwidth estimated towards the peer, once its congestion feedback has arrived.
+    pub estimate_bps: Option<u64>,
     pub producers: Vec<ProducerStats>,
     pub consumers: Vec<ConsumerStats>,
 }
@@ -145,6 +170,8 @@ pub struct ConsumerStats {
     /// Layer forwarded now, and layer wanted (`None`: paused or not started).
     pub current_layer: Option<u8>,
     pub target_layer: Option<u8>,
+    /// The highest layer the subscriber asked for (`None`: paused by the subscriber).
+    pub preferred_layer: Option<u8>,
     /// Packets sent to this subscriber for this track.
     pub packets: u64,
 }
@@ -167,12 +194,18 @@ pub(crate) struct EngineCounters {
 }
 
 /// Lets inbound RTCP reach the application: `rtc` drops RTCP not marked for delivery. Keeps only
-/// what the SFU acts on (PLI, FIR); a compound whose first packet is an empty receiver report
-/// would otherwise be dropped whole.
+/// what the SFU acts on (PLI, FIR, transport-wide congestion feedback); a compound whose first
+/// packet is an empty receiver report would otherwise be dropped whole.
+///
+/// `rtc` hands RTCP to the application under the track its media SSRC names. Congestion feedback
+/// is about the whole connection and may name any SSRC (libwebrtc names one of its own), so it is
+/// re-addressed to one of the streams this connection sends.
 #[derive(Default)]
 struct DeliverRtcp {
     read: std::collections::VecDeque<TaggedPacket>,
     write: std::collections::VecDeque<TaggedPacket>,
+    /// SSRCs of the streams this connection sends (the consumers).
+    local_ssrcs: Vec<u32>,
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
@@ -184,12 +217,21 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let IPacket::Rtcp(packets) = &msg.message.packet {
+            let local = self.local_ssrcs.first().copied();
             let keep: Vec<Box<dyn rtc::rtcp::Packet>> = packets
                 .iter()
-                .filter(|p| {
-                    p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()
+                .filter_map(|p| {
+                    let any = p.as_any();
+                    if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
+                        return Some(p.clone());
+                    }
+                    let feedback = any.downcast_ref::<TransportLayerCc>()?;
+                    let mut feedback = feedback.clone();
+                    if !self.local_ssrcs.contains(&feedback.media_ssrc) {
+                        feedback.media_ssrc = local?;
+                    }
+                    Some(Box::new(feedback) as Box<dyn rtc::rtcp::Packet>)
                 })
-                .cloned()
                 .collect();
             if !keep.is_empty() {
                 msg.message.packet = IPacket::Rtcp(keep);
@@ -212,8 +254,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverRtcp {
 }
 
 impl Interceptor for DeliverRtcp {
-    fn bind_local_stream(&mut self, _: &StreamInfo) {}
-    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        self.local_ssrcs.push(info.ssrc);
+    }
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.local_ssrcs.retain(|s| *s != info.ssrc);
+    }
     fn bind_remote_stream(&mut self, _: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
 }
@@ -230,11 +276,45 @@ const FORWARDED_EXTENSIONS: &[&str] = &[
     "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay",
 ];
 
+/// The transport-wide sequence number extension (congestion control feedback refers to it).
+const TRANSPORT_CC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// Every u16 in big-endian order: the transport-wide sequence number extension's payload is a
+/// slice of this table, so stamping a packet allocates nothing.
+static SEQUENCE_BYTES: [u8; 131_072] = {
+    let mut table = [0u8; 131_072];
+    let mut i = 0;
+    while i < 65_536 {
+        table[2 * i] = (i >> 8) as u8;
+        table[2 * i + 1] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Bandwidth estimation bounds and starting point for a subscriber, in bits per second.
+const BWE_INITIAL_BPS: u64 = 1_500_000;
+const BWE_MIN_BPS: u64 = 100_000;
+const BWE_MAX_BPS: u64 = 20_000_000;
+/// A bandwidth estimate event goes out when the estimate moved by this share since the last one.
+const BWE_EVENT_CHANGE: f64 = 0.10;
+
+/// How often subscribers' layers are reviewed without feedback.
+const REVIEW_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Consumer priorities for sharing bandwidth (higher first).
+pub(crate) const PRIORITY_THUMBNAIL: u8 = 0;
+pub(crate) const PRIORITY_GRID: u8 = 1;
+pub(crate) const PRIORITY_SPEAKER: u8 = 2;
+
 /// A room: its members and its dominant-speaker detector.
 #[derive(Default)]
 struct Room {
     members: Vec<PeerId>,
     speakers: SpeakerDetector<PeerId>,
+    /// The dominant speaker now (its consumers get [`PRIORITY_SPEAKER`]).
+    speaker: Option<PeerId>,
 }
 
 /// A track a peer publishes.
@@ -251,6 +331,10 @@ struct Producer {
     extensions: Option<std::sync::Arc<[(u8, String)]>>,
     /// The publisher's id of the audio level extension.
     audio_level_id: Option<u8>,
+    /// Bitrate of each simulcast layer as received (new packets only, not retransmissions).
+    rates: [RateMeter; 3],
+    /// Highest sequence number seen on each layer.
+    highest_seq: [Option<u16>; 3],
 }
 
 /// A track a peer receives from another peer's producer.
@@ -260,8 +344,15 @@ struct Consumer {
     ssrc: u32,
     mime: String,
     payload_type: Option<u8>,
-    /// Publisher extension id -> this subscriber's id (0: not forwarded). Built on first use.
+    /// Publisher extension id -> this subscriber's id (0: not forwarded). Built on first use,
+    /// with `twcc_id`.
     extension_map: Option<Box<[u8; 256]>>,
+    /// This subscriber's id of the transport-wide sequence number extension (0: not negotiated).
+    twcc_id: u8,
+    /// The highest layer the subscriber wants (`None`: paused by the subscriber).
+    preferred: Option<u8>,
+    /// Set by the subscriber (pinned, grid, thumbnail); the room's speaker is raised above it.
+    priority: u8,
     forwarder: Forwarder,
     /// Packets sent.
     packets: u64,
@@ -277,6 +368,16 @@ struct Peer {
     renegotiate: bool,
     /// An offer was sent and not answered yet.
     offer_pending: bool,
+    /// Send-side bandwidth estimation of what the SFU sends this peer.
+    bwe: BandwidthEstimator,
+    /// Transport-wide sequence number of the next packet sent to this peer.
+    transport_seq: u16,
+    /// Congestion feedback arrived: the estimate drives its consumers' layers.
+    feedback_seen: bool,
+    /// Congestion feedback arrived since the last review.
+    fresh_feedback: bool,
+    /// The estimate last reported in an event.
+    reported_bps: Option<u64>,
 }
 
 /// The engine of one shard.
@@ -292,6 +393,86 @@ pub(crate) struct Engine {
     pub counters: EngineCounters,
     /// What is being worked on now (see [`Scope`]).
     pub(crate) scope: Option<Scope>,
+    /// When subscribers' layers are next reviewed without waiting for feedback.
+    next_review: Option<Instant>,
+}
+
+/// How many times a lost packet of a publisher is NACKed before the SFU gives up on it.
+const MAX_NACKS_PER_PACKET: u16 = 8;
+
+/// The codecs, header extensions and interceptors of every connection.
+///
+/// Opus and VP8 only (what the forwarding path understands), with NACK, PLI, FIR and
+/// transport-wide congestion control feedback. RTX is not negotiated: `rtc`'s NACK generator does
+/// not see packets repaired over RTX and would ask for them again and again, so retransmissions
+/// travel on the original SSRC (RFC 4585), which the forwarder deduplicates.
+fn media_setup() -> Result<(MediaEngine, Registry), rtc::shared::error::Error> {
+    let mut media = MediaEngine::default();
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    media.register_codec(
+        rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
+            rtp_codec: opus(),
+            payload_type: 111,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    media.register_codec(
+        rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                rtcp_feedback: vec![
+                    feedback("ccm", "fir"),
+                    feedback("nack", ""),
+                    feedback("nack", "pli"),
+                ],
+                ..vp8()
+            },
+            payload_type: 96,
+        },
+        RtpCodecKind::Video,
+    )?;
+    media.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.to_owned(),
+        },
+        RtpCodecKind::Audio,
+        None,
+    )?;
+    configure_simulcast_extension_headers(&mut media)?;
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
+                .build(),
+        );
+    let registry = configure_twcc_receiver_only(registry, &mut media)?;
+    let registry =
+        configure_rtcp_reports(registry).with(Slot::from(14_000), DeliverRtcp::default());
+    Ok((media, registry))
+}
+
+fn opus() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "audio/opus".into(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/VP8".into(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
 }
 
 fn simulcast_layer(rid: Option<&str>) -> u8 {
@@ -331,6 +512,7 @@ impl Engine {
             next_ssrc: 0x5f00_0000 ^ u32::from(local_addr.port()),
             counters: EngineCounters::default(),
             scope: None,
+            next_review: None,
         }
     }
 
@@ -375,11 +557,17 @@ impl Engine {
                 track,
                 layer,
             } => self.set_layer(subscriber, source, &track, layer, now),
+            Command::SetPriority {
+                subscriber,
+                source,
+                track,
+                priority,
+            } => self.set_priority(subscriber, source, &track, priority, now),
         }
     }
 
-    /// Sets the layer a consumer should get (`None` pauses it), capped at the highest layer the
-    /// producer sends; asks for a keyframe when the consumer must switch.
+    /// Sets the highest layer a consumer should get (`None` pauses it); the target follows from
+    /// the subscriber's bandwidth ([`Engine::reallocate`]).
     fn set_layer(
         &mut self,
         subscriber: PeerId,
@@ -388,32 +576,149 @@ impl Engine {
         layer: Option<u8>,
         now: Instant,
     ) {
-        let highest = self
-            .peers
-            .get(&source)
-            .and_then(|p| p.producers.iter().find(|x| x.track_id == track))
-            .and_then(|p| p.ssrcs.iter().map(|(_, l)| *l).max());
-        let Some(sub) = self.peers.get_mut(&subscriber) else {
+        let Some(c) = self.consumer_mut(subscriber, source, track) else {
             return;
         };
-        let Some(c) = sub
+        c.preferred = layer;
+        self.reallocate(subscriber, now);
+    }
+
+    /// Sets a consumer's priority in its subscriber's bandwidth (thumbnail, grid, pinned).
+    fn set_priority(
+        &mut self,
+        subscriber: PeerId,
+        source: PeerId,
+        track: &str,
+        priority: u8,
+        now: Instant,
+    ) {
+        let Some(c) = self.consumer_mut(subscriber, source, track) else {
+            return;
+        };
+        c.priority = priority;
+        self.reallocate(subscriber, now);
+    }
+
+    fn consumer_mut(
+        &mut self,
+        subscriber: PeerId,
+        source: PeerId,
+        track: &str,
+    ) -> Option<&mut Consumer> {
+        self.peers
+            .get_mut(&subscriber)?
             .consumers
             .iter_mut()
             .find(|c| c.source.0 == source && c.source.1 == track)
-        else {
+    }
+
+    /// Asks the publisher of `track` for a keyframe, at most once per 500 ms per stream.
+    fn request_keyframe(&mut self, peer: PeerId, track: &str, now: Instant) {
+        let request = self
+            .peers
+            .get_mut(&peer)
+            .and_then(|p| p.producers.iter_mut().find(|x| x.track_id == track))
+            .is_some_and(|p| p.keyframes.request(now));
+        if request {
+            self.send_pli(peer, track, now);
+        }
+    }
+
+    /// Reviews every subscriber's layers: layer bitrates change without feedback, and a subscriber
+    /// whose consumers are all paused sends no feedback. Its estimate grows as on a clear path,
+    /// so that paused consumers are tried again (and cut back at once if the path is still full).
+    fn review(&mut self, now: Instant) {
+        self.next_review = Some(now + REVIEW_INTERVAL);
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.scope = Some(Scope::Peer(id));
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.feedback_seen && !std::mem::take(&mut peer.fresh_feedback) {
+                peer.bwe.on_idle(now);
+            }
+            self.reallocate(id, now);
+        }
+    }
+
+    /// Sets the target layer of each of `subscriber`'s video consumers. Until congestion feedback
+    /// arrives from the subscriber, the target is its preferred layer; afterwards, the bandwidth
+    /// estimate (less what its audio takes) is shared by priority ([`allocator::allocate`]), and
+    /// a consumer that gets nothing is paused. A consumer that must switch asks for a keyframe.
+    fn reallocate(&mut self, subscriber: PeerId, now: Instant) {
+        let Some(sub) = self.peers.get(&subscriber) else {
             return;
         };
-        c.forwarder
-            .set_target(layer.map(|l| l.min(highest.unwrap_or(0))));
-        if c.forwarder.keyframe_needed().is_some() {
-            let request = self
+        let speaker = self.rooms.get(&sub.room).and_then(|r| r.speaker);
+        let mut audio_bps = 0u64;
+        let mut needs: Vec<Need> = Vec::new();
+        // (consumer index, index in `needs` or the fixed target)
+        let mut plan: Vec<(usize, Result<usize, Option<u8>>)> = Vec::new();
+        for (i, c) in sub.consumers.iter().enumerate() {
+            let Some(producer) = self
                 .peers
-                .get_mut(&source)
-                .and_then(|p| p.producers.iter_mut().find(|x| x.track_id == track))
-                .is_some_and(|p| p.keyframes.request(now));
-            if request {
-                self.send_pli(source, track, now);
+                .get(&c.source.0)
+                .and_then(|p| p.producers.iter().find(|x| x.track_id == c.source.1))
+            else {
+                continue;
+            };
+            if producer.kind != RtpCodecKind::Video {
+                audio_bps += producer.rates[0].bps(now).unwrap_or(0);
+                continue;
             }
+            let highest = producer.ssrcs.iter().map(|(_, l)| *l).max().unwrap_or(0);
+            let Some(preferred) = c.preferred else {
+                plan.push((i, Err(None)));
+                continue;
+            };
+            if !sub.feedback_seen {
+                plan.push((i, Err(Some(preferred.min(highest)))));
+                continue;
+            }
+            let mut layer_bitrates = [None; 3];
+            for (_, layer) in &producer.ssrcs {
+                let l = usize::from((*layer).min(2));
+                layer_bitrates[l] = producer.rates[l].bps(now);
+            }
+            let priority = if speaker == Some(c.source.0) {
+                c.priority.max(PRIORITY_SPEAKER)
+            } else {
+                c.priority
+            };
+            plan.push((i, Ok(needs.len())));
+            needs.push(Need {
+                priority,
+                layer_bitrates,
+                preferred,
+                current: c.forwarder.current_layer(),
+            });
+        }
+        let mut allocated = Vec::new();
+        if !needs.is_empty() {
+            let available = sub.bwe.estimate_bps().saturating_sub(audio_bps);
+            allocator::allocate(available, &needs, &mut Vec::new(), &mut allocated);
+        }
+        let mut keyframes = Vec::new();
+        let Some(sub) = self.peers.get_mut(&subscriber) else {
+            return;
+        };
+        for (i, target) in plan {
+            let target = match target {
+                Ok(n) => allocated[n],
+                Err(fixed) => fixed,
+            };
+            let c = &mut sub.consumers[i];
+            if c.forwarder.target_layer() == target {
+                continue;
+            }
+            c.forwarder.set_target(target);
+            if c.forwarder.keyframe_needed().is_some() {
+                keyframes.push(c.source.clone());
+            }
+        }
+        for (source, track) in keyframes {
+            self.request_keyframe(source, &track, now);
         }
     }
 
@@ -432,20 +737,7 @@ impl Engine {
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_ice_credentials(ufrag.clone(), pwd)
             .build();
-        let mut media = MediaEngine::default();
-        media.register_default_codecs().map_err(setup)?;
-        media
-            .register_header_extension(
-                RTCRtpHeaderExtensionCapability {
-                    uri: AUDIO_LEVEL_URI.to_owned(),
-                },
-                RtpCodecKind::Audio,
-                None,
-            )
-            .map_err(setup)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media)
-            .map_err(setup)?
-            .with(Slot::from(14_000), DeliverRtcp::default());
+        let (media, registry) = media_setup().map_err(setup)?;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(settings)
@@ -491,6 +783,11 @@ impl Engine {
                 consumers: Vec::new(),
                 renegotiate: false,
                 offer_pending: false,
+                bwe: BandwidthEstimator::new(BWE_INITIAL_BPS, BWE_MIN_BPS, BWE_MAX_BPS),
+                transport_seq: 0,
+                feedback_seen: false,
+                fresh_feedback: false,
+                reported_bps: None,
             },
         );
         // Everything already published in the room goes to the newcomer (by a server offer).
@@ -549,6 +846,9 @@ impl Engine {
                     mime,
                     payload_type: None,
                     extension_map: None,
+                    twcc_id: 0,
+                    preferred: Some(0),
+                    priority: PRIORITY_GRID,
                     packets: 0,
                     forwarder: Forwarder::new(clock_rate, Some(0)),
                 });
@@ -566,6 +866,7 @@ impl Engine {
             peer: id,
             room: p.room.clone(),
             connected: p.connected,
+            estimate_bps: p.feedback_seen.then(|| p.bwe.estimate_bps()),
             producers: p
                 .producers
                 .iter()
@@ -584,6 +885,7 @@ impl Engine {
                     ssrc: c.ssrc,
                     current_layer: c.forwarder.current_layer(),
                     target_layer: c.forwarder.target_layer(),
+                    preferred_layer: c.preferred,
                     packets: c.packets,
                 })
                 .collect(),
@@ -697,17 +999,25 @@ impl Engine {
         for (id, track) in due {
             self.send_pli(id, &track, now);
         }
+        match self.next_review {
+            Some(t) if t <= now => self.review(now),
+            Some(_) => {}
+            None => self.next_review = Some(now + REVIEW_INTERVAL),
+        }
         let mut speakers = Vec::new();
         for (name, room) in &mut self.rooms {
             if let Some(peer) = room.speakers.poll(now) {
-                speakers.push(SfuEvent::ActiveSpeaker {
-                    room: name.clone(),
-                    peer,
-                });
+                room.speaker = Some(peer);
+                speakers.push((name.clone(), peer));
             }
         }
-        for event in speakers {
-            self.emit(event);
+        for (room, peer) in speakers {
+            // The new speaker's consumers move up in everyone's allocation.
+            let members = self.rooms.get(&room).map(|r| r.members.clone());
+            for member in members.unwrap_or_default() {
+                self.reallocate(member, now);
+            }
+            self.emit(SfuEvent::ActiveSpeaker { room, peer });
         }
     }
 
@@ -717,6 +1027,7 @@ impl Engine {
             .rooms
             .values()
             .filter_map(|r| r.speakers.next_timeout())
+            .chain(self.next_review.filter(|_| !self.peers.is_empty()))
             .min();
         for peer in self.peers.values_mut() {
             let t = peer
@@ -791,20 +1102,8 @@ impl Engine {
                         };
                         let kind = receiver.track().kind();
                         let codec = match kind {
-                            RtpCodecKind::Audio => RTCRtpCodec {
-                                mime_type: "audio/opus".into(),
-                                clock_rate: 48_000,
-                                channels: 2,
-                                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
-                                rtcp_feedback: vec![],
-                            },
-                            _ => RTCRtpCodec {
-                                mime_type: "video/VP8".into(),
-                                clock_rate: 90_000,
-                                channels: 0,
-                                sdp_fmtp_line: String::new(),
-                                rtcp_feedback: vec![],
-                            },
+                            RtpCodecKind::Audio => opus(),
+                            _ => vp8(),
                         };
                         peer.producers.push(Producer {
                             track_id: init.track_id.clone(),
@@ -815,6 +1114,8 @@ impl Engine {
                             keyframes: KeyframeRequests::default(),
                             extensions: None,
                             audio_level_id: None,
+                            rates: Default::default(),
+                            highest_seq: [None; 3],
                         });
                         published.push((id, init.track_id, kind, codec));
                     }
@@ -847,12 +1148,34 @@ impl Engine {
     fn process_reads(&mut self, now: Instant) {
         let mut media: Vec<(PeerId, String, rtp::Packet)> = Vec::new();
         let mut keyframe_wanted: Vec<(PeerId, String)> = Vec::new();
+        let mut estimates: Vec<PeerId> = Vec::new();
+        let mut results: Vec<PacketResult> = Vec::new();
         for (id, peer) in &mut self.peers {
             self.scope = Some(Scope::Peer(*id));
             while let Some(TaggedRTCMessage { message, .. }) = peer.pc.poll_read() {
                 match message {
                     RTCMessage::RtpPacket(track, packet) => media.push((*id, track, packet)),
                     RTCMessage::RtcpPacket(_, packets) => {
+                        for p in &packets {
+                            if let Some(feedback) = p.as_any().downcast_ref::<TransportLayerCc>() {
+                                results.clear();
+                                results.extend(
+                                    rtc::interceptor::convert_twcc(feedback)
+                                        .into_iter()
+                                        .filter(|a| !a.arrived || a.arrival.is_some())
+                                        .map(|a| PacketResult {
+                                            transport_seq: a.sequence_number,
+                                            arrival_us: a.arrival.map(|d| d.as_micros() as i64),
+                                        }),
+                                );
+                                peer.bwe.on_feedback(&results, now);
+                                peer.feedback_seen = true;
+                                peer.fresh_feedback = true;
+                                if !estimates.contains(id) {
+                                    estimates.push(*id);
+                                }
+                            }
+                        }
                         for p in packets {
                             let media_ssrc = if let Some(pli) =
                                 p.as_any().downcast_ref::<PictureLossIndication>()
@@ -874,21 +1197,39 @@ impl Engine {
                 }
             }
         }
+        for id in estimates {
+            self.reallocate(id, now);
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            let bps = peer.bwe.estimate_bps();
+            let moved = peer
+                .reported_bps
+                .is_none_or(|r| (bps as f64 - r as f64).abs() >= BWE_EVENT_CHANGE * r as f64);
+            if moved {
+                peer.reported_bps = Some(bps);
+                self.emit(SfuEvent::BandwidthEstimate { peer: id, bps });
+            }
+        }
+        let mut layer_changes = Vec::new();
         for (source, track, packet) in media {
             self.counters.rtp_in += 1;
-            self.forward(source, &track, packet, now, &mut keyframe_wanted);
+            self.forward(
+                source,
+                &track,
+                packet,
+                now,
+                &mut keyframe_wanted,
+                &mut layer_changes,
+            );
+        }
+        for event in layer_changes {
+            self.emit(event);
         }
         keyframe_wanted.sort();
         keyframe_wanted.dedup();
         for (peer, track) in keyframe_wanted {
-            let request = self
-                .peers
-                .get_mut(&peer)
-                .and_then(|p| p.producers.iter_mut().find(|x| x.track_id == track))
-                .is_some_and(|p| p.keyframes.request(now));
-            if request {
-                self.send_pli(peer, &track, now);
-            }
+            self.request_keyframe(peer, &track, now);
         }
     }
 
@@ -899,6 +1240,7 @@ impl Engine {
         packet: rtp::Packet,
         now: Instant,
         keyframe_wanted: &mut Vec<(PeerId, String)>,
+        layer_changes: &mut Vec<SfuEvent>,
     ) {
         self.scope = Some(Scope::Peer(source));
         let Some(peer) = self.peers.get_mut(&source) else {
@@ -922,6 +1264,12 @@ impl Engine {
         };
         if keyframe && producer.kind == RtpCodecKind::Video {
             producer.keyframes.on_keyframe();
+        }
+        let l = usize::from(layer.min(2));
+        let seq = packet.header.sequence_number;
+        if producer.highest_seq[l].is_none_or(|h| seq.wrapping_sub(h).wrapping_sub(1) < 0x8000) {
+            producer.highest_seq[l] = Some(seq);
+            producer.rates[l].add(packet.header.marshal_size() + packet.payload.len(), now);
         }
         if producer.extensions.is_none()
             && let Some(mut receiver) = peer.pc.rtp_receiver(producer.receiver_id)
@@ -949,6 +1297,7 @@ impl Engine {
             .and_then(|id| packet.header.extensions.iter().find(|e| e.id == id))
             .and_then(|e| e.payload.first())
             .map(|b| b & 0x7f);
+        let producer_kind_video = producer.kind == RtpCodecKind::Video;
         let info = PacketInfo {
             layer,
             sequence: packet.header.sequence_number,
@@ -982,9 +1331,18 @@ impl Engine {
                 .iter_mut()
                 .filter(|c| c.source.0 == source && c.source.1 == track)
             {
+                let before = c.forwarder.current_layer();
                 let decision = c.forwarder.handle(&info, now);
                 if c.forwarder.keyframe_needed().is_some() {
                     keyframe_wanted.push(c.source.clone());
+                }
+                if c.forwarder.current_layer() != before && producer_kind_video {
+                    layer_changes.push(SfuEvent::LayerChanged {
+                        subscriber: member,
+                        source,
+                        track: track.to_owned(),
+                        layer: c.forwarder.current_layer(),
+                    });
                 }
                 let Decision::Forward(rewrite) = decision else {
                     continue;
@@ -1002,6 +1360,7 @@ impl Engine {
                         .map(|k| k.payload_type);
                 }
                 let Some(pt) = c.payload_type else { continue };
+                let twcc_id = &mut c.twcc_id;
                 let map = c.extension_map.get_or_insert_with(|| {
                     let theirs = &sender.get_parameters().rtp_parameters.header_extensions;
                     let mut map = Box::new([0u8; 256]);
@@ -1010,6 +1369,12 @@ impl Engine {
                             map[usize::from(*id)] = u8::try_from(h.id).unwrap_or(0);
                         }
                     }
+                    *twcc_id = theirs
+                        .iter()
+                        .find(|h| h.uri == TRANSPORT_CC_URI)
+                        .and_then(|h| u8::try_from(h.id).ok())
+                        .filter(|id| (1..=14).contains(id))
+                        .unwrap_or(0);
                     map
                 });
                 let mut out = packet.clone();
@@ -1024,9 +1389,27 @@ impl Engine {
                     e.id = id;
                     id != 0 && id <= 14
                 });
+                // The transport-wide sequence number, for congestion feedback from this peer.
+                let transport_seq = (c.twcc_id != 0).then(|| {
+                    let seq = sub.transport_seq;
+                    sub.transport_seq = seq.wrapping_add(1);
+                    let at = 2 * usize::from(seq);
+                    out.header.extensions.push(rtp::header::Extension {
+                        id: c.twcc_id,
+                        payload: bytes::Bytes::from_static(&SEQUENCE_BYTES[at..at + 2]),
+                    });
+                    seq
+                });
                 out.header.extension = !out.header.extensions.is_empty();
+                if out.header.extension && out.header.extension_profile == 0 {
+                    out.header.extension_profile = 0xBEDE;
+                }
+                let size = out.header.marshal_size() + out.payload.len();
                 match sender.write_rtp(now, out) {
                     Ok(()) => {
+                        if let Some(seq) = transport_seq {
+                            sub.bwe.on_sent(seq, size, now);
+                        }
                         counters.rtp_forwarded += 1;
                         c.packets += 1;
                     }

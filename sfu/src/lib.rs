@@ -24,6 +24,27 @@ use std::sync::{Arc, Mutex};
 use shard::ShardHandle;
 use tokio::sync::{mpsc, oneshot};
 
+/// How a subscriber shows a track: the order in which its tracks share its bandwidth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// A small tile.
+    Thumbnail,
+    /// A tile of the grid (the default).
+    Grid,
+    /// Pinned or large: served before the grid, like the active speaker.
+    Pinned,
+}
+
+impl Priority {
+    fn rank(self) -> u8 {
+        match self {
+            Priority::Thumbnail => driver::PRIORITY_THUMBNAIL,
+            Priority::Grid => driver::PRIORITY_GRID,
+            Priority::Pinned => driver::PRIORITY_SPEAKER,
+        }
+    }
+}
+
 /// How to start the shards.
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
@@ -169,20 +190,27 @@ impl Sfu {
         Ok((peer, answer))
     }
 
-    /// The peer's answer to a server offer ([`SfuEvent::Offer`]). False for an unknown peer.
-    pub fn answer(&self, peer: PeerId, sdp: String) -> bool {
-        let shard = self
+    /// The shard `peer` lives on.
+    fn shard_of(&self, peer: PeerId) -> Option<&ShardHandle> {
+        let index = self
             .inner
             .peer_shard
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&peer)
-            .copied();
-        shard.is_some_and(|s| self.inner.shards[s].send(driver::Command::Answer { peer, sdp }))
+            .copied()?;
+        self.inner.shards.get(index)
     }
 
-    /// The simulcast layer (0 lowest) `subscriber` wants of `source`'s `track`; `None` pauses it.
-    /// The switch happens on the layer's next keyframe, which is requested.
+    /// The peer's answer to a server offer ([`SfuEvent::Offer`]). False for an unknown peer.
+    pub fn answer(&self, peer: PeerId, sdp: String) -> bool {
+        self.shard_of(peer)
+            .is_some_and(|s| s.send(driver::Command::Answer { peer, sdp }))
+    }
+
+    /// The highest simulcast layer (0 lowest) `subscriber` wants of `source`'s `track`, from the
+    /// size it shows it at; `None` pauses it. Within that, the layer follows the subscriber's
+    /// bandwidth. A switch happens on the layer's next keyframe, which is requested.
     pub fn set_preferred_layer(
         &self,
         subscriber: PeerId,
@@ -190,15 +218,8 @@ impl Sfu {
         track: &str,
         layer: Option<u8>,
     ) -> bool {
-        let shard = self
-            .inner
-            .peer_shard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&subscriber)
-            .copied();
-        shard.is_some_and(|s| {
-            self.inner.shards[s].send(driver::Command::SetLayer {
+        self.shard_of(subscriber).is_some_and(|s| {
+            s.send(driver::Command::SetLayer {
                 subscriber,
                 source,
                 track: track.to_owned(),
@@ -207,17 +228,30 @@ impl Sfu {
         })
     }
 
+    /// How `subscriber` shows `source`'s `track`, which orders the share of its bandwidth each
+    /// track gets. The room's active speaker is raised to [`Priority::Pinned`] automatically.
+    pub fn set_priority(
+        &self,
+        subscriber: PeerId,
+        source: PeerId,
+        track: &str,
+        priority: Priority,
+    ) -> bool {
+        self.shard_of(subscriber).is_some_and(|s| {
+            s.send(driver::Command::SetPriority {
+                subscriber,
+                source,
+                track: track.to_owned(),
+                priority: priority.rank(),
+            })
+        })
+    }
+
     /// What `peer` publishes and receives now; `None` for an unknown peer.
     pub async fn stats(&self, peer: PeerId) -> Option<PeerStats> {
-        let shard = self
-            .inner
-            .peer_shard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&peer)
-            .copied()?;
+        let shard = self.shard_of(peer)?;
         let (reply, answer) = oneshot::channel();
-        if !self.inner.shards[shard].send(driver::Command::Stats { peer, reply }) {
+        if !shard.send(driver::Command::Stats { peer, reply }) {
             return None;
         }
         answer.await.ok().flatten()

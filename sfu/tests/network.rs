@@ -47,7 +47,7 @@ async fn five_percent_loss_on_each_leg_is_recovered_by_nack() {
     const SSRC: u32 = 0x0d0d_0001;
     let publisher =
         support::publisher_via(&sfu, &offers, &[("", SSRC)], false, Some(Arc::clone(&up))).await;
-    let (mut subscriber, _) =
+    let (mut subscriber, subscriber_id) =
         support::subscriber_via(&sfu, &offers, "room-1", Some(Arc::clone(&down))).await;
 
     // The subscriber reports the index of every packet it gets (retransmissions included).
@@ -91,9 +91,11 @@ async fn five_percent_loss_on_each_leg_is_recovered_by_nack() {
         lost_up >= 20 && lost_down >= 20,
         "the relays lost packets: {lost_up} up, {lost_down} down"
     );
+    let stats = sfu.stats(subscriber_id).await;
     assert!(
         missing.is_empty(),
-        "every packet recovered; missing {} of 800: {missing:?} ({lost_up} lost up, {lost_down} down)",
+        "every packet recovered; missing {} of 800: {missing:?} ({lost_up} lost up, {lost_down} \
+         down); subscriber: {stats:?}",
         missing.len()
     );
 

@@ -1,13 +1,17 @@
 //! Sharing one subscriber's available bandwidth among its consumers, by priority, in two phases
 //! (as mediasoup's transport does): first every consumer in priority order gets its lowest layer
 //! if it fits; then, while bandwidth remains, consumers move up: higher priorities first, as far
-//! as they want, equal priorities together one layer at a time. A consumer that gets nothing is paused. Upgrades beyond the layer a consumer has now
-//! need a margin of headroom, so allocations do not flap around a threshold.
+//! as they want, equal priorities together one layer at a time. A consumer that gets nothing is
+//! paused. Hysteresis both ways, so allocations do not flap around a threshold: an upgrade needs
+//! 10 % of headroom, and the layer a consumer is on is kept until it is 25 % over what is left.
 //!
 //! Data in, data out: the caller commits the result (sets forwarder targets).
 
 /// Extra headroom an upgrade needs beyond the layer's bitrate (10 %).
 pub const UPGRADE_MARGIN: f64 = 1.10;
+/// How far a layer's bitrate may exceed the bandwidth left before a consumer already on it
+/// is moved down (25 %): layer bitrates are measured, and they jitter.
+pub const KEEP_TOLERANCE: f64 = 1.25;
 
 /// What one consumer needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,13 +27,19 @@ pub struct Need {
 }
 
 impl Need {
-    fn cost(&self, layer: u8, upgrading: bool) -> Option<u64> {
-        let bps = self.layer_bitrates[usize::from(layer)]?;
-        Some(if upgrading {
-            (bps as f64 * UPGRADE_MARGIN) as u64
-        } else {
-            bps
+    /// What moving to (or staying on) `layer` requires to be left: more than its bitrate for an
+    /// upgrade, less for the layer it is on now (hysteresis both ways).
+    fn cost(&self, layer: u8) -> Option<u64> {
+        let bps = self.bitrate(layer)?;
+        Some(match self.current {
+            Some(c) if layer == c => (bps as f64 / KEEP_TOLERANCE) as u64,
+            Some(c) if layer < c => bps,
+            _ => (bps as f64 * UPGRADE_MARGIN) as u64,
         })
+    }
+
+    fn bitrate(&self, layer: u8) -> Option<u64> {
+        self.layer_bitrates[usize::from(layer)]
     }
 
     fn layers(&self) -> impl Iterator<Item = u8> + '_ {
@@ -55,14 +65,12 @@ pub fn allocate(
     // Phase 1: the lowest layer for everyone who fits, by priority.
     for &i in order.iter() {
         let need = &needs[i];
-        if let Some(lowest) = need.layers().next() {
-            let upgrading = need.current.is_none_or(|c| lowest > c);
-            if let Some(cost) = need.cost(lowest, upgrading)
-                && cost <= left
-            {
-                out[i] = Some(lowest);
-                left -= need.cost(lowest, false).unwrap_or(0);
-            }
+        if let Some(lowest) = need.layers().next()
+            && let (Some(cost), Some(bps)) = (need.cost(lowest), need.bitrate(lowest))
+            && cost <= left
+        {
+            out[i] = Some(lowest);
+            left = left.saturating_sub(bps);
         }
     }
     // Phase 2: higher priorities climb first, as far as they want; consumers of equal priority
@@ -82,17 +90,14 @@ pub fn allocate(
                 let Some(next) = need.layers().find(|l| *l > have) else {
                     continue;
                 };
-                let upgrading = need.current.is_none_or(|c| next > c);
-                let (Some(with_margin), Some(have_cost), Some(next_cost)) = (
-                    need.cost(next, upgrading),
-                    need.cost(have, false),
-                    need.cost(next, false),
-                ) else {
+                let (Some(cost), Some(have_bps), Some(next_bps)) =
+                    (need.cost(next), need.bitrate(have), need.bitrate(next))
+                else {
                     continue;
                 };
-                if with_margin.saturating_sub(have_cost) <= left {
+                if cost.saturating_sub(have_bps) <= left {
                     out[i] = Some(next);
-                    left -= next_cost.saturating_sub(have_cost);
+                    left = left.saturating_sub(next_bps.saturating_sub(have_bps));
                     changed = true;
                 }
             }
@@ -159,6 +164,16 @@ mod tests {
         // ...one on layer 0 does not go up to it without the 10 % margin.
         assert_eq!(run(500 * KBPS, &[sim(1, 2, Some(0))]).0, vec![Some(0)]);
         assert_eq!(run(560 * KBPS, &[sim(1, 2, Some(0))]).0, vec![Some(1)]);
+    }
+
+    #[test]
+    fn a_layer_is_kept_until_it_is_a_quarter_over_the_bandwidth() {
+        // Layer 1 is 500k: kept down to 400k available, left below that.
+        assert_eq!(run(400 * KBPS, &[sim(1, 2, Some(1))]).0, vec![Some(1)]);
+        assert_eq!(run(399 * KBPS, &[sim(1, 2, Some(1))]).0, vec![Some(0)]);
+        // The same for the lowest layer: kept at 120k, paused below.
+        assert_eq!(run(120 * KBPS, &[sim(1, 2, Some(0))]).0, vec![Some(0)]);
+        assert_eq!(run(119 * KBPS, &[sim(1, 2, Some(0))]).0, vec![None]);
     }
 
     #[test]

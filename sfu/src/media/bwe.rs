@@ -7,8 +7,8 @@
 //!   trend. A rising trend means a queue is building: overuse.
 //! - Loss: the share of packets the feedback reports lost.
 //! - Rate: on overuse, drop to 85 % of what was acknowledged; on heavy loss, cut by half the loss
-//!   share; otherwise, with little loss and a flat trend, grow 8 % per second, never far beyond
-//!   what is actually acknowledged. Time is passed in.
+//!   share; otherwise, with little loss and a flat trend, grow 8 % per second, never more than
+//!   1 Mbit/s beyond 1.5 times what is actually acknowledged. Time is passed in.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,8 @@ const HIGH_LOSS: f64 = 0.10;
 const LOW_LOSS: f64 = 0.02;
 /// Growth per second while the path is clear.
 const GROWTH_PER_SECOND: f64 = 0.08;
+/// How far beyond what is acknowledged the estimate may grow, in bits per second.
+const PROBE_HEADROOM_BPS: f64 = 1_000_000.0;
 /// Window over which the acknowledged bitrate is measured.
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
 
@@ -171,11 +173,26 @@ impl BandwidthEstimator {
             self.estimate_bps *= 1.0 - 0.5 * loss;
         } else if loss < LOW_LOSS && self.usage == Usage::Normal {
             let grown = self.estimate_bps * (1.0 + GROWTH_PER_SECOND * elapsed.as_secs_f64());
-            // Do not run far ahead of what the path has shown it carries.
-            let ceiling = acked_bps.map_or(f64::MAX, |a| 1.5 * a + 10_000.0);
+            // Do not run far ahead of what the path has shown it carries, but far enough to let
+            // the allocator try the next simulcast layer (an upgrade is the probe: it is cut back
+            // at once if the path queues).
+            let ceiling = acked_bps.map_or(f64::MAX, |a| 1.5 * a + PROBE_HEADROOM_BPS);
             self.estimate_bps = grown.min(ceiling.max(self.estimate_bps));
         }
         self.estimate_bps = self.estimate_bps.clamp(self.min_bps, self.max_bps);
+    }
+
+    /// No feedback arrived for a while because nothing was sent (every consumer paused): the
+    /// estimate grows as on a clear path, without the ceiling of what was acknowledged, so that
+    /// paused consumers are tried again.
+    pub fn on_idle(&mut self, now: Instant) {
+        let elapsed = self
+            .last_update
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+            .min(Duration::from_secs(1));
+        self.last_update = Some(now);
+        self.estimate_bps = (self.estimate_bps * (1.0 + GROWTH_PER_SECOND * elapsed.as_secs_f64()))
+            .clamp(self.min_bps, self.max_bps);
     }
 
     fn push_trend(&mut self, at_ms: f64, delay_ms: f64) {
@@ -303,6 +320,20 @@ mod tests {
             "{}",
             sim.bwe.estimate_bps()
         );
+    }
+
+    #[test]
+    fn an_idle_connection_grows_its_estimate_to_try_again() {
+        let t0 = Instant::now();
+        let mut bwe = BandwidthEstimator::new(500_000, 100_000, 2_000_000);
+        bwe.on_idle(t0);
+        assert_eq!(bwe.estimate_bps(), 500_000, "no time has passed");
+        bwe.on_idle(t0 + Duration::from_secs(1));
+        assert_eq!(bwe.estimate_bps(), 540_000);
+        for s in 2..60 {
+            bwe.on_idle(t0 + Duration::from_secs(s));
+        }
+        assert_eq!(bwe.estimate_bps(), 2_000_000, "up to the maximum");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod bwe;
 pub mod forwarder;
 pub mod keyframes;
 pub mod nack;
+pub mod rate;
 pub mod rtp;
 pub mod speaker;
 pub mod vp8;
