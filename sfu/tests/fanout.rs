@@ -238,62 +238,11 @@ async fn simulcast_subscribers_get_the_layer_they_ask_for() {
     let ssrcs = [0x0c0c_0001u32, 0x0c0c_0002, 0x0c0c_0003];
     let encodings: Vec<(&str, u32)> = rids.iter().copied().zip(ssrcs).collect();
     let publisher = support::publisher(&sfu, &offers, &encodings, false).await;
-    let (track, publisher_id) = (Arc::clone(&publisher.track), publisher.peer);
-    let params = publisher.sender.get_parameters().await.unwrap();
-    let pt = params.rtp_parameters.codecs[0].payload_type;
-    let ext = |uri: &str| {
-        params
-            .rtp_parameters
-            .header_extensions
-            .iter()
-            .find(|h| h.uri == uri)
-            .map(|h| h.id as u8)
-            .unwrap()
-    };
-    let (mid_ext, rid_ext) = (
-        ext("urn:ietf:params:rtp-hdrext:sdes:mid"),
-        ext("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"),
-    );
-    let mid = publisher.client.pc.get_transceivers().await[0]
-        .mid()
-        .await
-        .unwrap()
-        .unwrap();
-
-    // Each layer: its own SSRC and sequence numbers, a keyframe every 15 packets, the layer number
-    // in the third payload byte.
-    let send_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        for i in 0u32..10_000 {
-            tick.tick().await;
-            for (layer, rid) in rids.iter().enumerate() {
-                let mut header = rtp::header::Header {
-                    version: 2,
-                    marker: true,
-                    payload_type: pt,
-                    sequence_number: (i as u16).wrapping_add(layer as u16 * 10_000),
-                    timestamp: i * 3000 + layer as u32 * 77,
-                    ssrc: ssrcs[layer],
-                    ..Default::default()
-                };
-                header
-                    .set_extension(mid_ext, Bytes::from(mid.clone().into_bytes()))
-                    .unwrap();
-                header
-                    .set_extension(rid_ext, Bytes::from(rid.to_string().into_bytes()))
-                    .unwrap();
-                let keyframe = i % 15 == 0;
-                let mut payload = vec![0x10, u8::from(!keyframe), layer as u8];
-                payload.extend_from_slice(&[0xee; 100]);
-                let _ = track
-                    .write_rtp(rtp::Packet {
-                        header,
-                        payload: Bytes::from(payload),
-                    })
-                    .await;
-            }
-        }
-    });
+    let publisher_id = publisher.peer;
+    // A keyframe every 15 packets on each layer.
+    let send_task = publisher
+        .send_simulcast([103; 3], 15, Duration::from_millis(10))
+        .await;
 
     let (got_tx, mut got_rx) = mpsc::unbounded_channel::<(usize, u16, u8)>();
     let mut subscribers = Vec::new();

@@ -107,3 +107,150 @@ async fn five_percent_loss_on_each_leg_is_recovered_by_nack() {
         .await
         .unwrap();
 }
+
+/// A subscriber on the high simulcast layer whose link shrinks below that layer's bitrate: the
+/// bandwidth estimate (from its transport-wide congestion feedback) falls, and it steps down to
+/// the middle layer on a keyframe of that layer, without a gap in sequence numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shrinking_bandwidth_steps_a_subscriber_down_on_a_keyframe() {
+    let (sfu, offers) = start_sfu();
+    let mut events = offers.other_events();
+    let shard = sfu.shards()[0].local_addr;
+    let link = Arc::new(Relay::start(shard).await);
+    let ssrcs = [0x0e0e_0001u32, 0x0e0e_0002, 0x0e0e_0003];
+    let encodings: Vec<(&str, u32)> = ["q", "h", "f"].into_iter().zip(ssrcs).collect();
+    let publisher = support::publisher(&sfu, &offers, &encodings, false).await;
+    // About 130 kbit/s, 420 kbit/s and 900 kbit/s with headers; a keyframe every 25 packets.
+    let send = publisher
+        .send_simulcast([120, 480, 1080], 25, Duration::from_millis(10))
+        .await;
+    let (mut subscriber, subscriber_id) =
+        support::subscriber_via(&sfu, &offers, "room-1", Some(Arc::clone(&link))).await;
+    let remote = support::first_track(&mut subscriber).await;
+    assert!(sfu.set_preferred_layer(subscriber_id, publisher.peer, "camera", Some(2)));
+
+    // What the subscriber receives: sequence number -> (layer, keyframe).
+    let (got_tx, mut got_rx) = mpsc::unbounded_channel::<(u16, u8, bool)>();
+    tokio::spawn(async move {
+        while let Some(event) = remote.poll().await {
+            if let TrackRemoteEvent::OnRtpPacket(p) = event {
+                let _ = got_tx.send((
+                    p.header.sequence_number,
+                    p.payload[2],
+                    p.payload[1] & 1 == 0,
+                ));
+            }
+        }
+    });
+    let mut received = std::collections::BTreeMap::new();
+    let mut layer_events = Vec::new();
+    let mut estimates = Vec::new();
+    let record = |event: sfu::SfuEvent, layers: &mut Vec<Option<u8>>, estimates: &mut Vec<u64>| {
+        match event {
+            sfu::SfuEvent::LayerChanged {
+                subscriber, layer, ..
+            } if subscriber == subscriber_id => layers.push(layer),
+            sfu::SfuEvent::BandwidthEstimate { peer, bps } if peer == subscriber_id => {
+                estimates.push(bps)
+            }
+            _ => {}
+        }
+    };
+
+    // Unlimited: the subscriber climbs to the high layer.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        tokio::select! {
+            Some((seq, layer, key)) = got_rx.recv() => { received.insert(seq, (layer, key)); }
+            Some(event) = events.recv() => record(event, &mut layer_events, &mut estimates),
+            _ = tokio::time::sleep_until(deadline) => panic!("never reached the high layer: {layer_events:?}"),
+        }
+        if received.values().filter(|(l, _)| *l == 2).count() >= 50 {
+            break;
+        }
+    }
+
+    // The link shrinks to 600 kbit/s: below the high layer, above the middle one.
+    link.set(|c| c.rate_to_client_bps = Some(600_000));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        tokio::select! {
+            Some((seq, layer, key)) = got_rx.recv() => { received.insert(seq, (layer, key)); }
+            Some(event) = events.recv() => record(event, &mut layer_events, &mut estimates),
+            _ = tokio::time::sleep_until(deadline) => panic!(
+                "no step down: layers {layer_events:?}, estimates {estimates:?}, {:?}",
+                sfu.stats(subscriber_id).await
+            ),
+        }
+        if layer_events.last() == Some(&Some(1)) {
+            break;
+        }
+    }
+    // The first packet of the middle layer after the high one.
+    let high = received
+        .iter()
+        .filter(|(_, (l, _))| *l == 2)
+        .map(|(s, _)| *s)
+        .next()
+        .unwrap();
+    let switch = received
+        .range(high..)
+        .find(|(_, (l, _))| *l == 1)
+        .map(|(s, _)| *s);
+    // Packets the queue dropped come back by NACK: wait for the ones around the switch.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let complete = |received: &std::collections::BTreeMap<u16, (u8, bool)>| {
+        let Some(switch) = received
+            .range(high..)
+            .find(|(_, (l, _))| *l == 1)
+            .map(|(s, _)| *s)
+        else {
+            return false;
+        };
+        (switch - 10..switch + 10).all(|s| received.contains_key(&s))
+    };
+    while !complete(&received) {
+        match tokio::time::timeout_at(deadline, got_rx.recv()).await {
+            Ok(Some((seq, layer, key))) => {
+                received.insert(seq, (layer, key));
+            }
+            _ => break,
+        }
+    }
+    let switch = received
+        .range(high..)
+        .find(|(_, (l, _))| *l == 1)
+        .map(|(s, _)| *s)
+        .or(switch)
+        .expect("the middle layer arrives");
+    let around: Vec<(u16, Option<&(u8, bool)>)> = (switch - 10..switch + 10)
+        .map(|s| (s, received.get(&s)))
+        .collect();
+    assert!(
+        around.iter().all(|(_, p)| p.is_some()),
+        "no gap in sequence numbers around the switch: {around:?}"
+    );
+    assert_eq!(
+        received[&switch],
+        (1, true),
+        "the middle layer starts with its keyframe"
+    );
+    assert_eq!(received[&(switch - 1)].0, 2, "right after the high layer");
+    // Below the high layer's 900 kbit/s, from where it started.
+    let last = estimates.last().copied().unwrap_or(u64::MAX);
+    assert!(
+        last < 900_000 && estimates[0] > 1_000_000,
+        "the estimate fell with the link: {estimates:?}"
+    );
+    let stats = sfu.stats(subscriber_id).await.unwrap();
+    assert_eq!(stats.consumers[0].current_layer, Some(1), "{stats:?}");
+    assert_eq!(stats.consumers[0].preferred_layer, Some(2), "{stats:?}");
+
+    send.abort();
+    let _ = subscriber.pc.close().await;
+    let _ = publisher.client.pc.close().await;
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}

@@ -377,6 +377,70 @@ pub async fn subscriber_via(
 }
 
 impl Publisher {
+    /// Sends three simulcast layers (rids q, h, f on the publisher's SSRCs) every `every` until the
+    /// task is aborted: each its own sequence numbers, a keyframe every `gop` packets, payloads of
+    /// `sizes[layer]` bytes carrying the layer number in their third byte.
+    pub async fn send_simulcast(
+        &self,
+        sizes: [usize; 3],
+        gop: u32,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let params = self.sender.get_parameters().await.unwrap();
+        let pt = params.rtp_parameters.codecs[0].payload_type;
+        let ext = |uri: &str| {
+            params
+                .rtp_parameters
+                .header_extensions
+                .iter()
+                .find(|h| h.uri == uri)
+                .map(|h| h.id as u8)
+                .unwrap()
+        };
+        let (mid_ext, rid_ext) = (
+            ext("urn:ietf:params:rtp-hdrext:sdes:mid"),
+            ext("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"),
+        );
+        let mid = self.client.pc.get_transceivers().await[0]
+            .mid()
+            .await
+            .unwrap()
+            .unwrap();
+        let (track, ssrcs) = (Arc::clone(&self.track), self.ssrcs.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            for i in 0u32.. {
+                tick.tick().await;
+                for (layer, rid) in ["q", "h", "f"].iter().enumerate() {
+                    let mut header = rtc::rtp::header::Header {
+                        version: 2,
+                        marker: true,
+                        payload_type: pt,
+                        sequence_number: (i as u16).wrapping_add(layer as u16 * 10_000),
+                        timestamp: i.wrapping_mul(3000).wrapping_add(layer as u32 * 77),
+                        ssrc: ssrcs[layer],
+                        ..Default::default()
+                    };
+                    header
+                        .set_extension(mid_ext, bytes::Bytes::from(mid.clone().into_bytes()))
+                        .unwrap();
+                    header
+                        .set_extension(rid_ext, bytes::Bytes::from(rid.to_string().into_bytes()))
+                        .unwrap();
+                    let keyframe = i % gop == 0;
+                    let mut payload = vec![0x10, u8::from(!keyframe), layer as u8];
+                    payload.resize(sizes[layer].max(3), 0xee);
+                    let _ = track
+                        .write_rtp(rtc::rtp::Packet {
+                            header,
+                            payload: bytes::Bytes::from(payload),
+                        })
+                        .await;
+                }
+            }
+        })
+    }
+
     /// Sends `make(i, payload_type)` for i = 0, 1, ... every `every` until the task is aborted.
     pub fn send_packets(
         &self,
