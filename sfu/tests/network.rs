@@ -17,7 +17,7 @@ use webrtc::media_stream::track_remote::TrackRemoteEvent;
 
 /// VP8 packets carrying their index in the payload (bytes 2..6), a keyframe every `gop`.
 fn indexed_packet(i: u32, gop: u32, pt: u8, ssrc: u32, size: usize) -> rtp::Packet {
-    let keyframe = i % gop == 0;
+    let keyframe = i.is_multiple_of(gop);
     let mut payload = vec![0x10, u8::from(!keyframe)];
     payload.extend_from_slice(&i.to_be_bytes());
     payload.resize(size.max(6), 0x5a);

@@ -427,7 +427,7 @@ impl Publisher {
                     header
                         .set_extension(rid_ext, bytes::Bytes::from(rid.to_string().into_bytes()))
                         .unwrap();
-                    let keyframe = i % gop == 0;
+                    let keyframe = i.is_multiple_of(gop);
                     let mut payload = vec![0x10, u8::from(!keyframe), layer as u8];
                     payload.resize(sizes[layer].max(3), 0xee);
                     let _ = track
