@@ -4,7 +4,7 @@
 //! This is the floor every forwarded packet pays on the receive side before any SFU logic runs.
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -15,13 +15,7 @@ use sfu::{Sfu, SfuConfig};
 const BATCH: u64 = 64;
 
 fn shard_ingest(c: &mut Criterion) {
-    let sfu = Sfu::start(SfuConfig {
-        shards: 1,
-        bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        udp_port_start: 0,
-        ice_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-    })
-    .expect("start one shard");
+    let sfu = Sfu::start(SfuConfig::default()).expect("start one shard");
     let target = sfu.shards()[0].local_addr;
     let client = UdpSocket::bind("127.0.0.1:0").expect("client socket");
     let packet = [0x80u8; 1200];

@@ -148,6 +148,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         bind_address: config.sfu.bind_address,
         udp_port_start: config.sfu.udp_port_start,
         ice_address: config.sfu.ice_address,
+        ..sfu::SfuConfig::default()
     })?;
 
     let mut metrics = metrics::Metrics::new();

@@ -70,6 +70,8 @@ pub enum SfuEvent {
         track: String,
         video: bool,
     },
+    /// A peer's track ended (the peer left or was removed).
+    TrackUnpublished { peer: PeerId, track: String },
     /// The server offers a new session description to `peer` (tracks came or went); answer it
     /// with [`crate::Sfu::answer`].
     Offer { peer: PeerId, sdp: String },
@@ -384,6 +386,8 @@ struct Peer {
 pub(crate) struct Engine {
     local_addr: SocketAddr,
     ice_address: std::net::IpAddr,
+    /// ICE consent: disconnected after the first, failed (and removed) after both.
+    ice_timeouts: (std::time::Duration, std::time::Duration),
     peers: HashMap<PeerId, Peer>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
@@ -498,12 +502,13 @@ fn stun_local_ufrag(b: &[u8]) -> Option<String> {
 impl Engine {
     pub(crate) fn new(
         local_addr: SocketAddr,
-        ice_address: std::net::IpAddr,
+        config: &crate::SfuConfig,
         events: mpsc::UnboundedSender<SfuEvent>,
     ) -> Engine {
         Engine {
             local_addr,
-            ice_address,
+            ice_address: config.ice_address,
+            ice_timeouts: (config.ice_disconnected_timeout, config.ice_failed_timeout),
             peers: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
@@ -736,6 +741,7 @@ impl Engine {
             .with_lite(true)
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_ice_credentials(ufrag.clone(), pwd)
+            .with_ice_timeouts(Some(self.ice_timeouts.0), Some(self.ice_timeouts.1), None)
             .build();
         let (media, registry) = media_setup().map_err(setup)?;
         let mut pc = RTCPeerConnectionBuilder::new()
@@ -940,6 +946,12 @@ impl Engine {
                 let _ = other.pc.remove_track(c.sender_id);
                 other.renegotiate = true;
             }
+        }
+        for p in peer.producers {
+            self.emit(SfuEvent::TrackUnpublished {
+                peer: id,
+                track: p.track_id,
+            });
         }
         self.emit(SfuEvent::PeerDisconnected { peer: id });
     }

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use shard::ShardHandle;
 use tokio::sync::{mpsc, oneshot};
@@ -56,6 +57,26 @@ pub struct SfuConfig {
     pub udp_port_start: u16,
     /// Address announced in ICE host candidates (the public address in a real deployment).
     pub ice_address: IpAddr,
+    /// A peer from which no ICE consent check (STUN binding request) arrived for this long is
+    /// disconnected (it may still come back)...
+    pub ice_disconnected_timeout: Duration,
+    /// ...and after this much longer, it has failed: it is removed and its resources freed
+    /// (RFC 7675: consent expires after 30 s in all).
+    pub ice_failed_timeout: Duration,
+}
+
+impl Default for SfuConfig {
+    /// One shard on loopback, ports chosen by the OS, consent timeouts of 5 s and 25 s.
+    fn default() -> SfuConfig {
+        SfuConfig {
+            shards: 1,
+            bind_address: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            udp_port_start: 0,
+            ice_address: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            ice_disconnected_timeout: Duration::from_secs(5),
+            ice_failed_timeout: Duration::from_secs(25),
+        }
+    }
 }
 
 /// Why the SFU could not start.
@@ -121,7 +142,7 @@ impl Sfu {
             match ShardHandle::spawn(
                 index,
                 SocketAddr::new(config.bind_address, port),
-                config.ice_address,
+                &config,
                 events_tx.clone(),
             ) {
                 Ok(shard) => shards.push(shard),
@@ -320,8 +341,7 @@ mod tests {
         SfuConfig {
             shards,
             bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            udp_port_start: 0,
-            ice_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ..SfuConfig::default()
         }
     }
 

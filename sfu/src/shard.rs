@@ -4,7 +4,7 @@
 //! the shard's own side so that the blocking receive returns. Counters are atomics written only by the
 //! shard thread (relaxed ordering: they are statistics, not synchronisation).
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::StartError;
 use crate::driver::{Command, Engine, SfuEvent};
+use crate::{SfuConfig, StartError};
 
 /// Largest datagram a shard reads; WebRTC keeps its packets below an Ethernet MTU.
 const MAX_DATAGRAM: usize = 2048;
@@ -102,7 +102,7 @@ impl ShardHandle {
     pub(crate) fn spawn(
         index: usize,
         addr: SocketAddr,
-        ice_address: IpAddr,
+        config: &SfuConfig,
         events: mpsc::UnboundedSender<SfuEvent>,
     ) -> Result<ShardHandle, StartError> {
         let bind_err = |source| StartError::Bind {
@@ -119,7 +119,7 @@ impl ShardHandle {
         });
         let thread_shared = Arc::clone(&shared);
         let (commands, command_rx) = std::sync::mpsc::channel();
-        let engine = Engine::new(local_addr, ice_address, events);
+        let engine = Engine::new(local_addr, config, events);
         let thread = std::thread::Builder::new()
             .name(format!("sfu-shard-{index}"))
             .spawn(move || run(index, socket, &thread_shared, engine, &command_rx))

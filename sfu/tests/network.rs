@@ -35,6 +35,14 @@ fn indexed_packet(i: u32, gop: u32, pt: u8, ssrc: u32, size: usize) -> rtp::Pack
     }
 }
 
+#[test]
+fn the_relay_loses_about_the_fraction_asked() {
+    let mut dice = support::relay::Dice(0x9e37_79b9_7f4a_7c15);
+    let lost = (0..100_000).filter(|_| dice.hit(0.05)).count();
+    assert!((4_500..5_500).contains(&lost), "{lost}");
+    assert!(!(0..1000).any(|_| dice.hit(0.0)));
+}
+
 /// 5 % of RTP lost from the publisher to the SFU and 5 % from the SFU to the subscriber: the SFU
 /// NACKs the publisher's gaps and answers the subscriber's NACKs from its buffer, so the subscriber
 /// ends up with every packet.
@@ -245,6 +253,61 @@ async fn shrinking_bandwidth_steps_a_subscriber_down_on_a_keyframe() {
     let stats = sfu.stats(subscriber_id).await.unwrap();
     assert_eq!(stats.consumers[0].current_layer, Some(1), "{stats:?}");
     assert_eq!(stats.consumers[0].preferred_layer, Some(2), "{stats:?}");
+
+    send.abort();
+    let _ = subscriber.pc.close().await;
+    let _ = publisher.client.pc.close().await;
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
+
+/// A publisher that vanishes (no more consent checks): after the consent timeouts it is removed,
+/// its track is unpublished, and the subscriber's consumer of it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_consent_expires_is_removed_and_its_resources_freed() {
+    let (sfu, offers) = support::start_sfu_with(sfu::SfuConfig {
+        ice_disconnected_timeout: Duration::from_millis(500),
+        ice_failed_timeout: Duration::from_millis(1000),
+        ..sfu::SfuConfig::default()
+    });
+    let mut events = offers.other_events();
+    let shard = sfu.shards()[0].local_addr;
+    let link = Arc::new(Relay::start(shard).await);
+    const SSRC: u32 = 0x0f0f_0001;
+    let publisher =
+        support::publisher_via(&sfu, &offers, &[("", SSRC)], false, Some(Arc::clone(&link))).await;
+    let send = publisher.send_vp8();
+    let (mut subscriber, subscriber_id) = support::subscriber(&sfu, &offers).await;
+    let _track = support::first_track(&mut subscriber).await;
+    let stats = sfu.stats(subscriber_id).await.unwrap();
+    assert_eq!(stats.consumers.len(), 1, "{stats:?}");
+
+    // The publisher's network goes away; the publisher itself never says goodbye.
+    link.set(|c| c.blackhole = true);
+    let (mut unpublished, mut disconnected) = (false, false);
+    while !(unpublished && disconnected) {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Some(sfu::SfuEvent::TrackUnpublished { peer, track })) => {
+                assert_eq!((peer, track.as_str()), (publisher.peer, "camera"));
+                unpublished = true;
+            }
+            Ok(Some(sfu::SfuEvent::PeerDisconnected { peer })) => {
+                assert_eq!(peer, publisher.peer, "only the silent peer goes");
+                disconnected = true;
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("the silent publisher is never removed"),
+        }
+    }
+    assert_eq!(sfu.stats(publisher.peer).await, None, "the peer is freed");
+    let stats = sfu.stats(subscriber_id).await.unwrap();
+    assert!(stats.connected);
+    assert!(
+        stats.consumers.is_empty(),
+        "the subscriber's consumer of the removed track is gone: {stats:?}"
+    );
 
     send.abort();
     let _ = subscriber.pc.close().await;

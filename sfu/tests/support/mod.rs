@@ -265,13 +265,11 @@ pub fn vp8() -> RTCRtpCodec {
 }
 
 pub fn start_sfu() -> (Sfu, Offers) {
-    let sfu = Sfu::start(SfuConfig {
-        shards: 1,
-        bind_address: "127.0.0.1".parse().unwrap(),
-        udp_port_start: 0,
-        ice_address: "127.0.0.1".parse().unwrap(),
-    })
-    .unwrap();
+    start_sfu_with(SfuConfig::default())
+}
+
+pub fn start_sfu_with(config: SfuConfig) -> (Sfu, Offers) {
+    let sfu = Sfu::start(config).unwrap();
     let offers = Offers::default();
     offers.spawn_dispatcher(sfu.take_events().unwrap());
     (sfu, offers)
