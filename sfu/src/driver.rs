@@ -129,6 +129,34 @@ pub(crate) enum Command {
         track: String,
         priority: u8,
     },
+    /// Every shard's mailbox (for pipes), in shard order; sent once at start.
+    Mailboxes(Vec<crate::shard::Mailbox>),
+    /// The shards that host members of `room` now (this one may have left it).
+    LinkRoom {
+        room: String,
+        shards: Vec<usize>,
+    },
+    /// A publisher on shard `origin` published a track in `room`.
+    PipeTrack {
+        room: String,
+        origin: usize,
+        source: PeerId,
+        track: String,
+        kind: RtpCodecKind,
+        codec: RTCRtpCodec,
+    },
+    /// A piped track ended.
+    PipeUntrack {
+        source: PeerId,
+        track: String,
+    },
+    /// Packets of piped tracks.
+    Pipe(Vec<PipedPacket>),
+    /// A subscriber on another shard needs a keyframe of this shard's `source`'s `track`.
+    PipeKeyframe {
+        source: PeerId,
+        track: String,
+    },
     /// Fault injection for tests: panic while working on `room`.
     InjectPanic {
         room: String,
@@ -144,6 +172,8 @@ pub(crate) enum Command {
 pub struct PeerStats {
     pub peer: PeerId,
     pub room: String,
+    /// The shard the peer is on.
+    pub shard: usize,
     /// ICE and DTLS are up.
     pub connected: bool,
     /// Bandwidth estimated towards the peer, once its congestion feedback has arrived.
@@ -188,6 +218,8 @@ pub(crate) enum Scope {
 /// Counters of the engine (read by the shard for its stats).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct EngineCounters {
+    /// Packets handed to other shards of their room.
+    pub rtp_piped: u64,
     pub rtp_in: u64,
     pub rtp_forwarded: u64,
     pub forward_errors: u64,
@@ -317,6 +349,8 @@ struct Room {
     speakers: SpeakerDetector<PeerId>,
     /// The dominant speaker now (its consumers get [`PRIORITY_SPEAKER`]).
     speaker: Option<PeerId>,
+    /// Other shards with members of this room: this shard's publishers are piped to them.
+    links: Vec<usize>,
 }
 
 /// A track a peer publishes.
@@ -324,7 +358,8 @@ struct Producer {
     track_id: String,
     kind: RtpCodecKind,
     codec: RTCRtpCodec,
-    receiver_id: RTCRtpReceiverId,
+    /// `None` for a producer piped from another shard.
+    receiver_id: Option<RTCRtpReceiverId>,
     /// (SSRC, simulcast layer) of its streams.
     ssrcs: Vec<(u32, u8)>,
     keyframes: KeyframeRequests,
@@ -337,6 +372,47 @@ struct Producer {
     rates: [RateMeter; 3],
     /// Highest sequence number seen on each layer.
     highest_seq: [Option<u16>; 3],
+}
+
+impl Producer {
+    /// Counts a packet in its layer's bitrate, unless it is a retransmission (not newer than what
+    /// the layer had).
+    fn count(&mut self, layer: u8, packet: &rtp::Packet, now: Instant) {
+        let l = usize::from(layer.min(2));
+        let seq = packet.header.sequence_number;
+        if self.highest_seq[l].is_none_or(|h| seq.wrapping_sub(h).wrapping_sub(1) < 0x8000) {
+            self.highest_seq[l] = Some(seq);
+            self.rates[l].add(packet.header.marshal_size() + packet.payload.len(), now);
+        }
+    }
+}
+
+/// What the shard that received a packet learned of it, passed along with it to the other shards
+/// of its room.
+#[derive(Clone)]
+pub(crate) struct Ingress {
+    info: PacketInfo,
+    video: bool,
+    /// Audio level (RFC 6464), if the packet carries one.
+    level: Option<u8>,
+    /// Forwardable header extensions as the publisher numbers them.
+    extensions: std::sync::Arc<[(u8, String)]>,
+}
+
+/// A publisher's packet on its way to another shard of its room.
+pub(crate) struct PipedPacket {
+    source: PeerId,
+    track: String,
+    packet: rtp::Packet,
+    ingress: Ingress,
+}
+
+/// A publisher on another shard, as this shard knows it: the tracks it pipes here.
+struct RemotePublisher {
+    room: String,
+    /// The shard the publisher is on.
+    origin: usize,
+    producers: Vec<Producer>,
 }
 
 /// A track a peer receives from another peer's producer.
@@ -399,6 +475,15 @@ pub(crate) struct Engine {
     pub(crate) scope: Option<Scope>,
     /// When subscribers' layers are next reviewed without waiting for feedback.
     next_review: Option<Instant>,
+    /// This shard's number, and how many there are.
+    index: usize,
+    shard_count: usize,
+    /// Every shard's mailbox, in shard order (empty until the handle sends them).
+    mailboxes: Vec<crate::shard::Mailbox>,
+    /// Publishers on other shards whose tracks are piped here.
+    remote: HashMap<PeerId, RemotePublisher>,
+    /// Packets to pipe to each shard, sent at the end of each round of processing.
+    outbox: Vec<Vec<PipedPacket>>,
 }
 
 /// How many times a lost packet of a publisher is NACKed before the SFU gives up on it.
@@ -479,6 +564,15 @@ fn vp8() -> RTCRtpCodec {
     }
 }
 
+/// The shard a room lives on first: a stable hash of its name (FNV-1a: stable across runs and
+/// processes, unlike the std hasher).
+pub(crate) fn home_shard(room: &str, shards: usize) -> usize {
+    let hash = room.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % shards.max(1) as u64) as usize
+}
+
 fn simulcast_layer(rid: Option<&str>) -> u8 {
     match rid {
         Some("h") | Some("m") | Some("mid") => 1,
@@ -501,6 +595,7 @@ fn stun_local_ufrag(b: &[u8]) -> Option<String> {
 
 impl Engine {
     pub(crate) fn new(
+        index: usize,
         local_addr: SocketAddr,
         config: &crate::SfuConfig,
         events: mpsc::UnboundedSender<SfuEvent>,
@@ -518,6 +613,11 @@ impl Engine {
             counters: EngineCounters::default(),
             scope: None,
             next_review: None,
+            index,
+            shard_count: config.shards,
+            mailboxes: Vec::new(),
+            remote: HashMap::new(),
+            outbox: Vec::new(),
         }
     }
 
@@ -530,6 +630,45 @@ impl Engine {
         match command {
             Command::Stats { peer, reply } => {
                 let _ = reply.send(self.stats(peer));
+            }
+            Command::Mailboxes(mailboxes) => {
+                self.outbox = mailboxes.iter().map(|_| Vec::new()).collect();
+                self.mailboxes = mailboxes;
+            }
+            Command::LinkRoom { room, shards } => {
+                self.scope = Some(Scope::Room(room.clone()));
+                self.link_room(&room, &shards);
+            }
+            Command::PipeTrack {
+                room,
+                origin,
+                source,
+                track,
+                kind,
+                codec,
+            } => {
+                self.scope = Some(Scope::Room(room.clone()));
+                self.add_remote_track(&room, origin, source, track, kind, codec);
+            }
+            Command::PipeUntrack { source, track } => self.remove_track(source, &track),
+            Command::Pipe(packets) => {
+                let (mut keyframes, mut layer_changes) = (Vec::new(), Vec::new());
+                for piped in packets {
+                    self.scope = Some(Scope::Peer(piped.source));
+                    self.receive_piped(piped, now, &mut keyframes, &mut layer_changes);
+                }
+                keyframes.sort();
+                keyframes.dedup();
+                for (peer, track) in keyframes {
+                    self.request_keyframe(peer, &track, now);
+                }
+                for event in layer_changes {
+                    self.emit(event);
+                }
+            }
+            Command::PipeKeyframe { source, track } => {
+                self.scope = Some(Scope::Peer(source));
+                self.request_keyframe(source, &track, now);
             }
             Command::InjectPanic { room } => {
                 self.scope = Some(Scope::Room(room));
@@ -617,8 +756,23 @@ impl Engine {
             .find(|c| c.source.0 == source && c.source.1 == track)
     }
 
-    /// Asks the publisher of `track` for a keyframe, at most once per 500 ms per stream.
+    /// Asks the publisher of `track` for a keyframe, at most once per 500 ms per stream; through
+    /// its shard when it is on another.
     fn request_keyframe(&mut self, peer: PeerId, track: &str, now: Instant) {
+        if let Some(publisher) = self.remote.get_mut(&peer) {
+            let request = publisher
+                .producers
+                .iter_mut()
+                .find(|x| x.track_id == track)
+                .is_some_and(|p| p.keyframes.request(now));
+            if request && let Some(mailbox) = self.mailboxes.get(publisher.origin) {
+                mailbox.send(Command::PipeKeyframe {
+                    source: peer,
+                    track: track.to_owned(),
+                });
+            }
+            return;
+        }
         let request = self
             .peers
             .get_mut(&peer)
@@ -626,6 +780,150 @@ impl Engine {
             .is_some_and(|p| p.keyframes.request(now));
         if request {
             self.send_pli(peer, track, now);
+        }
+    }
+
+    /// A producer of this shard or piped to it.
+    fn find_producer(&self, peer: PeerId, track: &str) -> Option<&Producer> {
+        let producers = match self.peers.get(&peer) {
+            Some(p) => &p.producers,
+            None => &self.remote.get(&peer)?.producers,
+        };
+        producers.iter().find(|x| x.track_id == track)
+    }
+
+    /// The set of shards hosting `room` changed. Tracks published here go to the shards that are
+    /// new to it; a shard that left the room forgets what was piped to it.
+    fn link_room(&mut self, room: &str, shards: &[usize]) {
+        if !shards.contains(&self.index) {
+            if let Some(r) = self.rooms.get_mut(room) {
+                r.links.clear();
+                if r.members.is_empty() {
+                    self.rooms.remove(room);
+                }
+            }
+            let piped: Vec<(PeerId, String)> = self
+                .remote
+                .iter()
+                .filter(|(_, r)| r.room == room)
+                .flat_map(|(id, r)| r.producers.iter().map(|p| (*id, p.track_id.clone())))
+                .collect();
+            for (source, track) in piped {
+                self.remove_track(source, &track);
+            }
+            return;
+        }
+        let links: Vec<usize> = shards
+            .iter()
+            .copied()
+            .filter(|s| *s != self.index)
+            .collect();
+        let r = self.rooms.entry(room.to_owned()).or_default();
+        let new: Vec<usize> = links
+            .iter()
+            .copied()
+            .filter(|s| !r.links.contains(s))
+            .collect();
+        r.links = links;
+        let members = r.members.clone();
+        for member in members {
+            let tracks: Vec<(String, RtpCodecKind, RTCRtpCodec)> = self.peers[&member]
+                .producers
+                .iter()
+                .map(|p| (p.track_id.clone(), p.kind, p.codec.clone()))
+                .collect();
+            for (track, kind, codec) in tracks {
+                self.pipe_track(room, &new, member, &track, kind, &codec);
+            }
+        }
+    }
+
+    /// Tells `shards` that `source` publishes `track` in `room`.
+    fn pipe_track(
+        &self,
+        room: &str,
+        shards: &[usize],
+        source: PeerId,
+        track: &str,
+        kind: RtpCodecKind,
+        codec: &RTCRtpCodec,
+    ) {
+        for &shard in shards {
+            if let Some(mailbox) = self.mailboxes.get(shard) {
+                mailbox.send(Command::PipeTrack {
+                    room: room.to_owned(),
+                    origin: self.index,
+                    source,
+                    track: track.to_owned(),
+                    kind,
+                    codec: codec.clone(),
+                });
+            }
+        }
+    }
+
+    /// A track published on another shard: this shard's members of the room get consumers.
+    fn add_remote_track(
+        &mut self,
+        room: &str,
+        origin: usize,
+        source: PeerId,
+        track: String,
+        kind: RtpCodecKind,
+        codec: RTCRtpCodec,
+    ) {
+        let publisher = self
+            .remote
+            .entry(source)
+            .or_insert_with(|| RemotePublisher {
+                room: room.to_owned(),
+                origin,
+                producers: Vec::new(),
+            });
+        if publisher.producers.iter().any(|p| p.track_id == track) {
+            return;
+        }
+        publisher.producers.push(Producer {
+            track_id: track.clone(),
+            kind,
+            codec: codec.clone(),
+            receiver_id: None,
+            ssrcs: Vec::new(),
+            keyframes: KeyframeRequests::default(),
+            extensions: None,
+            audio_level_id: None,
+            rates: Default::default(),
+            highest_seq: [None; 3],
+        });
+        let members = self
+            .rooms
+            .entry(room.to_owned())
+            .or_default()
+            .members
+            .clone();
+        for member in members {
+            self.add_consumer(member, source, &track, kind, codec.clone());
+        }
+    }
+
+    /// `source`'s `track` ended: its consumers on this shard go, with their senders.
+    fn remove_track(&mut self, source: PeerId, track: &str) {
+        if let Some(publisher) = self.remote.get_mut(&source) {
+            publisher.producers.retain(|p| p.track_id != track);
+            if publisher.producers.is_empty() {
+                self.remote.remove(&source);
+            }
+        }
+        for peer in self.peers.values_mut() {
+            let (gone, kept): (Vec<Consumer>, Vec<Consumer>) = peer
+                .consumers
+                .drain(..)
+                .partition(|c| c.source.0 == source && c.source.1 == track);
+            peer.consumers = kept;
+            for c in gone {
+                let _ = peer.pc.remove_track(c.sender_id);
+                peer.renegotiate = true;
+            }
         }
     }
 
@@ -661,18 +959,25 @@ impl Engine {
         // (consumer index, index in `needs` or the fixed target)
         let mut plan: Vec<(usize, Result<usize, Option<u8>>)> = Vec::new();
         for (i, c) in sub.consumers.iter().enumerate() {
-            let Some(producer) = self
-                .peers
-                .get(&c.source.0)
-                .and_then(|p| p.producers.iter().find(|x| x.track_id == c.source.1))
-            else {
+            let Some(producer) = self.find_producer(c.source.0, &c.source.1) else {
                 continue;
             };
             if producer.kind != RtpCodecKind::Video {
                 audio_bps += producer.rates[0].bps(now).unwrap_or(0);
                 continue;
             }
-            let highest = producer.ssrcs.iter().map(|(_, l)| *l).max().unwrap_or(0);
+            // Layers with packets (a producer piped from another shard knows no SSRCs).
+            let mut layer_bitrates = [None; 3];
+            for (l, rate) in producer.rates.iter().enumerate() {
+                layer_bitrates[l] = rate.bps(now);
+            }
+            let highest = producer
+                .ssrcs
+                .iter()
+                .map(|(_, l)| *l)
+                .chain((0..3u8).filter(|l| layer_bitrates[usize::from(*l)].is_some()))
+                .max()
+                .unwrap_or(0);
             let Some(preferred) = c.preferred else {
                 plan.push((i, Err(None)));
                 continue;
@@ -680,11 +985,6 @@ impl Engine {
             if !sub.feedback_seen {
                 plan.push((i, Err(Some(preferred.min(highest)))));
                 continue;
-            }
-            let mut layer_bitrates = [None; 3];
-            for (_, layer) in &producer.ssrcs {
-                let l = usize::from((*layer).min(2));
-                layer_bitrates[l] = producer.rates[l].bps(now);
             }
             let priority = if speaker == Some(c.source.0) {
                 c.priority.max(PRIORITY_SPEAKER)
@@ -810,6 +1110,19 @@ impl Engine {
                 self.add_consumer(id, other, &track, kind, codec);
             }
         }
+        let piped: Vec<(PeerId, String, RtpCodecKind, RTCRtpCodec)> = self
+            .remote
+            .iter()
+            .filter(|(_, r)| r.room == room)
+            .flat_map(|(source, r)| {
+                r.producers
+                    .iter()
+                    .map(|p| (*source, p.track_id.clone(), p.kind, p.codec.clone()))
+            })
+            .collect();
+        for (source, track, kind, codec) in piped {
+            self.add_consumer(id, source, &track, kind, codec);
+        }
         Ok(sdp)
     }
 
@@ -871,6 +1184,7 @@ impl Engine {
         Some(PeerStats {
             peer: id,
             room: p.room.clone(),
+            shard: self.index,
             connected: p.connected,
             estimate_bps: p.feedback_seen.then(|| p.bwe.estimate_bps()),
             producers: p
@@ -918,6 +1232,7 @@ impl Engine {
             self.remove_peer(id);
         }
         self.rooms.remove(room);
+        self.remote.retain(|_, r| r.room != room);
         self.emit(SfuEvent::RoomClosed {
             room: room.to_owned(),
             reason: reason.to_owned(),
@@ -947,7 +1262,20 @@ impl Engine {
                 other.renegotiate = true;
             }
         }
+        let links = self
+            .rooms
+            .get(&peer.room)
+            .map(|r| r.links.clone())
+            .unwrap_or_default();
         for p in peer.producers {
+            for &shard in &links {
+                if let Some(mailbox) = self.mailboxes.get(shard) {
+                    mailbox.send(Command::PipeUntrack {
+                        source: id,
+                        track: p.track_id.clone(),
+                    });
+                }
+            }
             self.emit(SfuEvent::TrackUnpublished {
                 peer: id,
                 track: p.track_id,
@@ -1011,6 +1339,19 @@ impl Engine {
         for (id, track) in due {
             self.send_pli(id, &track, now);
         }
+        // Keyframes asked of other shards and not arrived: ask again.
+        for (source, publisher) in &mut self.remote {
+            for p in &mut publisher.producers {
+                if p.keyframes.poll(now)
+                    && let Some(mailbox) = self.mailboxes.get(publisher.origin)
+                {
+                    mailbox.send(Command::PipeKeyframe {
+                        source: *source,
+                        track: p.track_id.clone(),
+                    });
+                }
+            }
+        }
         match self.next_review {
             Some(t) if t <= now => self.review(now),
             Some(_) => {}
@@ -1029,7 +1370,11 @@ impl Engine {
             for member in members.unwrap_or_default() {
                 self.reallocate(member, now);
             }
-            self.emit(SfuEvent::ActiveSpeaker { room, peer });
+            // Every shard of the room sees every level and reaches the same result; the room's home
+            // shard reports it.
+            if home_shard(&room, self.shard_count) == self.index {
+                self.emit(SfuEvent::ActiveSpeaker { room, peer });
+            }
         }
     }
 
@@ -1040,6 +1385,12 @@ impl Engine {
             .values()
             .filter_map(|r| r.speakers.next_timeout())
             .chain(self.next_review.filter(|_| !self.peers.is_empty()))
+            .chain(
+                self.remote
+                    .values()
+                    .flat_map(|r| r.producers.iter())
+                    .filter_map(|p| p.keyframes.next_timeout()),
+            )
             .min();
         for peer in self.peers.values_mut() {
             let t = peer
@@ -1065,6 +1416,18 @@ impl Engine {
         self.process_events(now);
         self.process_reads(now);
         self.renegotiate(now);
+        self.flush_pipes();
+    }
+
+    /// Hands each shard the packets piped to it in this round, in one batch.
+    fn flush_pipes(&mut self) {
+        for (shard, packets) in self.outbox.iter_mut().enumerate() {
+            if !packets.is_empty()
+                && let Some(mailbox) = self.mailboxes.get(shard)
+            {
+                mailbox.send(Command::Pipe(std::mem::take(packets)));
+            }
+        }
     }
 
     /// Datagrams to send, with their destinations.
@@ -1121,7 +1484,7 @@ impl Engine {
                             track_id: init.track_id.clone(),
                             kind,
                             codec: codec.clone(),
-                            receiver_id: init.receiver_id,
+                            receiver_id: Some(init.receiver_id),
                             ssrcs: vec![(init.ssrc, layer)],
                             keyframes: KeyframeRequests::default(),
                             extensions: None,
@@ -1145,6 +1508,12 @@ impl Engine {
             for other in members.into_iter().filter(|o| *o != id) {
                 self.add_consumer(other, id, &track, kind, codec.clone());
             }
+            let links = self
+                .rooms
+                .get(&room)
+                .map(|r| r.links.clone())
+                .unwrap_or_default();
+            self.pipe_track(&room, &links, id, &track, kind, &codec);
             self.emit(SfuEvent::TrackPublished {
                 peer: id,
                 track,
@@ -1277,14 +1646,9 @@ impl Engine {
         if keyframe && producer.kind == RtpCodecKind::Video {
             producer.keyframes.on_keyframe();
         }
-        let l = usize::from(layer.min(2));
-        let seq = packet.header.sequence_number;
-        if producer.highest_seq[l].is_none_or(|h| seq.wrapping_sub(h).wrapping_sub(1) < 0x8000) {
-            producer.highest_seq[l] = Some(seq);
-            producer.rates[l].add(packet.header.marshal_size() + packet.payload.len(), now);
-        }
+        producer.count(layer, &packet, now);
         if producer.extensions.is_none()
-            && let Some(mut receiver) = peer.pc.rtp_receiver(producer.receiver_id)
+            && let Some(mut receiver) = producer.receiver_id.and_then(|id| peer.pc.rtp_receiver(id))
         {
             let negotiated: Vec<(u8, String)> = receiver
                 .get_parameters()
@@ -1309,129 +1673,101 @@ impl Engine {
             .and_then(|id| packet.header.extensions.iter().find(|e| e.id == id))
             .and_then(|e| e.payload.first())
             .map(|b| b & 0x7f);
-        let producer_kind_video = producer.kind == RtpCodecKind::Video;
-        let info = PacketInfo {
-            layer,
-            sequence: packet.header.sequence_number,
-            timestamp: packet.header.timestamp,
-            marker: packet.header.marker,
-            keyframe,
-            temporal_id,
+        let ingress = Ingress {
+            info: PacketInfo {
+                layer,
+                sequence: packet.header.sequence_number,
+                timestamp: packet.header.timestamp,
+                marker: packet.header.marker,
+                keyframe,
+                temporal_id,
+            },
+            video: producer.kind == RtpCodecKind::Video,
+            level,
+            extensions,
         };
         // Disjoint borrows: the room (members) and the peers (subscribers) at once, no copies.
         let Engine {
             peers,
             rooms,
             counters,
+            outbox,
             ..
         } = self;
         let Some(room) = peers.get(&source).and_then(|p| rooms.get_mut(&p.room)) else {
             return;
         };
-        if let Some(level) = level {
-            room.speakers.observe(source, level, now);
-        }
-        for &member in room.members.iter().filter(|m| **m != source) {
-            let Some(sub) = peers.get_mut(&member) else {
-                continue;
-            };
-            if !sub.connected {
-                continue;
-            }
-            for c in sub
-                .consumers
-                .iter_mut()
-                .filter(|c| c.source.0 == source && c.source.1 == track)
-            {
-                let before = c.forwarder.current_layer();
-                let decision = c.forwarder.handle(&info, now);
-                if c.forwarder.keyframe_needed().is_some() {
-                    keyframe_wanted.push(c.source.clone());
-                }
-                if c.forwarder.current_layer() != before && producer_kind_video {
-                    layer_changes.push(SfuEvent::LayerChanged {
-                        subscriber: member,
-                        source,
-                        track: track.to_owned(),
-                        layer: c.forwarder.current_layer(),
-                    });
-                }
-                let Decision::Forward(rewrite) = decision else {
-                    continue;
-                };
-                let Some(mut sender) = sub.pc.rtp_sender(c.sender_id) else {
-                    continue;
-                };
-                if c.payload_type.is_none() {
-                    c.payload_type = sender
-                        .get_parameters()
-                        .rtp_parameters
-                        .codecs
-                        .iter()
-                        .find(|k| k.rtp_codec.mime_type.eq_ignore_ascii_case(&c.mime))
-                        .map(|k| k.payload_type);
-                }
-                let Some(pt) = c.payload_type else { continue };
-                let twcc_id = &mut c.twcc_id;
-                let map = c.extension_map.get_or_insert_with(|| {
-                    let theirs = &sender.get_parameters().rtp_parameters.header_extensions;
-                    let mut map = Box::new([0u8; 256]);
-                    for (id, uri) in extensions.iter() {
-                        if let Some(h) = theirs.iter().find(|h| &h.uri == uri) {
-                            map[usize::from(*id)] = u8::try_from(h.id).unwrap_or(0);
-                        }
-                    }
-                    *twcc_id = theirs
-                        .iter()
-                        .find(|h| h.uri == TRANSPORT_CC_URI)
-                        .and_then(|h| u8::try_from(h.id).ok())
-                        .filter(|id| (1..=14).contains(id))
-                        .unwrap_or(0);
-                    map
+        // The room's subscribers on other shards get it through their shard.
+        for &link in &room.links {
+            if let Some(out) = outbox.get_mut(link) {
+                counters.rtp_piped += 1;
+                out.push(PipedPacket {
+                    source,
+                    track: track.to_owned(),
+                    packet: packet.clone(),
+                    ingress: ingress.clone(),
                 });
-                let mut out = packet.clone();
-                out.header.ssrc = c.ssrc;
-                out.header.payload_type = pt;
-                out.header.sequence_number = rewrite.sequence;
-                out.header.timestamp = rewrite.timestamp;
-                out.header.marker = rewrite.marker;
-                // Extension ids are per connection: keep the forwardable ones, renumbered.
-                out.header.extensions.retain_mut(|e| {
-                    let id = map[usize::from(e.id)];
-                    e.id = id;
-                    id != 0 && id <= 14
-                });
-                // The transport-wide sequence number, for congestion feedback from this peer.
-                let transport_seq = (c.twcc_id != 0).then(|| {
-                    let seq = sub.transport_seq;
-                    sub.transport_seq = seq.wrapping_add(1);
-                    let at = 2 * usize::from(seq);
-                    out.header.extensions.push(rtp::header::Extension {
-                        id: c.twcc_id,
-                        payload: bytes::Bytes::from_static(&SEQUENCE_BYTES[at..at + 2]),
-                    });
-                    seq
-                });
-                out.header.extension = !out.header.extensions.is_empty();
-                if out.header.extension && out.header.extension_profile == 0 {
-                    out.header.extension_profile = 0xBEDE;
-                }
-                let size = out.header.marshal_size() + out.payload.len();
-                match sender.write_rtp(now, out) {
-                    Ok(()) => {
-                        if let Some(seq) = transport_seq {
-                            sub.bwe.on_sent(seq, size, now);
-                        }
-                        counters.rtp_forwarded += 1;
-                        c.packets += 1;
-                    }
-                    Err(e) => {
-                        counters.forward_errors += 1;
-                        tracing::debug!(error = %e, "write_rtp failed");
-                    }
-                }
             }
         }
+        fan_out(
+            peers,
+            room,
+            counters,
+            source,
+            track,
+            &packet,
+            &ingress,
+            now,
+            keyframe_wanted,
+            layer_changes,
+        );
+    }
+
+    /// A packet another shard received for one of its producers, for this shard's subscribers.
+    fn receive_piped(
+        &mut self,
+        piped: PipedPacket,
+        now: Instant,
+        keyframe_wanted: &mut Vec<(PeerId, String)>,
+        layer_changes: &mut Vec<SfuEvent>,
+    ) {
+        let Engine {
+            peers,
+            rooms,
+            remote,
+            counters,
+            ..
+        } = self;
+        let Some(publisher) = remote.get_mut(&piped.source) else {
+            return;
+        };
+        let Some(producer) = publisher
+            .producers
+            .iter_mut()
+            .find(|p| p.track_id == piped.track)
+        else {
+            return;
+        };
+        let info = &piped.ingress.info;
+        if info.keyframe && producer.kind == RtpCodecKind::Video {
+            producer.keyframes.on_keyframe();
+        }
+        producer.count(info.layer, &piped.packet, now);
+        let Some(room) = rooms.get_mut(&publisher.room) else {
+            return;
+        };
+        fan_out(
+            peers,
+            room,
+            counters,
+            piped.source,
+            &piped.track,
+            &piped.packet,
+            &piped.ingress,
+            now,
+            keyframe_wanted,
+            layer_changes,
+        );
     }
 
     fn send_pli(&mut self, peer: PeerId, track: &str, now: Instant) {
@@ -1442,7 +1778,7 @@ impl Engine {
             return;
         };
         let (receiver_id, ssrcs) = (producer.receiver_id, producer.ssrcs.clone());
-        if let Some(mut receiver) = p.pc.rtp_receiver(receiver_id) {
+        if let Some(mut receiver) = receiver_id.and_then(|id| p.pc.rtp_receiver(id)) {
             for (ssrc, _) in ssrcs {
                 if receiver
                     .write_rtcp(
@@ -1489,6 +1825,132 @@ impl Engine {
         }
         for offer in offers {
             self.emit(offer);
+        }
+    }
+}
+
+/// Forwards a packet of `source`'s `track` to the room's subscribers on this shard.
+#[allow(clippy::too_many_arguments)]
+fn fan_out(
+    peers: &mut HashMap<PeerId, Peer>,
+    room: &mut Room,
+    counters: &mut EngineCounters,
+    source: PeerId,
+    track: &str,
+    packet: &rtp::Packet,
+    ingress: &Ingress,
+    now: Instant,
+    keyframe_wanted: &mut Vec<(PeerId, String)>,
+    layer_changes: &mut Vec<SfuEvent>,
+) {
+    let Ingress {
+        info,
+        video: producer_kind_video,
+        level,
+        extensions,
+    } = ingress;
+    if let Some(level) = *level {
+        room.speakers.observe(source, level, now);
+    }
+    for &member in room.members.iter().filter(|m| **m != source) {
+        let Some(sub) = peers.get_mut(&member) else {
+            continue;
+        };
+        if !sub.connected {
+            continue;
+        }
+        for c in sub
+            .consumers
+            .iter_mut()
+            .filter(|c| c.source.0 == source && c.source.1 == track)
+        {
+            let before = c.forwarder.current_layer();
+            let decision = c.forwarder.handle(info, now);
+            if c.forwarder.keyframe_needed().is_some() {
+                keyframe_wanted.push(c.source.clone());
+            }
+            if c.forwarder.current_layer() != before && *producer_kind_video {
+                layer_changes.push(SfuEvent::LayerChanged {
+                    subscriber: member,
+                    source,
+                    track: track.to_owned(),
+                    layer: c.forwarder.current_layer(),
+                });
+            }
+            let Decision::Forward(rewrite) = decision else {
+                continue;
+            };
+            let Some(mut sender) = sub.pc.rtp_sender(c.sender_id) else {
+                continue;
+            };
+            if c.payload_type.is_none() {
+                c.payload_type = sender
+                    .get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .find(|k| k.rtp_codec.mime_type.eq_ignore_ascii_case(&c.mime))
+                    .map(|k| k.payload_type);
+            }
+            let Some(pt) = c.payload_type else { continue };
+            let twcc_id = &mut c.twcc_id;
+            let map = c.extension_map.get_or_insert_with(|| {
+                let theirs = &sender.get_parameters().rtp_parameters.header_extensions;
+                let mut map = Box::new([0u8; 256]);
+                for (id, uri) in extensions.iter() {
+                    if let Some(h) = theirs.iter().find(|h| &h.uri == uri) {
+                        map[usize::from(*id)] = u8::try_from(h.id).unwrap_or(0);
+                    }
+                }
+                *twcc_id = theirs
+                    .iter()
+                    .find(|h| h.uri == TRANSPORT_CC_URI)
+                    .and_then(|h| u8::try_from(h.id).ok())
+                    .filter(|id| (1..=14).contains(id))
+                    .unwrap_or(0);
+                map
+            });
+            let mut out = packet.clone();
+            out.header.ssrc = c.ssrc;
+            out.header.payload_type = pt;
+            out.header.sequence_number = rewrite.sequence;
+            out.header.timestamp = rewrite.timestamp;
+            out.header.marker = rewrite.marker;
+            // Extension ids are per connection: keep the forwardable ones, renumbered.
+            out.header.extensions.retain_mut(|e| {
+                let id = map[usize::from(e.id)];
+                e.id = id;
+                id != 0 && id <= 14
+            });
+            // The transport-wide sequence number, for congestion feedback from this peer.
+            let transport_seq = (c.twcc_id != 0).then(|| {
+                let seq = sub.transport_seq;
+                sub.transport_seq = seq.wrapping_add(1);
+                let at = 2 * usize::from(seq);
+                out.header.extensions.push(rtp::header::Extension {
+                    id: c.twcc_id,
+                    payload: bytes::Bytes::from_static(&SEQUENCE_BYTES[at..at + 2]),
+                });
+                seq
+            });
+            out.header.extension = !out.header.extensions.is_empty();
+            if out.header.extension && out.header.extension_profile == 0 {
+                out.header.extension_profile = 0xBEDE;
+            }
+            let size = out.header.marshal_size() + out.payload.len();
+            match sender.write_rtp(now, out) {
+                Ok(()) => {
+                    if let Some(seq) = transport_seq {
+                        sub.bwe.on_sent(seq, size, now);
+                    }
+                    counters.rtp_forwarded += 1;
+                    c.packets += 1;
+                }
+                Err(e) => {
+                    counters.forward_errors += 1;
+                    tracing::debug!(error = %e, "write_rtp failed");
+                }
+            }
         }
     }
 }

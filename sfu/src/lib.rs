@@ -1,12 +1,14 @@
 //! The media plane.
 //!
-//! Owns the SFU shards: one OS thread per shard, each with its own UDP socket, so that nothing on the
-//! packet path is shared between cores. This crate knows nothing about users, classes or GraphQL; the
-//! gateway talks to it through the [`Sfu`] handle.
+//! Owns the SFU shards: one OS thread per shard, each with its own UDP socket, its WebRTC peer
+//! connections (webrtc-rs `rtc`, sans-IO), rooms, producers and consumers, so that nothing on the
+//! packet path is shared between cores. A room lives on its home shard; a large room spreads to
+//! other shards, its tracks piped between them over in-process channels. This crate knows nothing
+//! about users, classes or GraphQL; the gateway talks to it through the [`Sfu`] handle and hears
+//! from it through [`SfuEvent`]s.
 //!
-//! Today a shard owns its socket and accounts for every datagram it receives; with no peers yet, each
-//! one is dropped and counted as addressed to an unknown peer. Peer connections, rooms and forwarding
-//! are built on top of this driver.
+//! The decisions (what to forward, which layer, how much bandwidth) are plain structs in
+//! [`media`], fed with `now`; the shard driver carries them out.
 
 mod driver;
 pub mod media;
@@ -63,10 +65,14 @@ pub struct SfuConfig {
     /// ...and after this much longer, it has failed: it is removed and its resources freed
     /// (RFC 7675: consent expires after 30 s in all).
     pub ice_failed_timeout: Duration,
+    /// Members of a room on its home shard before new members go to other shards (the room's
+    /// tracks are then piped between its shards).
+    pub spread_after: usize,
 }
 
 impl Default for SfuConfig {
-    /// One shard on loopback, ports chosen by the OS, consent timeouts of 5 s and 25 s.
+    /// One shard on loopback, ports chosen by the OS, consent timeouts of 5 s and 25 s, rooms
+    /// spreading to other shards beyond 100 members on their home shard.
     fn default() -> SfuConfig {
         SfuConfig {
             shards: 1,
@@ -75,6 +81,7 @@ impl Default for SfuConfig {
             ice_address: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             ice_disconnected_timeout: Duration::from_secs(5),
             ice_failed_timeout: Duration::from_secs(25),
+            spread_after: 100,
         }
     }
 }
@@ -115,8 +122,73 @@ struct Inner {
     events: Mutex<Option<mpsc::UnboundedReceiver<SfuEvent>>>,
     /// The next peer id.
     next_peer: AtomicU64,
-    /// Which shard each peer lives on. A std mutex: held for a map lookup, never across I/O.
-    peer_shard: Mutex<HashMap<PeerId, usize>>,
+    /// Where peers and rooms are. A std mutex: held for map updates, never across I/O.
+    placement: Mutex<Placement>,
+}
+
+/// Which shard each peer is on, and which shards host each room.
+#[derive(Default)]
+struct Placement {
+    peers: HashMap<PeerId, (usize, String)>,
+    /// For each room: (shard, members on it), the room's home shard first.
+    rooms: HashMap<String, Vec<(usize, usize)>>,
+    /// Peers on each shard.
+    load: Vec<usize>,
+}
+
+impl Placement {
+    /// Places a new member of `room`: on the room's home shard until it has `spread_after` members
+    /// there, then on the least loaded shard. Returns the shard, and the room's new set of shards
+    /// if the room spreads to one more.
+    fn place(
+        &mut self,
+        peer: PeerId,
+        room: &str,
+        home: usize,
+        spread_after: usize,
+    ) -> (usize, Option<Vec<usize>>) {
+        let hosts = self.rooms.entry(room.to_owned()).or_default();
+        let at_home = hosts.iter().find(|h| h.0 == home).map_or(0, |h| h.1);
+        let shard = if at_home < spread_after {
+            home
+        } else {
+            (0..self.load.len())
+                .min_by_key(|&i| (self.load[i], i))
+                .unwrap_or(home)
+        };
+        let spread = match hosts.iter_mut().find(|h| h.0 == shard) {
+            Some(h) => {
+                h.1 += 1;
+                None
+            }
+            None => {
+                hosts.push((shard, 1));
+                Some(hosts.iter().map(|h| h.0).collect())
+            }
+        };
+        self.load[shard] += 1;
+        self.peers.insert(peer, (shard, room.to_owned()));
+        (shard, spread)
+    }
+
+    /// Forgets a peer. Returns its shard, and, if that shard has no member of the room left, the
+    /// room's remaining shards.
+    fn remove(&mut self, peer: PeerId) -> Option<(usize, Option<Vec<usize>>)> {
+        let (shard, room) = self.peers.remove(&peer)?;
+        self.load[shard] = self.load[shard].saturating_sub(1);
+        let hosts = self.rooms.get_mut(&room)?;
+        let h = hosts.iter_mut().find(|h| h.0 == shard)?;
+        h.1 -= 1;
+        if h.1 > 0 {
+            return Some((shard, None));
+        }
+        hosts.retain(|h| h.0 != shard);
+        let remaining = hosts.iter().map(|h| h.0).collect();
+        if hosts.is_empty() {
+            self.rooms.remove(&room);
+        }
+        Some((shard, Some(remaining)))
+    }
 }
 
 impl Sfu {
@@ -152,6 +224,12 @@ impl Sfu {
                 }
             }
         }
+        // Each shard can reach every other (pipes between the shards of a room).
+        let mailboxes: Vec<shard::Mailbox> = shards.iter().map(ShardHandle::mailbox).collect();
+        for shard in &shards {
+            shard.send(driver::Command::Mailboxes(mailboxes.clone()));
+        }
+        let shard_count = shards.len();
         tracing::info!(
             shards = shards.len(),
             ports = ?shards.iter().map(|s| s.local_addr().port()).collect::<Vec<_>>(),
@@ -164,7 +242,10 @@ impl Sfu {
                 shards,
                 events: Mutex::new(Some(events_rx)),
                 next_peer: AtomicU64::new(1),
-                peer_shard: Mutex::new(HashMap::new()),
+                placement: Mutex::new(Placement {
+                    load: vec![0; shard_count],
+                    ..Placement::default()
+                }),
             }),
         })
     }
@@ -178,20 +259,58 @@ impl Sfu {
             .take()
     }
 
-    /// The shard a room lives on: a stable hash of its name.
+    /// The shard a room lives on first: a stable hash of its name.
     fn shard_for_room(&self, room: &str) -> usize {
-        // FNV-1a: stable across runs and processes, unlike the std hasher.
-        let hash = room.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        (hash % self.inner.shards.len() as u64) as usize
+        driver::home_shard(room, self.inner.shards.len())
+    }
+
+    fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
+        self.inner
+            .placement
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the shards of `room` which shards host it now, and `left` (if any) that it does not.
+    fn link_room(&self, room: &str, shards: &[usize], left: Option<usize>) {
+        for &s in shards.iter().chain(left.as_ref()) {
+            self.inner.shards[s].send(driver::Command::LinkRoom {
+                room: room.to_owned(),
+                shards: shards.to_vec(),
+            });
+        }
     }
 
     /// Adds a peer to `room` with the browser's SDP offer; returns its id and the SDP answer.
     /// Tracks already published in the room follow in an [`SfuEvent::Offer`].
+    ///
+    /// A room lives on its home shard; beyond [`SfuConfig::spread_after`] members there, new
+    /// members go to the least loaded shard and the room's tracks are piped to it.
     pub async fn join(&self, room: &str, offer: String) -> Result<(PeerId, String), JoinError> {
         let peer = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
-        let shard = self.shard_for_room(room);
+        let home = self.shard_for_room(room);
+        let (shard, spread) =
+            self.placement()
+                .place(peer, room, home, self.inner.config.spread_after.max(1));
+        if let Some(shards) = spread
+            && shards.len() > 1
+        {
+            self.link_room(room, &shards, None);
+        }
+        let result = self.join_on(shard, room, peer, offer).await;
+        if result.is_err() {
+            self.unplace(peer);
+        }
+        result
+    }
+
+    async fn join_on(
+        &self,
+        shard: usize,
+        room: &str,
+        peer: PeerId,
+        offer: String,
+    ) -> Result<(PeerId, String), JoinError> {
         let (reply, answer) = oneshot::channel();
         let sent = self.inner.shards[shard].send(driver::Command::Join {
             room: room.to_owned(),
@@ -203,23 +322,22 @@ impl Sfu {
             return Err(JoinError::Closed);
         }
         let answer = answer.await.map_err(|_| JoinError::Closed)??;
-        self.inner
-            .peer_shard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(peer, shard);
         Ok((peer, answer))
+    }
+
+    /// Forgets where a peer was; unlinks its shard from its room if it was the last member there.
+    fn unplace(&self, peer: PeerId) -> Option<usize> {
+        let room = self.placement().peers.get(&peer).map(|(_, r)| r.clone())?;
+        let (shard, unlinked) = self.placement().remove(peer)?;
+        if let Some(remaining) = unlinked {
+            self.link_room(&room, &remaining, Some(shard));
+        }
+        Some(shard)
     }
 
     /// The shard `peer` lives on.
     fn shard_of(&self, peer: PeerId) -> Option<&ShardHandle> {
-        let index = self
-            .inner
-            .peer_shard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&peer)
-            .copied()?;
+        let index = self.placement().peers.get(&peer).map(|(s, _)| *s)?;
         self.inner.shards.get(index)
     }
 
@@ -290,13 +408,7 @@ impl Sfu {
 
     /// Removes a peer: its connection closes and its tracks leave the other peers.
     pub fn leave(&self, peer: PeerId) {
-        let shard = self
-            .inner
-            .peer_shard
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&peer);
-        if let Some(s) = shard {
+        if let Some(s) = self.unplace(peer) {
             self.inner.shards[s].send(driver::Command::Leave { peer });
         }
     }

@@ -39,6 +39,8 @@ pub struct ShardStats {
     pub rtp_received: u64,
     /// RTP packets sent to subscribers.
     pub rtp_forwarded: u64,
+    /// RTP packets handed to other shards of their room.
+    pub rtp_piped: u64,
     /// Rooms closed because their code panicked.
     pub rooms_closed_by_fault: u64,
 }
@@ -64,6 +66,7 @@ struct Counters {
     socket_errors: AtomicU64,
     rtp_received: AtomicU64,
     rtp_forwarded: AtomicU64,
+    rtp_piped: AtomicU64,
     rooms_closed_by_fault: AtomicU64,
 }
 
@@ -76,6 +79,7 @@ impl Counters {
             socket_errors: self.socket_errors.load(Ordering::Relaxed),
             rtp_received: self.rtp_received.load(Ordering::Relaxed),
             rtp_forwarded: self.rtp_forwarded.load(Ordering::Relaxed),
+            rtp_piped: self.rtp_piped.load(Ordering::Relaxed),
             rooms_closed_by_fault: self.rooms_closed_by_fault.load(Ordering::Relaxed),
         }
     }
@@ -86,14 +90,44 @@ struct Shared {
     counters: Counters,
 }
 
+/// Where commands to one shard go: its queue, and a wake-up for its blocking receive, sent only
+/// when the shard is asleep (so a busy shard is not sent a datagram per command). Cheap to clone;
+/// the shards hold one for each other shard (for pipes) and the handle one for each shard.
+#[derive(Clone)]
+pub(crate) struct Mailbox {
+    commands: std::sync::mpsc::Sender<Command>,
+    waker: Arc<UdpSocket>,
+    target: SocketAddr,
+    /// Set by the shard before it blocks; whoever clears it owes the shard a wake-up.
+    asleep: Arc<AtomicBool>,
+}
+
+impl Mailbox {
+    /// Queues a command, waking the shard if it sleeps. False when the shard has stopped.
+    pub(crate) fn send(&self, command: Command) -> bool {
+        if self.commands.send(command).is_err() {
+            return false;
+        }
+        if self.asleep.swap(false, Ordering::SeqCst) {
+            self.wake();
+        }
+        true
+    }
+
+    /// Makes the shard's blocking receive return (an empty datagram to itself).
+    fn wake(&self) {
+        if let Err(e) = self.waker.send_to(&[], self.target) {
+            tracing::error!(error = %e, to = %self.target, "cannot wake shard");
+        }
+    }
+}
+
 pub(crate) struct ShardHandle {
     index: usize,
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    /// Socket used only to wake the thread (commands, stopping).
-    waker: UdpSocket,
     /// Requests to the shard's engine.
-    commands: std::sync::mpsc::Sender<Command>,
+    mailbox: Mailbox,
     /// Taken by the first `join`. A std mutex: it is held only to take the handle, never across I/O.
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -112,49 +146,49 @@ impl ShardHandle {
         };
         let socket = UdpSocket::bind(addr).map_err(bind_err)?;
         let local_addr = socket.local_addr().map_err(bind_err)?;
-        let waker = socket.try_clone().map_err(bind_err)?;
+        let waker = Arc::new(socket.try_clone().map_err(bind_err)?);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             counters: Counters::default(),
         });
         let thread_shared = Arc::clone(&shared);
         let (commands, command_rx) = std::sync::mpsc::channel();
-        let engine = Engine::new(local_addr, config, events);
-        let thread = std::thread::Builder::new()
-            .name(format!("sfu-shard-{index}"))
-            .spawn(move || run(index, socket, &thread_shared, engine, &command_rx))
-            .map_err(|source| StartError::Spawn { index, source })?;
-        Ok(ShardHandle {
-            index,
-            local_addr,
-            shared,
-            waker,
-            commands,
-            thread: Mutex::new(Some(thread)),
-        })
-    }
-
-    /// Hands a command to the shard and wakes it. False when the shard has stopped.
-    pub(crate) fn send(&self, command: Command) -> bool {
-        if self.commands.send(command).is_err() {
-            return false;
-        }
-        self.wake();
-        true
-    }
-
-    /// Makes the shard's blocking receive return (an empty datagram to itself).
-    fn wake(&self) {
-        let mut target = self.local_addr;
+        let mut target = local_addr;
         if target.ip().is_unspecified() {
             target.set_ip(match target {
                 SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
                 SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
             });
         }
-        if let Err(e) = self.waker.send_to(&[], target) {
-            tracing::error!(shard = self.index, error = %e, "cannot wake shard");
-        }
+        let mailbox = Mailbox {
+            commands,
+            waker,
+            target,
+            asleep: Arc::new(AtomicBool::new(false)),
+        };
+        let asleep = Arc::clone(&mailbox.asleep);
+        let engine = Engine::new(index, local_addr, config, events);
+        let thread = std::thread::Builder::new()
+            .name(format!("sfu-shard-{index}"))
+            .spawn(move || run(index, socket, &thread_shared, engine, &command_rx, &asleep))
+            .map_err(|source| StartError::Spawn { index, source })?;
+        Ok(ShardHandle {
+            index,
+            local_addr,
+            shared,
+            mailbox,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Hands a command to the shard, waking it if needed. False when the shard has stopped.
+    pub(crate) fn send(&self, command: Command) -> bool {
+        self.mailbox.send(command)
+    }
+
+    /// Where other shards send this one commands.
+    pub(crate) fn mailbox(&self) -> Mailbox {
+        self.mailbox.clone()
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
@@ -185,7 +219,7 @@ impl ShardHandle {
         if self.shared.stop.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.wake();
+        self.mailbox.wake();
     }
 
     pub(crate) fn join(&self) {
@@ -208,6 +242,7 @@ fn run(
     shared: &Shared,
     mut engine: Engine,
     commands: &std::sync::mpsc::Receiver<Command>,
+    asleep: &AtomicBool,
 ) {
     let counters = &shared.counters;
     let mut buf = [0u8; MAX_DATAGRAM];
@@ -222,6 +257,9 @@ fn run(
         counters
             .rtp_forwarded
             .store(engine.counters.rtp_forwarded, Ordering::Relaxed);
+        counters
+            .rtp_piped
+            .store(engine.counters.rtp_piped, Ordering::Relaxed);
         guarded(index, counters, &mut engine, |e| {
             e.drain_writes(|data, to| {
                 if let Err(err) = socket.send_to(data, to) {
@@ -237,7 +275,23 @@ fn run(
         if let Err(e) = socket.set_read_timeout(Some(wait)) {
             tracing::error!(shard = index, error = %e, "cannot set the socket timeout");
         }
-        match socket.recv_from(&mut buf) {
+        // Asleep from here: a command queued from now on comes with a wake-up; one queued before
+        // is taken now, without blocking.
+        asleep.store(true, Ordering::SeqCst);
+        if let Ok(command) = commands.try_recv() {
+            asleep.store(false, Ordering::SeqCst);
+            guarded(index, counters, &mut engine, |e| {
+                e.handle_command(command, Instant::now())
+            });
+            drain_commands(index, counters, &mut engine, commands);
+            if shared.stop.load(Ordering::Acquire) {
+                break;
+            }
+            continue;
+        }
+        let received = socket.recv_from(&mut buf);
+        asleep.store(false, Ordering::SeqCst);
+        match received {
             // An empty datagram is a wake-up: stop, or commands to read.
             Ok((0, _)) => {
                 if shared.stop.load(Ordering::Acquire) {
@@ -271,11 +325,7 @@ fn run(
                 }
             }
         }
-        while let Ok(command) = commands.try_recv() {
-            guarded(index, counters, &mut engine, |e| {
-                e.handle_command(command, Instant::now())
-            });
-        }
+        drain_commands(index, counters, &mut engine, commands);
         if shared.stop.load(Ordering::Acquire) {
             break;
         }
@@ -298,6 +348,19 @@ fn run(
         }
     }
     tracing::debug!(shard = index, "shard stopped");
+}
+
+fn drain_commands(
+    index: usize,
+    counters: &Counters,
+    engine: &mut Engine,
+    commands: &std::sync::mpsc::Receiver<Command>,
+) {
+    while let Ok(command) = commands.try_recv() {
+        guarded(index, counters, engine, |e| {
+            e.handle_command(command, Instant::now())
+        });
+    }
 }
 
 /// Runs engine work; a panic in it closes the room it was working on (the shard and its other

@@ -13,7 +13,7 @@ use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use support::{WAIT, client, join, start_sfu};
 use tokio::sync::mpsc;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemoteEvent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,55 +127,9 @@ async fn keyframe_requests_reach_the_publisher_at_most_every_500_ms() {
     let (sfu, offers) = start_sfu();
     const SSRC: u32 = 0x0b0b_0001;
     let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], true).await;
-    let (track, pt) = (Arc::clone(&publisher.track), publisher.payload_type);
 
     // Like an encoder: a keyframe when asked, delta frames otherwise. Reports when PLIs arrive.
-    let (pli_tx, mut pli_rx) = mpsc::unbounded_channel::<std::time::Instant>();
-    let wants_keyframe = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    {
-        let track = Arc::clone(&track);
-        let wants = Arc::clone(&wants_keyframe);
-        tokio::spawn(async move {
-            while let Some(event) = track.poll().await {
-                if let TrackLocalEvent::OnRtcpPacket(packets) = event
-                    && packets
-                        .iter()
-                        .any(|p| p.as_any().is::<PictureLossIndication>())
-                {
-                    wants.store(true, std::sync::atomic::Ordering::SeqCst);
-                    let _ = pli_tx.send(std::time::Instant::now());
-                }
-            }
-        });
-    }
-    let send_task = {
-        let track = Arc::clone(&track);
-        let wants = Arc::clone(&wants_keyframe);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            for i in 0u32..10_000 {
-                tick.tick().await;
-                let keyframe = wants.swap(false, std::sync::atomic::Ordering::SeqCst);
-                let mut payload = vec![0x10, u8::from(!keyframe)];
-                payload.extend_from_slice(&[0xcd; 200]);
-                let header = rtp::header::Header {
-                    version: 2,
-                    marker: true,
-                    payload_type: pt,
-                    sequence_number: i as u16,
-                    timestamp: i * 3000,
-                    ssrc: SSRC,
-                    ..Default::default()
-                };
-                let _ = track
-                    .write_rtp(rtp::Packet {
-                        header,
-                        payload: Bytes::from(payload),
-                    })
-                    .await;
-            }
-        })
-    };
+    let (send_task, mut pli_rx) = publisher.send_keyframes_on_request();
 
     let (mut subscriber, _) = support::subscriber(&sfu, &offers).await;
     let remote = support::first_track(&mut subscriber).await;

@@ -375,6 +375,64 @@ pub async fn subscriber_via(
 }
 
 impl Publisher {
+    /// Sends VP8 every 10 ms like an encoder: a keyframe when asked by a PLI (and first), delta
+    /// frames otherwise, each with a 200-byte payload. The publisher must have been created with
+    /// `deliver_rtcp`. Returns the sending task and when each PLI arrived.
+    pub fn send_keyframes_on_request(
+        &self,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        mpsc::UnboundedReceiver<std::time::Instant>,
+    ) {
+        use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use webrtc::media_stream::track_local::TrackLocalEvent;
+        let (track, pt, ssrc) = (Arc::clone(&self.track), self.payload_type, self.ssrcs[0]);
+        let (pli_tx, pli_rx) = mpsc::unbounded_channel();
+        let wants_keyframe = Arc::new(AtomicBool::new(true));
+        let listener = {
+            let (track, wants) = (Arc::clone(&track), Arc::clone(&wants_keyframe));
+            tokio::spawn(async move {
+                while let Some(event) = track.poll().await {
+                    if let TrackLocalEvent::OnRtcpPacket(packets) = event
+                        && packets
+                            .iter()
+                            .any(|p| p.as_any().is::<PictureLossIndication>())
+                    {
+                        wants.store(true, Ordering::SeqCst);
+                        let _ = pli_tx.send(std::time::Instant::now());
+                    }
+                }
+            })
+        };
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            for i in 0u32.. {
+                tick.tick().await;
+                let keyframe = wants_keyframe.swap(false, Ordering::SeqCst);
+                let mut payload = vec![0x10, u8::from(!keyframe)];
+                payload.extend_from_slice(&[0xcd; 200]);
+                let header = rtc::rtp::header::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: pt,
+                    sequence_number: i as u16,
+                    timestamp: i.wrapping_mul(3000),
+                    ssrc,
+                    ..Default::default()
+                };
+                let _ = track
+                    .write_rtp(rtc::rtp::Packet {
+                        header,
+                        payload: bytes::Bytes::from(payload),
+                    })
+                    .await;
+            }
+            listener.abort();
+        });
+        (task, pli_rx)
+    }
+
     /// Sends three simulcast layers (rids q, h, f on the publisher's SSRCs) every `every` until the
     /// task is aborted: each its own sequence numbers, a keyframe every `gop` packets, payloads of
     /// `sizes[layer]` bytes carrying the layer number in their third byte.
