@@ -461,6 +461,8 @@ struct Peer {
 /// The engine of one shard.
 pub(crate) struct Engine {
     local_addr: SocketAddr,
+    /// The ICE-TCP listener's address, if enabled.
+    tcp_addr: Option<SocketAddr>,
     ice_address: std::net::IpAddr,
     /// ICE consent: disconnected after the first, failed (and removed) after both.
     ice_timeouts: (std::time::Duration, std::time::Duration),
@@ -597,11 +599,13 @@ impl Engine {
     pub(crate) fn new(
         index: usize,
         local_addr: SocketAddr,
+        tcp_addr: Option<SocketAddr>,
         config: &crate::SfuConfig,
         events: mpsc::UnboundedSender<SfuEvent>,
     ) -> Engine {
         Engine {
             local_addr,
+            tcp_addr,
             ice_address: config.ice_address,
             ice_timeouts: (config.ice_disconnected_timeout, config.ice_failed_timeout),
             peers: HashMap::new(),
@@ -1069,6 +1073,22 @@ impl Engine {
         .map_err(setup)?;
         pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().map_err(setup)?)
             .map_err(setup)?;
+        if let Some(tcp) = self.tcp_addr {
+            let candidate = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: "tcp".to_owned(),
+                    address: self.ice_address.to_string(),
+                    port: tcp.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                tcp_type: rtc::ice::tcp_type::TcpType::Passive,
+            }
+            .new_candidate_host()
+            .map_err(setup)?;
+            pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().map_err(setup)?)
+                .map_err(setup)?;
+        }
         pc.add_local_candidate(RTCIceCandidateInit::default())
             .map_err(setup)?;
         let answer = pc.create_answer(None).map_err(setup)?;
@@ -1285,7 +1305,15 @@ impl Engine {
     }
 
     /// A datagram arrived. Returns false when no peer matches it.
-    pub(crate) fn handle_datagram(&mut self, data: &[u8], from: SocketAddr, now: Instant) -> bool {
+    /// A packet from `from` (a UDP datagram, or a frame of an ICE-TCP connection). False when it
+    /// is from no known peer.
+    pub(crate) fn handle_datagram(
+        &mut self,
+        data: &[u8],
+        from: SocketAddr,
+        protocol: TransportProtocol,
+        now: Instant,
+    ) -> bool {
         let mut target = None;
         if is_stun(data)
             && let Some(ufrag) = stun_local_ufrag(data)
@@ -1307,10 +1335,13 @@ impl Engine {
         let message = TaggedBytesMut {
             now,
             transport: TransportContext {
-                local_addr: self.local_addr,
+                local_addr: match protocol {
+                    TransportProtocol::TCP => self.tcp_addr.unwrap_or(self.local_addr),
+                    _ => self.local_addr,
+                },
                 peer_addr: from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol: protocol,
             },
             message: BytesMut::from(data),
         };
@@ -1431,12 +1462,19 @@ impl Engine {
     }
 
     /// Datagrams to send, with their destinations.
-    pub(crate) fn drain_writes(&mut self, mut send: impl FnMut(&[u8], SocketAddr)) {
+    pub(crate) fn drain_writes(
+        &mut self,
+        mut send: impl FnMut(&[u8], SocketAddr, TransportProtocol),
+    ) {
         for (id, peer) in &mut self.peers {
             self.scope = Some(Scope::Peer(*id));
             while let Some(out) = peer.pc.poll_write() {
                 self.by_addr.insert(out.transport.peer_addr, *id);
-                send(&out.message, out.transport.peer_addr);
+                send(
+                    &out.message,
+                    out.transport.peer_addr,
+                    out.transport.transport_protocol,
+                );
             }
         }
     }

@@ -68,6 +68,9 @@ pub struct SfuConfig {
     /// Members of a room on its home shard before new members go to other shards (the room's
     /// tracks are then piped between its shards).
     pub spread_after: usize,
+    /// ICE over TCP (RFC 6544 passive candidates, RFC 4571 framing) for networks that block UDP:
+    /// each shard also listens on TCP, on its UDP port number when that is fixed.
+    pub tcp: bool,
 }
 
 impl Default for SfuConfig {
@@ -82,6 +85,7 @@ impl Default for SfuConfig {
             ice_disconnected_timeout: Duration::from_secs(5),
             ice_failed_timeout: Duration::from_secs(25),
             spread_after: 100,
+            tcp: true,
         }
     }
 }
@@ -96,6 +100,13 @@ pub enum StartError {
     PortOutOfRange { index: usize, port: u32 },
     #[error("shard {index}: cannot bind UDP {addr}: {source}")]
     Bind {
+        index: usize,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("shard {index}: cannot bind TCP {addr} (ICE over TCP): {source}")]
+    BindTcp {
         index: usize,
         addr: SocketAddr,
         #[source]

@@ -1,16 +1,21 @@
 //! One shard: a thread that owns one UDP socket and everything that arrives on it.
 //!
-//! The thread blocks in `recv_from`; stopping sets a flag and sends the socket an empty datagram from
-//! the shard's own side so that the blocking receive returns. Counters are atomics written only by the
-//! shard thread (relaxed ordering: they are statistics, not synchronisation).
+//! The thread waits in `poll(2)` on its UDP socket and, for ICE over TCP, its TCP listener and
+//! connections (RFC 4571 framing). Commands arrive on a queue; a sleeping shard is woken by an empty
+//! datagram to its own UDP port, and stopping sets a flag and does the same. Counters are atomics
+//! written only by the shard thread (relaxed ordering: they are statistics, not synchronisation).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rtc::shared::TransportProtocol;
+use rtc::shared::tcp_framing::TcpFrameDecoder;
+use rustix::event::{PollFd, PollFlags, Timespec};
 use tokio::sync::mpsc;
 
 use crate::driver::{Command, Engine, SfuEvent};
@@ -52,6 +57,8 @@ pub struct ShardStatus {
     pub index: usize,
     /// Address its UDP socket is bound to.
     pub local_addr: SocketAddr,
+    /// Address its ICE-over-TCP listener is bound to, if enabled.
+    pub tcp_addr: Option<SocketAddr>,
     /// Whether its thread is alive and not asked to stop.
     pub running: bool,
     /// Its counters.
@@ -125,6 +132,7 @@ impl Mailbox {
 pub(crate) struct ShardHandle {
     index: usize,
     local_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     /// Requests to the shard's engine.
     mailbox: Mailbox,
@@ -146,6 +154,23 @@ impl ShardHandle {
         };
         let socket = UdpSocket::bind(addr).map_err(bind_err)?;
         let local_addr = socket.local_addr().map_err(bind_err)?;
+        // ICE over TCP: the same port number when it was chosen, else one the OS picks.
+        let listener = if config.tcp {
+            let tcp_addr = SocketAddr::new(addr.ip(), addr.port());
+            Some(
+                TcpListener::bind(tcp_addr).map_err(|source| StartError::BindTcp {
+                    index,
+                    addr: tcp_addr,
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
+        let tcp_addr = match &listener {
+            Some(l) => Some(l.local_addr().map_err(bind_err)?),
+            None => None,
+        };
         let waker = Arc::new(socket.try_clone().map_err(bind_err)?);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -167,14 +192,21 @@ impl ShardHandle {
             asleep: Arc::new(AtomicBool::new(false)),
         };
         let asleep = Arc::clone(&mailbox.asleep);
-        let engine = Engine::new(index, local_addr, config, events);
+        let engine = Engine::new(index, local_addr, tcp_addr, config, events);
+        let io = Io {
+            index,
+            udp: socket,
+            listener,
+            conns: Vec::new(),
+        };
         let thread = std::thread::Builder::new()
             .name(format!("sfu-shard-{index}"))
-            .spawn(move || run(index, socket, &thread_shared, engine, &command_rx, &asleep))
+            .spawn(move || run(io, &thread_shared, engine, &command_rx, &asleep))
             .map_err(|source| StartError::Spawn { index, source })?;
         Ok(ShardHandle {
             index,
             local_addr,
+            tcp_addr,
             shared,
             mailbox,
             thread: Mutex::new(Some(thread)),
@@ -210,6 +242,7 @@ impl ShardHandle {
         ShardStatus {
             index: self.index,
             local_addr: self.local_addr,
+            tcp_addr: self.tcp_addr,
             running: self.is_running(),
             stats: self.shared.counters.snapshot(),
         }
@@ -236,16 +269,181 @@ impl ShardHandle {
     }
 }
 
-fn run(
+/// The shard's sockets: UDP, and ICE over TCP (a listener and its connections, RFC 4571 framing).
+struct Io {
     index: usize,
-    socket: UdpSocket,
+    udp: UdpSocket,
+    listener: Option<TcpListener>,
+    conns: Vec<TcpConn>,
+}
+
+/// One ICE-TCP connection.
+struct TcpConn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    decoder: TcpFrameDecoder,
+    /// Framed bytes not yet taken by the socket.
+    unsent: Vec<u8>,
+    closed: bool,
+}
+
+/// Unsent bytes a TCP connection may hold before it is closed as stuck.
+const MAX_TCP_BACKLOG: usize = 4 << 20;
+/// Datagrams read per wake-up before the engine processes them.
+const UDP_BATCH: usize = 64;
+
+impl Io {
+    /// Sends one packet the engine produced.
+    fn send(&mut self, data: &[u8], to: SocketAddr, protocol: TransportProtocol) {
+        match protocol {
+            TransportProtocol::TCP => self.send_tcp(data, to),
+            _ => {
+                if let Err(err) = self.udp.send_to(data, to) {
+                    tracing::debug!(shard = self.index, error = %err, %to, "UDP send failed");
+                }
+            }
+        }
+    }
+
+    /// Frames a packet onto the TCP connection from `to` (RFC 4571).
+    fn send_tcp(&mut self, data: &[u8], to: SocketAddr) {
+        let Some(conn) = self.conns.iter_mut().find(|c| c.peer == to && !c.closed) else {
+            return;
+        };
+        let Ok(len) = u16::try_from(data.len()) else {
+            return;
+        };
+        conn.unsent.extend_from_slice(&len.to_be_bytes());
+        conn.unsent.extend_from_slice(data);
+        conn.flush();
+        if conn.unsent.len() > MAX_TCP_BACKLOG {
+            tracing::debug!(peer = %conn.peer, "ICE-TCP connection stuck; closed");
+            conn.closed = true;
+        }
+    }
+
+    /// Accepts new TCP connections.
+    fn accept(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        while let Ok((stream, peer)) = listener.accept() {
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            self.conns.push(TcpConn {
+                stream,
+                peer,
+                decoder: TcpFrameDecoder::new(),
+                unsent: Vec::new(),
+                closed: false,
+            });
+        }
+    }
+}
+
+impl TcpConn {
+    fn flush(&mut self) {
+        while !self.unsent.is_empty() {
+            match self.stream.write(&self.unsent) {
+                Ok(0) => {
+                    self.closed = true;
+                    return;
+                }
+                Ok(n) => {
+                    self.unsent.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads what arrived; calls `frame` with every complete packet.
+    fn read(&mut self, buf: &mut [u8], mut frame: impl FnMut(&[u8], SocketAddr)) {
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    self.closed = true;
+                    return;
+                }
+                Ok(n) => {
+                    self.decoder.extend_from_slice(&buf[..n]);
+                    while let Some(packet) = self.decoder.next_packet() {
+                        frame(&packet, self.peer);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.closed = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What woke the shard.
+#[derive(Default)]
+struct Ready {
+    udp: bool,
+    listener: bool,
+    tcp: bool,
+}
+
+/// Waits until a socket is readable (or a TCP connection writable, when it has a backlog), at
+/// most `wait`.
+fn wait_ready(io: &Io, wait: Duration) -> Ready {
+    let timeout = Timespec {
+        tv_sec: wait.as_secs() as i64,
+        tv_nsec: i64::from(wait.subsec_nanos()),
+    };
+    let mut fds = Vec::with_capacity(2 + io.conns.len());
+    fds.push(PollFd::new(&io.udp, PollFlags::IN));
+    if let Some(l) = &io.listener {
+        fds.push(PollFd::new(l, PollFlags::IN));
+    }
+    let first_conn = fds.len();
+    for c in &io.conns {
+        let mut flags = PollFlags::IN;
+        if !c.unsent.is_empty() {
+            flags |= PollFlags::OUT;
+        }
+        fds.push(PollFd::new(&c.stream, flags));
+    }
+    if rustix::event::poll(&mut fds, Some(&timeout)).is_err() {
+        return Ready::default();
+    }
+    Ready {
+        udp: !fds[0].revents().is_empty(),
+        listener: io.listener.is_some() && !fds[1].revents().is_empty(),
+        tcp: fds[first_conn..].iter().any(|f| !f.revents().is_empty()),
+    }
+}
+
+fn run(
+    mut io: Io,
     shared: &Shared,
     mut engine: Engine,
     commands: &std::sync::mpsc::Receiver<Command>,
     asleep: &AtomicBool,
 ) {
+    let index = io.index;
     let counters = &shared.counters;
     let mut buf = [0u8; MAX_DATAGRAM];
+    let mut tcp_buf = vec![0u8; 64 * 1024];
+    if let Err(e) = io.udp.set_nonblocking(true) {
+        tracing::error!(shard = index, error = %e, "cannot make the UDP socket non-blocking");
+    }
+    if let Some(l) = &io.listener
+        && let Err(e) = l.set_nonblocking(true)
+    {
+        tracing::error!(shard = index, error = %e, "cannot make the TCP listener non-blocking");
+    }
     loop {
         let now = Instant::now();
         guarded(index, counters, &mut engine, |e| e.handle_timeout(now));
@@ -261,20 +459,14 @@ fn run(
             .rtp_piped
             .store(engine.counters.rtp_piped, Ordering::Relaxed);
         guarded(index, counters, &mut engine, |e| {
-            e.drain_writes(|data, to| {
-                if let Err(err) = socket.send_to(data, to) {
-                    tracing::debug!(shard = index, error = %err, %to, "UDP send failed");
-                }
-            })
+            e.drain_writes(|data, to, protocol| io.send(data, to, protocol))
         });
+        io.conns.retain(|c| !c.closed);
 
         let wait = engine
             .poll_timeout()
             .map_or(MAX_WAIT, |t| t.saturating_duration_since(Instant::now()))
             .clamp(MIN_WAIT, MAX_WAIT);
-        if let Err(e) = socket.set_read_timeout(Some(wait)) {
-            tracing::error!(shard = index, error = %e, "cannot set the socket timeout");
-        }
         // Asleep from here: a command queued from now on comes with a wake-up; one queued before
         // is taken now, without blocking.
         asleep.store(true, Ordering::SeqCst);
@@ -289,40 +481,68 @@ fn run(
             }
             continue;
         }
-        let received = socket.recv_from(&mut buf);
+        let ready = wait_ready(&io, wait);
         asleep.store(false, Ordering::SeqCst);
-        match received {
-            // An empty datagram is a wake-up: stop, or commands to read.
-            Ok((0, _)) => {
-                if shared.stop.load(Ordering::Acquire) {
-                    break;
+        if ready.udp {
+            for _ in 0..UDP_BATCH {
+                match io.udp.recv_from(&mut buf) {
+                    // An empty datagram is a wake-up: stop, or commands to read.
+                    Ok((0, _)) => {}
+                    Ok((len, from)) => {
+                        counters.packets_received.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .bytes_received
+                            .fetch_add(len as u64, Ordering::Relaxed);
+                        let known = guarded(index, counters, &mut engine, |e| {
+                            e.handle_datagram(
+                                &buf[..len],
+                                from,
+                                TransportProtocol::UDP,
+                                Instant::now(),
+                            )
+                        });
+                        if known != Some(true) {
+                            counters
+                                .packets_dropped_unknown_peer
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        break;
+                    }
+                    Err(e) => {
+                        counters.socket_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(shard = index, error = %e, "UDP receive failed");
+                        break;
+                    }
                 }
             }
-            Ok((len, from)) => {
-                counters.packets_received.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .bytes_received
-                    .fetch_add(len as u64, Ordering::Relaxed);
-                let known = guarded(index, counters, &mut engine, |e| {
-                    e.handle_datagram(&buf[..len], from, Instant::now())
-                });
-                if known != Some(true) {
+        }
+        if ready.listener {
+            io.accept();
+        }
+        if ready.tcp {
+            for conn in &mut io.conns {
+                conn.flush();
+                conn.read(&mut tcp_buf, |packet, from| {
+                    counters.packets_received.fetch_add(1, Ordering::Relaxed);
                     counters
-                        .packets_dropped_unknown_peer
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => {
-                counters.socket_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(shard = index, error = %e, "UDP receive failed");
-                if shared.stop.load(Ordering::Acquire) {
-                    break;
-                }
+                        .bytes_received
+                        .fetch_add(packet.len() as u64, Ordering::Relaxed);
+                    let known = guarded(index, counters, &mut engine, |e| {
+                        e.handle_datagram(packet, from, TransportProtocol::TCP, Instant::now())
+                    });
+                    if known != Some(true) {
+                        counters
+                            .packets_dropped_unknown_peer
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                });
             }
         }
         drain_commands(index, counters, &mut engine, commands);
@@ -331,20 +551,18 @@ fn run(
         }
     }
     // Account for what is still queued, so that stopping loses no count.
-    if socket.set_nonblocking(true).is_ok() {
-        while let Ok((len, from)) = socket.recv_from(&mut buf) {
-            if len == 0 {
-                continue;
-            }
-            counters.packets_received.fetch_add(1, Ordering::Relaxed);
+    while let Ok((len, from)) = io.udp.recv_from(&mut buf) {
+        if len == 0 {
+            continue;
+        }
+        counters.packets_received.fetch_add(1, Ordering::Relaxed);
+        counters
+            .bytes_received
+            .fetch_add(len as u64, Ordering::Relaxed);
+        if !engine.handle_datagram(&buf[..len], from, TransportProtocol::UDP, Instant::now()) {
             counters
-                .bytes_received
-                .fetch_add(len as u64, Ordering::Relaxed);
-            if !engine.handle_datagram(&buf[..len], from, Instant::now()) {
-                counters
-                    .packets_dropped_unknown_peer
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+                .packets_dropped_unknown_peer
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
     tracing::debug!(shard = index, "shard stopped");

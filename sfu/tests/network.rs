@@ -317,3 +317,56 @@ async fn a_peer_whose_consent_expires_is_removed_and_its_resources_freed() {
         .await
         .unwrap();
 }
+
+/// A subscriber whose network blocks UDP reaches the shard over ICE-TCP (the shard's passive TCP
+/// candidate, RFC 4571 framing) and receives media.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_without_udp_gets_media_over_tcp() {
+    let (sfu, offers) = start_sfu();
+    assert!(
+        sfu.shards()[0].tcp_addr.is_some(),
+        "ICE-TCP is on by default"
+    );
+    const SSRC: u32 = 0x1111_0001;
+    let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], false).await;
+    let send = publisher.send_vp8();
+
+    let mut c = support::client_tcp_only().await;
+    c.pc.add_transceiver_from_kind(
+        rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video,
+        Some(rtc::rtp_transceiver::RTCRtpTransceiverInit {
+            direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Recvonly,
+            streams: vec![],
+            send_encodings: vec![],
+        }),
+    )
+    .await
+    .unwrap();
+    let subscriber_id = support::join(&sfu, &offers, &mut c).await;
+    let track = support::first_track(&mut c).await;
+    let mut seqs = Vec::new();
+    while seqs.len() < 50 {
+        match tokio::time::timeout(WAIT, track.poll()).await {
+            Ok(Some(TrackRemoteEvent::OnRtpPacket(p))) => seqs.push(p.header.sequence_number),
+            Ok(Some(_)) => {}
+            _ => panic!("media over TCP: {} packets", seqs.len()),
+        }
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{seqs:?}"
+    );
+    let stats = sfu.stats(subscriber_id).await.unwrap();
+    assert!(
+        stats.connected && stats.consumers[0].packets >= 50,
+        "{stats:?}"
+    );
+
+    send.abort();
+    let _ = c.pc.close().await;
+    let _ = publisher.client.pc.close().await;
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}

@@ -57,6 +57,8 @@ impl PeerConnectionEventHandler for Handler {
 
 pub struct Client {
     pub pc: Arc<dyn PeerConnection>,
+    /// ICE over TCP only.
+    pub tcp_only: bool,
     pub gathered: mpsc::UnboundedReceiver<()>,
     pub connected: mpsc::UnboundedReceiver<()>,
     pub tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
@@ -106,6 +108,16 @@ pub async fn client() -> Client {
 }
 
 pub async fn client_with(deliver_rtcp: bool) -> Client {
+    client_on(deliver_rtcp, false).await
+}
+
+/// A client with ICE over TCP only (active TCP candidates, no UDP socket): a network that blocks
+/// UDP.
+pub async fn client_tcp_only() -> Client {
+    client_on(false, true).await
+}
+
+async fn client_on(deliver_rtcp: bool, tcp_only: bool) -> Client {
     let mut media = MediaEngine::default();
     media.register_default_codecs().unwrap();
     media
@@ -133,12 +145,22 @@ pub async fn client_with(deliver_rtcp: bool) -> Client {
             connected: connected_tx,
             tracks: tracks_tx,
         }))
-        .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+        .with_udp_addrs(if tcp_only {
+            vec![]
+        } else {
+            vec!["127.0.0.1:0".to_owned()]
+        })
+        .with_tcp_addrs(if tcp_only {
+            vec!["127.0.0.1:0".to_owned()]
+        } else {
+            vec![]
+        })
         .build()
         .await
         .unwrap();
     Client {
         pc: Arc::new(pc),
+        tcp_only,
         gathered,
         connected,
         tracks,
@@ -231,9 +253,28 @@ pub async fn join_via(
         .expect("ICE gathering completes");
     let offer = c.pc.local_description().await.unwrap().sdp;
     let (peer, answer) = sfu.join(room, offer).await.expect("join");
-    c.pc.set_remote_description(RTCSessionDescription::answer(rewrite(answer)).unwrap())
+    let answer = rewrite(answer);
+    c.pc.set_remote_description(RTCSessionDescription::answer(answer.clone()).unwrap())
         .await
         .unwrap();
+    if c.tcp_only {
+        // The webrtc-rs client dials passive TCP candidates only when they are trickled.
+        for line in answer
+            .lines()
+            .filter(|l| l.contains(" tcp ") && l.contains("passive"))
+        {
+            let candidate = line.trim_start_matches("a=").to_owned();
+            c.pc.add_ice_candidate(rtc::peer_connection::transport::RTCIceCandidateInit {
+                candidate,
+                sdp_mid: Some(String::new()),
+                sdp_mline_index: Some(0),
+                username_fragment: None,
+                url: None,
+            })
+            .await
+            .unwrap();
+        }
+    }
     tokio::time::timeout(WAIT, c.connected.recv())
         .await
         .expect("connected");
