@@ -90,6 +90,21 @@ pub enum SfuEvent {
     RoomClosed { room: String, reason: String },
 }
 
+/// A publisher's RTP packet as received (decrypted), for an in-process consumer such as the
+/// recorder ([`crate::Sfu::tap`]).
+#[derive(Debug, Clone)]
+pub struct TappedPacket {
+    pub source: PeerId,
+    pub track: String,
+    /// VP8 video, or Opus audio.
+    pub video: bool,
+    /// Simulcast layer (0 without simulcast).
+    pub layer: u8,
+    /// Starts a VP8 keyframe (always true for audio).
+    pub keyframe: bool,
+    pub packet: rtp::Packet,
+}
+
 /// Why joining failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -100,6 +115,8 @@ pub enum JoinError {
     Setup(String),
     #[error("the SFU is shutting down")]
     Closed,
+    #[error("no such peer")]
+    UnknownPeer,
 }
 
 /// Requests to a shard.
@@ -113,6 +130,41 @@ pub(crate) enum Command {
     Answer {
         peer: PeerId,
         sdp: String,
+    },
+    /// A renegotiation offer from the peer (tracks added or removed).
+    Offer {
+        peer: PeerId,
+        sdp: String,
+        reply: oneshot::Sender<Result<String, JoinError>>,
+    },
+    /// A trickled ICE candidate of the peer.
+    Candidate {
+        peer: PeerId,
+        candidate: String,
+    },
+    Subscribe {
+        subscriber: PeerId,
+        source: PeerId,
+        track: String,
+        subscribe: bool,
+    },
+    Pause {
+        subscriber: PeerId,
+        source: PeerId,
+        track: String,
+        paused: bool,
+    },
+    RequestKeyframe {
+        peer: PeerId,
+        track: String,
+    },
+    CloseRoom {
+        room: String,
+    },
+    /// Plain RTP of `room`'s tracks published on this shard goes to `tap`.
+    Tap {
+        room: String,
+        tap: mpsc::Sender<TappedPacket>,
     },
     Leave {
         peer: PeerId,
@@ -431,6 +483,8 @@ struct Consumer {
     preferred: Option<u8>,
     /// Set by the subscriber (pinned, grid, thumbnail); the room's speaker is raised above it.
     priority: u8,
+    /// Paused by the subscriber (the preferred layer is kept for when it resumes).
+    paused: bool,
     forwarder: Forwarder,
     /// Packets sent.
     packets: u64,
@@ -486,6 +540,8 @@ pub(crate) struct Engine {
     remote: HashMap<PeerId, RemotePublisher>,
     /// Packets to pipe to each shard, sent at the end of each round of processing.
     outbox: Vec<Vec<PipedPacket>>,
+    /// In-process consumers of plain RTP (the recorder), by room.
+    taps: Vec<(String, mpsc::Sender<TappedPacket>)>,
 }
 
 /// How many times a lost packet of a publisher is NACKed before the SFU gives up on it.
@@ -622,6 +678,7 @@ impl Engine {
             mailboxes: Vec::new(),
             remote: HashMap::new(),
             outbox: Vec::new(),
+            taps: Vec::new(),
         }
     }
 
@@ -698,6 +755,57 @@ impl Engine {
                     p.offer_pending = false;
                 }
             }
+            Command::Offer { peer, sdp, reply } => {
+                self.scope = Some(Scope::Peer(peer));
+                let _ = reply.send(self.client_offer(peer, sdp, now));
+            }
+            Command::Candidate { peer, candidate } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    let init = RTCIceCandidateInit {
+                        candidate,
+                        ..Default::default()
+                    };
+                    if let Err(e) = p.pc.add_remote_candidate(init) {
+                        tracing::debug!(peer, error = %e, "candidate refused");
+                    }
+                }
+            }
+            Command::Subscribe {
+                subscriber,
+                source,
+                track,
+                subscribe,
+            } => {
+                self.scope = Some(Scope::Peer(subscriber));
+                if subscribe {
+                    self.subscribe(subscriber, source, &track);
+                } else {
+                    self.unsubscribe(subscriber, source, &track);
+                }
+            }
+            Command::Pause {
+                subscriber,
+                source,
+                track,
+                paused,
+            } => {
+                if let Some(c) = self.consumer_mut(subscriber, source, &track) {
+                    c.paused = paused;
+                    self.reallocate(subscriber, now);
+                }
+            }
+            Command::RequestKeyframe { peer, track } => self.request_keyframe(peer, &track, now),
+            Command::CloseRoom { room } => {
+                let closed = self.rooms.contains_key(&room);
+                self.close_room_quietly(&room);
+                if closed && home_shard(&room, self.shard_count) == self.index {
+                    self.emit(SfuEvent::RoomClosed {
+                        room,
+                        reason: "closed".to_owned(),
+                    });
+                }
+            }
+            Command::Tap { room, tap } => self.taps.push((room, tap)),
             Command::Leave { peer } => self.remove_peer(peer),
             Command::SetLayer {
                 subscriber,
@@ -784,6 +892,75 @@ impl Engine {
             .is_some_and(|p| p.keyframes.request(now));
         if request {
             self.send_pli(peer, track, now);
+        }
+    }
+
+    /// A renegotiation offer from the peer. If a server offer is pending (glare), the server is
+    /// the polite side: its offer is rolled back and made again after this exchange.
+    fn client_offer(&mut self, id: PeerId, sdp: String, now: Instant) -> Result<String, JoinError> {
+        let setup = |e: rtc::shared::error::Error| JoinError::Setup(e.to_string());
+        let peer = self.peers.get_mut(&id).ok_or(JoinError::UnknownPeer)?;
+        let offer =
+            RTCSessionDescription::offer(sdp).map_err(|e| JoinError::BadOffer(e.to_string()))?;
+        if peer.offer_pending {
+            let rollback = RTCSessionDescription::rollback(None).map_err(setup)?;
+            peer.pc
+                .set_local_description(now, rollback)
+                .map_err(setup)?;
+            peer.offer_pending = false;
+            peer.renegotiate = true;
+        }
+        peer.pc
+            .set_remote_description(now, offer)
+            .map_err(|e| JoinError::BadOffer(e.to_string()))?;
+        let answer = peer.pc.create_answer(None).map_err(setup)?;
+        peer.pc.set_local_description(now, answer).map_err(setup)?;
+        Ok(peer
+            .pc
+            .local_description()
+            .ok_or_else(|| JoinError::Setup("no local description".into()))?
+            .sdp)
+    }
+
+    /// Gives `subscriber` a consumer of `source`'s `track` again, if it is published in its room
+    /// and not already consumed.
+    fn subscribe(&mut self, subscriber: PeerId, source: PeerId, track: &str) {
+        if subscriber == source || self.consumer_mut(subscriber, source, track).is_some() {
+            return;
+        }
+        let Some(room) = self.peers.get(&subscriber).map(|p| p.room.clone()) else {
+            return;
+        };
+        let source_room = self
+            .peers
+            .get(&source)
+            .map(|p| &p.room)
+            .or_else(|| self.remote.get(&source).map(|r| &r.room));
+        if source_room != Some(&room) {
+            return;
+        }
+        if let Some(p) = self.find_producer(source, track) {
+            let (kind, codec) = (p.kind, p.codec.clone());
+            self.add_consumer(subscriber, source, track, kind, codec);
+        }
+    }
+
+    /// Removes `subscriber`'s consumer of `source`'s `track` (its sender leaves the connection).
+    fn unsubscribe(&mut self, subscriber: PeerId, source: PeerId, track: &str) {
+        let Some(peer) = self.peers.get_mut(&subscriber) else {
+            return;
+        };
+        let before = peer.consumers.len();
+        let (gone, kept): (Vec<Consumer>, Vec<Consumer>) = peer
+            .consumers
+            .drain(..)
+            .partition(|c| c.source.0 == source && c.source.1 == track);
+        peer.consumers = kept;
+        for c in gone {
+            let _ = peer.pc.remove_track(c.sender_id);
+        }
+        if peer.consumers.len() != before {
+            peer.renegotiate = true;
         }
     }
 
@@ -982,7 +1159,7 @@ impl Engine {
                 .chain((0..3u8).filter(|l| layer_bitrates[usize::from(*l)].is_some()))
                 .max()
                 .unwrap_or(0);
-            let Some(preferred) = c.preferred else {
+            let Some(preferred) = c.preferred.filter(|_| !c.paused) else {
                 plan.push((i, Err(None)));
                 continue;
             };
@@ -1188,6 +1365,7 @@ impl Engine {
                     twcc_id: 0,
                     preferred: Some(0),
                     priority: PRIORITY_GRID,
+                    paused: false,
                     packets: 0,
                     forwarder: Forwarder::new(clock_rate, Some(0)),
                 });
@@ -1242,6 +1420,15 @@ impl Engine {
 
     /// Closes a room after a fault: every member is disconnected and forgotten.
     pub(crate) fn close_room(&mut self, room: &str, reason: &str) {
+        self.close_room_quietly(room);
+        self.emit(SfuEvent::RoomClosed {
+            room: room.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Disconnects and forgets every member of `room` on this shard, and what was piped to it.
+    fn close_room_quietly(&mut self, room: &str) {
         let members: Vec<PeerId> = self
             .peers
             .iter()
@@ -1253,10 +1440,7 @@ impl Engine {
         }
         self.rooms.remove(room);
         self.remote.retain(|_, r| r.room != room);
-        self.emit(SfuEvent::RoomClosed {
-            room: room.to_owned(),
-            reason: reason.to_owned(),
-        });
+        self.taps.retain(|(r, _)| r != room);
     }
 
     fn remove_peer(&mut self, id: PeerId) {
@@ -1730,8 +1914,28 @@ impl Engine {
             rooms,
             counters,
             outbox,
+            taps,
             ..
         } = self;
+        if !taps.is_empty()
+            && let Some(room) = peers.get(&source).map(|p| p.room.as_str())
+        {
+            // A tap that is full loses the packet (the shard never waits); one that is gone goes.
+            taps.retain(|(r, tap)| {
+                r != room
+                    || !matches!(
+                        tap.try_send(TappedPacket {
+                            source,
+                            track: track.to_owned(),
+                            video: ingress.video,
+                            layer: ingress.info.layer,
+                            keyframe: ingress.info.keyframe,
+                            packet: packet.clone(),
+                        }),
+                        Err(mpsc::error::TrySendError::Closed(_))
+                    )
+            });
+        }
         let Some(room) = peers.get(&source).and_then(|p| rooms.get_mut(&p.room)) else {
             return;
         };

@@ -14,7 +14,9 @@ mod driver;
 pub mod media;
 mod shard;
 
-pub use driver::{ConsumerStats, JoinError, PeerId, PeerStats, ProducerStats, SfuEvent};
+pub use driver::{
+    ConsumerStats, JoinError, PeerId, PeerStats, ProducerStats, SfuEvent, TappedPacket,
+};
 
 pub use shard::{ShardStats, ShardStatus};
 
@@ -356,6 +358,118 @@ impl Sfu {
     pub fn answer(&self, peer: PeerId, sdp: String) -> bool {
         self.shard_of(peer)
             .is_some_and(|s| s.send(driver::Command::Answer { peer, sdp }))
+    }
+
+    /// A renegotiation offer from the peer (it adds or removes tracks); returns the answer. If a
+    /// server offer crossed it, the server's is withdrawn and sent again afterwards.
+    ///
+    /// A track published after joining must come on a new send-only m-line
+    /// (`addTransceiver(track, {direction: "sendonly"})`): `rtc` 0.21 does not start receiving on
+    /// an m-line that was negotiated receive-only before.
+    pub async fn offer(&self, peer: PeerId, sdp: String) -> Result<String, JoinError> {
+        let shard = self.shard_of(peer).ok_or(JoinError::UnknownPeer)?;
+        let (reply, answer) = oneshot::channel();
+        if !shard.send(driver::Command::Offer { peer, sdp, reply }) {
+            return Err(JoinError::Closed);
+        }
+        answer.await.map_err(|_| JoinError::Closed)?
+    }
+
+    /// A trickled ICE candidate of the peer (`candidate:...` as in SDP). The SFU is ICE-lite and
+    /// learns addresses from the checks it receives, so this is optional. The SFU's own candidates
+    /// are all in its answer.
+    pub fn add_ice_candidate(&self, peer: PeerId, candidate: String) -> bool {
+        self.shard_of(peer)
+            .is_some_and(|s| s.send(driver::Command::Candidate { peer, candidate }))
+    }
+
+    /// Gives `subscriber` `source`'s `track` again after [`Sfu::unsubscribe`] (every member of a
+    /// room is subscribed to every track published in it when it is published).
+    pub fn subscribe(&self, subscriber: PeerId, source: PeerId, track: &str) -> bool {
+        self.shard_of(subscriber).is_some_and(|s| {
+            s.send(driver::Command::Subscribe {
+                subscriber,
+                source,
+                track: track.to_owned(),
+                subscribe: true,
+            })
+        })
+    }
+
+    /// Stops sending `source`'s `track` to `subscriber`; the track leaves its connection (a server
+    /// offer follows).
+    pub fn unsubscribe(&self, subscriber: PeerId, source: PeerId, track: &str) -> bool {
+        self.shard_of(subscriber).is_some_and(|s| {
+            s.send(driver::Command::Subscribe {
+                subscriber,
+                source,
+                track: track.to_owned(),
+                subscribe: false,
+            })
+        })
+    }
+
+    /// Pauses (`true`) or resumes a consumer, keeping its track on the connection and its
+    /// preferred layer. Resuming waits for a keyframe, which is requested.
+    pub fn pause(&self, subscriber: PeerId, source: PeerId, track: &str, paused: bool) -> bool {
+        self.shard_of(subscriber).is_some_and(|s| {
+            s.send(driver::Command::Pause {
+                subscriber,
+                source,
+                track: track.to_owned(),
+                paused,
+            })
+        })
+    }
+
+    /// Asks `peer` for a keyframe of its `track` (at most one request per 500 ms per stream).
+    pub fn request_keyframe(&self, peer: PeerId, track: &str) -> bool {
+        self.shard_of(peer).is_some_and(|s| {
+            s.send(driver::Command::RequestKeyframe {
+                peer,
+                track: track.to_owned(),
+            })
+        })
+    }
+
+    /// Closes a room: every member on every shard is disconnected and forgotten, and
+    /// [`SfuEvent::RoomClosed`] follows. Rooms are created by their first member joining.
+    pub fn close_room(&self, room: &str) {
+        let shards: Vec<usize> = {
+            let mut placement = self.placement();
+            let peers: Vec<PeerId> = placement
+                .peers
+                .iter()
+                .filter(|(_, (_, r))| r == room)
+                .map(|(p, _)| *p)
+                .collect();
+            for peer in peers {
+                placement.remove(peer);
+            }
+            // Every shard: members the handle no longer knows of (a room closed before they
+            // joined completely) go too.
+            (0..self.inner.shards.len()).collect()
+        };
+        for s in shards {
+            self.inner.shards[s].send(driver::Command::CloseRoom {
+                room: room.to_owned(),
+            });
+        }
+    }
+
+    /// Plain (decrypted) RTP of every track published in `room` from now on, for an in-process
+    /// consumer such as the recorder. Packets are dropped, never waited for, when the receiver
+    /// falls more than `capacity` packets behind; dropping the receiver ends the tap.
+    pub fn tap(&self, room: &str, capacity: usize) -> mpsc::Receiver<TappedPacket> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        // Every shard: a room's publishers may be on any of them.
+        for shard in &self.inner.shards {
+            shard.send(driver::Command::Tap {
+                room: room.to_owned(),
+                tap: tx.clone(),
+            });
+        }
+        rx
     }
 
     /// The highest simulcast layer (0 lowest) `subscriber` wants of `source`'s `track`, from the

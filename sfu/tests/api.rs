@@ -1,0 +1,277 @@
+//! The `Sfu` handle beyond joining: subscribe and unsubscribe, pause and resume, keyframe
+//! requests, renegotiation offers from a peer, the in-process tap for the recorder, closing a room.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use sfu::SfuEvent;
+use support::{WAIT, start_sfu};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+
+/// Waits until `check` holds for the subscriber's stats (each read queues behind the commands
+/// sent before it, so one read usually suffices).
+async fn stats_until(
+    sfu: &sfu::Sfu,
+    peer: sfu::PeerId,
+    check: impl Fn(&sfu::PeerStats) -> bool,
+) -> sfu::PeerStats {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = sfu.stats(peer).await.expect("a known peer");
+        if check(&stats) {
+            return stats;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next RTP packet of a remote track.
+async fn next_packet(track: &Arc<dyn TrackRemote>) -> rtc::rtp::Packet {
+    loop {
+        match tokio::time::timeout(WAIT, track.poll()).await {
+            Ok(Some(TrackRemoteEvent::OnRtpPacket(p))) => return p,
+            Ok(Some(_)) => {}
+            _ => panic!("no media"),
+        }
+    }
+}
+
+async fn shutdown(sfu: &sfu::Sfu) {
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_pause_resume_unsubscribe_and_subscribe_again() {
+    let (sfu, offers) = start_sfu();
+    let publisher = support::publisher(&sfu, &offers, &[("", 0x1212_0001)], false).await;
+    let send = publisher.send_vp8();
+    let (mut subscriber, id) = support::subscriber(&sfu, &offers).await;
+    let track = support::first_track(&mut subscriber).await;
+    next_packet(&track).await;
+
+    // Paused: the consumer stays, its target is nothing, nothing more is sent.
+    assert!(sfu.pause(id, publisher.peer, "camera", true));
+    let paused = stats_until(&sfu, id, |s| s.consumers[0].target_layer.is_none()).await;
+    let sent = paused.consumers[0].packets;
+    let later = stats_until(&sfu, id, |s| s.consumers[0].current_layer.is_none()).await;
+    assert!(
+        later.consumers[0].packets <= sent + 1,
+        "{paused:?} {later:?}"
+    );
+    // Resumed: media again, from a keyframe (the publisher sends one every 20 packets).
+    assert!(sfu.pause(id, publisher.peer, "camera", false));
+    stats_until(&sfu, id, |s| s.consumers[0].packets > sent + 5).await;
+
+    // Unsubscribed: the consumer is gone; subscribed again: it is back and media flows.
+    assert!(sfu.unsubscribe(id, publisher.peer, "camera"));
+    stats_until(&sfu, id, |s| s.consumers.is_empty()).await;
+    assert!(sfu.subscribe(id, publisher.peer, "camera"));
+    let back = stats_until(&sfu, id, |s| {
+        s.consumers.len() == 1 && s.consumers[0].packets >= 10
+    })
+    .await;
+    assert_eq!(back.consumers[0].source, publisher.peer);
+    // A track that does not exist is not subscribed.
+    assert!(sfu.subscribe(id, publisher.peer, "no-such-track"));
+    let stats = sfu.stats(id).await.unwrap();
+    assert_eq!(stats.consumers.len(), 1);
+
+    send.abort();
+    shutdown(&sfu).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyframe_request_through_the_handle_reaches_the_publisher() {
+    let (sfu, offers) = start_sfu();
+    let publisher = support::publisher(&sfu, &offers, &[("", 0x1313_0001)], true).await;
+    let (send, mut plis) = publisher.send_keyframes_on_request();
+    // The track is published once its first packet arrived.
+    stats_until(&sfu, publisher.peer, |s| !s.producers.is_empty()).await;
+    while plis.try_recv().is_ok() {}
+    assert!(sfu.request_keyframe(publisher.peer, "camera"));
+    tokio::time::timeout(WAIT, plis.recv())
+        .await
+        .expect("the PLI arrives")
+        .unwrap();
+    send.abort();
+    shutdown(&sfu).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tap_hands_plain_rtp_to_an_in_process_consumer() {
+    let (sfu, offers) = start_sfu();
+    let mut tap = sfu.tap("room-1", 1024);
+    const SSRC: u32 = 0x1414_0001;
+    let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], false).await;
+    let send = publisher.send_vp8();
+    let mut got = Vec::new();
+    while got.len() < 30 {
+        let p = tokio::time::timeout(WAIT, tap.recv())
+            .await
+            .expect("tapped packets")
+            .unwrap();
+        got.push(p);
+    }
+    assert!(
+        got.iter()
+            .all(|p| p.source == publisher.peer && p.track == "camera" && p.video)
+    );
+    // As the publisher sent them: its SSRC and payload type, consecutive sequence numbers.
+    assert!(got.iter().all(|p| p.packet.header.ssrc == SSRC));
+    assert!(
+        got.iter()
+            .all(|p| p.packet.header.payload_type == publisher.payload_type)
+    );
+    let seqs: Vec<u16> = got
+        .iter()
+        .map(|p| p.packet.header.sequence_number)
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{seqs:?}"
+    );
+    // Keyframes flagged: one every 20 packets, where the P bit is clear.
+    for p in &got {
+        assert_eq!(p.keyframe, p.packet.payload[1] & 1 == 0);
+    }
+    assert!(got.iter().any(|p| p.keyframe) || seqs.len() < 20);
+    // Dropping the receiver ends the tap; the shard goes on.
+    drop(tap);
+    let (mut subscriber, _) = support::subscriber(&sfu, &offers).await;
+    let track = support::first_track(&mut subscriber).await;
+    next_packet(&track).await;
+    send.abort();
+    shutdown(&sfu).await;
+}
+
+/// A member that joined to watch publishes later: its offer adds a track, the SFU answers, and the
+/// track is published to the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_publishes_after_joining_by_renegotiating() {
+    let (sfu, offers) = start_sfu();
+    let mut events = offers.other_events();
+    let (viewer, viewer_id) = support::subscriber(&sfu, &offers).await;
+    let (mut watcher, _) = support::subscriber(&sfu, &offers).await;
+
+    // The viewer is invited on stage: it adds a camera and offers.
+    const SSRC: u32 = 0x1515_0001;
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "cam".into(),
+        "late-camera".into(),
+        "late-camera".into(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(SSRC),
+                ..Default::default()
+            },
+            codec: support::vp8(),
+            ..Default::default()
+        }],
+    )));
+    // A new send-only line, as a browser does with addTransceiver(track, {direction: "sendonly"}).
+    let transceiver = viewer
+        .pc
+        .add_transceiver_from_track(
+            Arc::clone(&track) as Arc<dyn TrackLocal>,
+            Some(rtc::rtp_transceiver::RTCRtpTransceiverInit {
+                direction: rtc::rtp_transceiver::RTCRtpTransceiverDirection::Sendonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+    let sender = transceiver.sender().await.unwrap().unwrap();
+    let offer = viewer.pc.create_offer(None).await.unwrap();
+    viewer.pc.set_local_description(offer).await.unwrap();
+    let offer = viewer.pc.local_description().await.unwrap().sdp;
+    let answer = sfu.offer(viewer_id, offer).await.expect("the SFU answers");
+    viewer
+        .pc
+        .set_remote_description(
+            rtc::peer_connection::sdp::RTCSessionDescription::answer(answer).unwrap(),
+        )
+        .await
+        .unwrap();
+    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    let send = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for i in 0u32.. {
+            tick.tick().await;
+            let header = rtc::rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: pt,
+                sequence_number: i as u16,
+                timestamp: i * 3000,
+                ssrc: SSRC,
+                ..Default::default()
+            };
+            let payload = bytes::Bytes::from(vec![0x10, u8::from(i % 20 != 0), 0, 0]);
+            let _ = track.write_rtp(rtc::rtp::Packet { header, payload }).await;
+        }
+    });
+    loop {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Some(SfuEvent::TrackPublished { peer, track, video })) => {
+                assert_eq!(
+                    (peer, track.as_str(), video),
+                    (viewer_id, "late-camera", true)
+                );
+                break;
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("the late track is never published"),
+        }
+    }
+    let remote = support::first_track(&mut watcher).await;
+    next_packet(&remote).await;
+    // An offer for a peer that does not exist is refused.
+    assert_eq!(
+        sfu.offer(987_654, "v=0".into()).await,
+        Err(sfu::JoinError::UnknownPeer)
+    );
+    send.abort();
+    shutdown(&sfu).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_room_disconnects_its_members() {
+    let (sfu, offers) = start_sfu();
+    let mut events = offers.other_events();
+    let (_a, a) = support::subscriber(&sfu, &offers).await;
+    let (_b, b) = support::subscriber_in(&sfu, &offers, "other-room").await;
+    sfu.close_room("room-1");
+    let mut gone = false;
+    let mut closed = false;
+    while !(gone && closed) {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Some(SfuEvent::PeerDisconnected { peer })) => {
+                assert_eq!(peer, a, "only the closed room's members go");
+                gone = true;
+            }
+            Ok(Some(SfuEvent::RoomClosed { room, .. })) => {
+                assert_eq!(room, "room-1");
+                closed = true;
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("no close: gone {gone}, closed {closed}"),
+        }
+    }
+    assert_eq!(sfu.stats(a).await, None);
+    assert!(sfu.stats(b).await.is_some(), "the other room goes on");
+    shutdown(&sfu).await;
+}
