@@ -188,12 +188,13 @@ async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
         t0.elapsed(),
     );
     let allocs = SHARD_ALLOCATIONS.load(Ordering::Relaxed) - allocs0;
+    let errors = sfu.shards()[0].stats.forward_errors;
     sender_task.abort();
 
     let forwarded = fwd1 - fwd0;
     let cpu = cpu1 - cpu0;
     println!(
-        "{subscribers:>4} subscribers: {:>7.0} in/s, {:>8.0} forwarded/s, shard CPU {:>5.1} %, {:>6.2} us CPU per forwarded packet, {:>8.0} forwarded packets per shard CPU-second, {:>5.1} shard allocations per forwarded packet",
+        "{subscribers:>4} subscribers: {:>7.0} in/s, {:>8.0} forwarded/s, shard CPU {:>5.1} %, {:>6.2} us CPU per forwarded packet, {:>8.0} forwarded packets per shard CPU-second, {:>5.1} shard allocations per forwarded packet, {errors} write errors",
         (in1 - in0) as f64 / wall.as_secs_f64(),
         forwarded as f64 / wall.as_secs_f64(),
         100.0 * cpu / wall.as_secs_f64(),

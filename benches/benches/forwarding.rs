@@ -1,7 +1,9 @@
-//! Our per-packet forwarding work for a 1 -> N fan-out, without SRTP or sockets: parse the RTP
-//! header and VP8 descriptor once, then per consumer decide (forwarder), copy and rewrite SSRC /
-//! payload type / sequence / timestamp and remap header extension ids. Also the bandwidth
-//! allocation for one subscriber.
+//! Our per-packet forwarding work for a 1 -> N fan-out, without sockets: parse the RTP header and
+//! VP8 descriptor once, then per consumer decide (forwarder), copy and rewrite SSRC / payload
+//! type / sequence / timestamp and remap header extension ids; then the same with each copy
+//! SRTP-protected for its subscriber (webrtc-rs's SRTP context, both profiles browsers use).
+//! Also simulcast layer selection (three layers into consumers on different layers) and the
+//! bandwidth allocation for one subscriber.
 //!
 //! A counting allocator reports heap allocations per forwarded packet in steady state (goal: 0).
 
@@ -15,6 +17,8 @@ use sfu::media::allocator::{self, Need};
 use sfu::media::forwarder::{Decision, Forwarder, PacketInfo};
 use sfu::media::rtp::{self, Fields, Header};
 use sfu::media::vp8;
+
+use rtc::srtp::protection_profile::ProtectionProfile;
 
 struct Counting;
 
@@ -48,6 +52,8 @@ struct Consumer {
     payload_type: u8,
     ext_map: [u8; 256],
     out: Vec<u8>,
+    /// The subscriber's SRTP context, when protecting.
+    srtp: Option<rtc::srtp::context::Context>,
 }
 
 struct FanOut {
@@ -59,6 +65,27 @@ struct FanOut {
 }
 
 impl FanOut {
+    /// `n` consumers whose copies are SRTP-protected with `profile`.
+    fn with_srtp(n: usize, profile: ProtectionProfile) -> FanOut {
+        let mut fan = FanOut::new(n);
+        for (i, c) in fan.consumers.iter_mut().enumerate() {
+            let key: Vec<u8> = (0..profile.key_len()).map(|b| (b + i) as u8).collect();
+            let salt: Vec<u8> = (0..profile.salt_len()).map(|b| (b * 7 + i) as u8).collect();
+            c.srtp = Some(
+                rtc::srtp::context::Context::new(
+                    &key,
+                    &salt,
+                    profile,
+                    None,
+                    None,
+                    &rtc::crypto::providers::RingCrypto,
+                )
+                .expect("SRTP context"),
+            );
+        }
+        fan
+    }
+
     fn new(n: usize) -> FanOut {
         let mut ext_map = [0u8; 256];
         ext_map[1] = 3;
@@ -70,6 +97,7 @@ impl FanOut {
                 payload_type: 98,
                 ext_map,
                 out: Vec::with_capacity(1500),
+                srtp: None,
             })
             .collect();
         FanOut {
@@ -131,6 +159,9 @@ impl FanOut {
                     rw.marker,
                 );
                 rtp::remap_extension_ids(&mut c.out, &header, &c.ext_map);
+                if let Some(srtp) = &mut c.srtp {
+                    black_box(srtp.encrypt_rtp(&c.out).expect("protected"));
+                }
                 black_box(&c.out);
                 forwarded += 1;
             }
@@ -153,6 +184,67 @@ fn forwarding(c: &mut Criterion) {
     }
     group.finish();
 
+    for (name, profile) in [
+        (
+            "aes128_cm_hmac_sha1_80",
+            ProtectionProfile::Aes128CmHmacSha1_80,
+        ),
+        ("aead_aes128_gcm", ProtectionProfile::AeadAes128Gcm),
+    ] {
+        let mut group = c.benchmark_group(format!("forward_1_to_n_srtp_{name}"));
+        for n in [1usize, 10, 100] {
+            let mut fan = FanOut::with_srtp(n, profile);
+            for _ in 0..100 {
+                fan.step();
+            }
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+                b.iter(|| fan.step())
+            });
+        }
+        group.finish();
+    }
+
+    // Layer selection: each round brings one packet of each of three simulcast layers (a keyframe
+    // every 30 rounds) to 9 consumers, 3 on each layer; targets rotate every 90 rounds, so the
+    // consumers keep switching on keyframes. Per decision.
+    let mut consumers: Vec<Forwarder> = (0..9)
+        .map(|i| Forwarder::new(90_000, Some((i % 3) as u8)))
+        .collect();
+    let mut round = 0u32;
+    let mut now = Instant::now();
+    let mut group = c.benchmark_group("select_layer");
+    group.throughput(Throughput::Elements(27));
+    group.bench_function("3_layers_9_consumers", |b| {
+        b.iter(|| {
+            round = round.wrapping_add(1);
+            now += Duration::from_millis(10);
+            if round.is_multiple_of(90) {
+                for (i, f) in consumers.iter_mut().enumerate() {
+                    f.set_target(Some(((i as u32 + round / 90) % 3) as u8));
+                }
+            }
+            let mut forwarded = 0;
+            for layer in 0..3u8 {
+                let p = PacketInfo {
+                    layer,
+                    sequence: (round as u16).wrapping_add(u16::from(layer) * 20_000),
+                    timestamp: round.wrapping_mul(3000),
+                    marker: true,
+                    keyframe: round.is_multiple_of(30),
+                    temporal_id: None,
+                };
+                for f in &mut consumers {
+                    if matches!(f.handle(&p, now), Decision::Forward(_)) {
+                        forwarded += 1;
+                    }
+                }
+            }
+            black_box(forwarded)
+        })
+    });
+    group.finish();
+
     let needs: Vec<Need> = (0..12)
         .map(|i| Need {
             priority: if i == 0 { 3 } else { 1 },
@@ -167,22 +259,30 @@ fn forwarding(c: &mut Criterion) {
     });
 }
 
-/// Allocations per forwarded packet in steady state, counted over 10 000 packets to 10 consumers.
+/// Allocations per forwarded packet in steady state, counted over 10 000 packets to 10 consumers:
+/// ours alone, then with webrtc-rs's SRTP protection of each copy.
 fn report_allocations() {
-    let mut fan = FanOut::new(10);
-    for _ in 0..100 {
-        fan.step();
+    for (label, mut fan) in [
+        ("our forwarding path", FanOut::new(10)),
+        (
+            "with SRTP (webrtc-rs)",
+            FanOut::with_srtp(10, ProtectionProfile::Aes128CmHmacSha1_80),
+        ),
+    ] {
+        for _ in 0..100 {
+            fan.step();
+        }
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let mut forwarded = 0;
+        for _ in 0..10_000 {
+            forwarded += fan.step();
+        }
+        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        println!(
+            "allocations, {label}: {allocations} for {forwarded} forwarded packets ({:.4} per packet)",
+            allocations as f64 / forwarded as f64
+        );
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    let mut forwarded = 0;
-    for _ in 0..10_000 {
-        forwarded += fan.step();
-    }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    println!(
-        "allocations in our forwarding path: {allocations} for {forwarded} forwarded packets ({:.4} per packet)",
-        allocations as f64 / forwarded as f64
-    );
 }
 
 criterion_group!(benches, forwarding);

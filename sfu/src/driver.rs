@@ -542,6 +542,9 @@ pub(crate) struct Engine {
     outbox: Vec<Vec<PipedPacket>>,
     /// In-process consumers of plain RTP (the recorder), by room.
     taps: Vec<(String, mpsc::Sender<TappedPacket>)>,
+    /// Reused buffers (no allocation per round in steady state).
+    scratch_ids: Vec<PeerId>,
+    scratch_media: Vec<(PeerId, String, rtp::Packet)>,
 }
 
 /// How many times a lost packet of a publisher is NACKed before the SFU gives up on it.
@@ -679,6 +682,8 @@ impl Engine {
             remote: HashMap::new(),
             outbox: Vec::new(),
             taps: Vec::new(),
+            scratch_ids: Vec::new(),
+            scratch_media: Vec::new(),
         }
     }
 
@@ -1182,7 +1187,11 @@ impl Engine {
         }
         let mut allocated = Vec::new();
         if !needs.is_empty() {
-            let available = sub.bwe.estimate_bps().saturating_sub(audio_bps);
+            // Without congestion seen, there is no known limit: everyone gets what they prefer.
+            let available = sub
+                .bwe
+                .limit_bps(now)
+                .map_or(u64::MAX, |limit| limit.saturating_sub(audio_bps));
             allocator::allocate(available, &needs, &mut Vec::new(), &mut allocated);
         }
         let mut keyframes = Vec::new();
@@ -1666,8 +1675,10 @@ impl Engine {
     fn process_events(&mut self, now: Instant) {
         let mut gone = Vec::new();
         let mut published = Vec::new();
-        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
-        for id in ids {
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        ids.clear();
+        ids.extend(self.peers.keys().copied());
+        for &id in &ids {
             self.scope = Some(Scope::Peer(id));
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
@@ -1720,6 +1731,7 @@ impl Engine {
                 }
             }
         }
+        self.scratch_ids = ids;
         for (id, track, kind, codec) in published {
             let room = self.peers[&id].room.clone();
             let members: Vec<PeerId> = self
@@ -1749,7 +1761,7 @@ impl Engine {
     }
 
     fn process_reads(&mut self, now: Instant) {
-        let mut media: Vec<(PeerId, String, rtp::Packet)> = Vec::new();
+        let mut media = std::mem::take(&mut self.scratch_media);
         let mut keyframe_wanted: Vec<(PeerId, String)> = Vec::new();
         let mut estimates: Vec<PeerId> = Vec::new();
         let mut results: Vec<PacketResult> = Vec::new();
@@ -1815,7 +1827,7 @@ impl Engine {
             }
         }
         let mut layer_changes = Vec::new();
-        for (source, track, packet) in media {
+        for (source, track, packet) in media.drain(..) {
             self.counters.rtp_in += 1;
             self.forward(
                 source,
@@ -1826,6 +1838,7 @@ impl Engine {
                 &mut layer_changes,
             );
         }
+        self.scratch_media = media;
         for event in layer_changes {
             self.emit(event);
         }

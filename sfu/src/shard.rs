@@ -46,6 +46,8 @@ pub struct ShardStats {
     pub rtp_forwarded: u64,
     /// RTP packets handed to other shards of their room.
     pub rtp_piped: u64,
+    /// RTP packets the forwarder chose to send that webrtc-rs refused to write.
+    pub forward_errors: u64,
     /// Rooms closed because their code panicked.
     pub rooms_closed_by_fault: u64,
 }
@@ -74,6 +76,7 @@ struct Counters {
     rtp_received: AtomicU64,
     rtp_forwarded: AtomicU64,
     rtp_piped: AtomicU64,
+    forward_errors: AtomicU64,
     rooms_closed_by_fault: AtomicU64,
 }
 
@@ -87,6 +90,7 @@ impl Counters {
             rtp_received: self.rtp_received.load(Ordering::Relaxed),
             rtp_forwarded: self.rtp_forwarded.load(Ordering::Relaxed),
             rtp_piped: self.rtp_piped.load(Ordering::Relaxed),
+            forward_errors: self.forward_errors.load(Ordering::Relaxed),
             rooms_closed_by_fault: self.rooms_closed_by_fault.load(Ordering::Relaxed),
         }
     }
@@ -402,6 +406,24 @@ fn wait_ready(io: &Io, wait: Duration) -> Ready {
         tv_sec: wait.as_secs() as i64,
         tv_nsec: i64::from(wait.subsec_nanos()),
     };
+    if io.conns.is_empty() {
+        // The common case, without allocating: the UDP socket and the listener.
+        let mut fds = [
+            PollFd::new(&io.udp, PollFlags::IN),
+            match &io.listener {
+                Some(l) => PollFd::new(l, PollFlags::IN),
+                None => PollFd::new(&io.udp, PollFlags::IN),
+            },
+        ];
+        if rustix::event::poll(&mut fds, Some(&timeout)).is_err() {
+            return Ready::default();
+        }
+        return Ready {
+            udp: !fds[0].revents().is_empty(),
+            listener: io.listener.is_some() && !fds[1].revents().is_empty(),
+            tcp: false,
+        };
+    }
     let mut fds = Vec::with_capacity(2 + io.conns.len());
     fds.push(PollFd::new(&io.udp, PollFlags::IN));
     if let Some(l) = &io.listener {
@@ -458,6 +480,9 @@ fn run(
         counters
             .rtp_piped
             .store(engine.counters.rtp_piped, Ordering::Relaxed);
+        counters
+            .forward_errors
+            .store(engine.counters.forward_errors, Ordering::Relaxed);
         guarded(index, counters, &mut engine, |e| {
             e.drain_writes(|data, to, protocol| io.send(data, to, protocol))
         });

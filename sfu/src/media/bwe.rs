@@ -28,6 +28,8 @@ const LOW_LOSS: f64 = 0.02;
 const GROWTH_PER_SECOND: f64 = 0.08;
 /// How far beyond what is acknowledged the estimate may grow, in bits per second.
 const PROBE_HEADROOM_BPS: f64 = 1_000_000.0;
+/// How long congestion seen on the path keeps the estimate a limit.
+pub const CONGESTION_MEMORY: Duration = Duration::from_secs(10);
 /// Window over which the acknowledged bitrate is measured.
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
 
@@ -73,6 +75,8 @@ pub struct BandwidthEstimator {
     acked: Vec<(i64, u32)>,
     last_update: Option<Instant>,
     usage: Usage,
+    /// When the path last showed congestion (a queue building, or heavy loss).
+    congested_at: Option<Instant>,
 }
 
 impl BandwidthEstimator {
@@ -98,12 +102,22 @@ impl BandwidthEstimator {
             acked: Vec::with_capacity(1024),
             last_update: None,
             usage: Usage::Normal,
+            congested_at: None,
         }
     }
 
     /// The estimate, in bits per second.
     pub fn estimate_bps(&self) -> u64 {
         self.estimate_bps as u64
+    }
+
+    /// The estimate as a limit: only while the path has shown congestion in the last
+    /// [`CONGESTION_MEMORY`]. Before that (a path never seen full), or long after, there is no
+    /// known limit and everything preferred may be sent: sending more is the probe, and the
+    /// first sign of a queue brings the limit back.
+    pub fn limit_bps(&self, now: Instant) -> Option<u64> {
+        let at = self.congested_at?;
+        (now.saturating_duration_since(at) < CONGESTION_MEMORY).then_some(self.estimate_bps())
     }
 
     /// What the delay trend said at the last feedback.
@@ -163,6 +177,9 @@ impl BandwidthEstimator {
             .min(Duration::from_secs(1));
         self.last_update = Some(now);
 
+        if self.usage == Usage::Overusing || loss > HIGH_LOSS {
+            self.congested_at = Some(now);
+        }
         if self.usage == Usage::Overusing {
             if let Some(acked) = acked_bps {
                 self.estimate_bps = self.estimate_bps.min(0.85 * acked);
@@ -297,6 +314,7 @@ mod tests {
         let e = sim.bwe.estimate_bps();
         assert!(e > 400_000, "grew from 300 kbps: {e}");
         assert!(e < 5_000_000);
+        assert_eq!(sim.bwe.limit_bps(sim.t), None, "no congestion, no limit");
     }
 
     #[test]
@@ -309,6 +327,14 @@ mod tests {
             "settles near or below the 800 kbps bottleneck: {e}"
         );
         assert!(e >= 300_000, "but does not collapse: {e}");
+        assert_eq!(
+            sim.bwe.limit_bps(sim.t),
+            Some(e),
+            "the bottleneck is a limit"
+        );
+        // Ten seconds after the last sign of congestion, the limit is forgotten.
+        let later = sim.t + CONGESTION_MEMORY + Duration::from_millis(1);
+        assert_eq!(sim.bwe.limit_bps(later), None);
     }
 
     #[test]
