@@ -336,7 +336,7 @@ impl Collector for SfuCollector {
             "SFU shards whose thread is serving its socket",
             &ConstGauge::new(running),
         )?;
-        let families: [ShardCounter; 6] = [
+        let families: [ShardCounter; 8] = [
             (
                 "sfu_shard_packets_received",
                 "UDP datagrams read by a shard",
@@ -356,6 +356,16 @@ impl Collector for SfuCollector {
                 "sfu_shard_rtp_forwarded",
                 "RTP packets a shard sent to subscribers",
                 |s| s.rtp_forwarded,
+            ),
+            (
+                "sfu_shard_rtp_piped",
+                "RTP packets a shard handed to other shards of their room",
+                |s| s.rtp_piped,
+            ),
+            (
+                "sfu_shard_forward_errors",
+                "RTP packets a shard chose to forward that the WebRTC stack refused to write",
+                |s| s.forward_errors,
             ),
             (
                 "sfu_shard_rooms_closed_by_fault",

@@ -158,6 +158,12 @@ pub(crate) enum Command {
         peer: PeerId,
         track: String,
     },
+    SetTemporal {
+        subscriber: PeerId,
+        source: PeerId,
+        track: String,
+        max: u8,
+    },
     CloseRoom {
         room: String,
     },
@@ -800,6 +806,16 @@ impl Engine {
                 }
             }
             Command::RequestKeyframe { peer, track } => self.request_keyframe(peer, &track, now),
+            Command::SetTemporal {
+                subscriber,
+                source,
+                track,
+                max,
+            } => {
+                if let Some(c) = self.consumer_mut(subscriber, source, &track) {
+                    c.forwarder.set_max_temporal(max);
+                }
+            }
             Command::CloseRoom { room } => {
                 let closed = self.rooms.contains_key(&room);
                 self.close_room_quietly(&room);

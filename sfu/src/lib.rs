@@ -422,6 +422,26 @@ impl Sfu {
         })
     }
 
+    /// The highest VP8 temporal layer (TID) forwarded to `subscriber` of `source`'s `track`: 0
+    /// keeps the base frame rate only (a quarter with three temporal layers), 2 or more keeps all.
+    /// Packets of higher layers are dropped without a gap in sequence numbers.
+    pub fn set_max_temporal_layer(
+        &self,
+        subscriber: PeerId,
+        source: PeerId,
+        track: &str,
+        max: u8,
+    ) -> bool {
+        self.shard_of(subscriber).is_some_and(|s| {
+            s.send(driver::Command::SetTemporal {
+                subscriber,
+                source,
+                track: track.to_owned(),
+                max,
+            })
+        })
+    }
+
     /// Asks `peer` for a keyframe of its `track` (at most one request per 500 ms per stream).
     pub fn request_keyframe(&self, peer: PeerId, track: &str) -> bool {
         self.shard_of(peer).is_some_and(|s| {

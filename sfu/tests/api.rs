@@ -275,3 +275,56 @@ async fn closing_a_room_disconnects_its_members() {
     assert!(sfu.stats(b).await.is_some(), "the other room goes on");
     shutdown(&sfu).await;
 }
+
+/// VP8 with three temporal layers (TIDs 0 2 1 2 ...): capped at the base layer, a subscriber gets
+/// only TID 0, with continuous sequence numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporal_layers_above_the_cap_are_dropped_without_a_gap() {
+    let (sfu, offers) = start_sfu();
+    const SSRC: u32 = 0x1616_0001;
+    let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], false).await;
+    let send = publisher.send_packets(Duration::from_millis(5), |i, pt| {
+        let tid = [0u8, 2, 1, 2][i as usize % 4];
+        let keyframe = i.is_multiple_of(40);
+        // X and S bits; T present; TID in the top two bits; then the VP8 header's P bit.
+        let payload = vec![0x90, 0x20, tid << 6, u8::from(!keyframe), tid];
+        rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: pt,
+                sequence_number: i as u16,
+                timestamp: i * 1500,
+                ssrc: SSRC,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from(payload),
+        }
+    });
+    let (mut subscriber, id) = support::subscriber(&sfu, &offers).await;
+    let track = support::first_track(&mut subscriber).await;
+    let first = next_packet(&track).await;
+    assert!(sfu.set_max_temporal_layer(id, publisher.peer, "camera", 0));
+    // Everything forwarded after this read obeys the cap (commands run in order on the shard).
+    let before = sfu.stats(id).await.unwrap().consumers[0].packets;
+    let mut seqs = vec![first.header.sequence_number];
+    let mut capped = Vec::new();
+    while capped.len() < 30 {
+        let p = next_packet(&track).await;
+        let index = p
+            .header
+            .sequence_number
+            .wrapping_sub(first.header.sequence_number);
+        seqs.push(p.header.sequence_number);
+        if u64::from(index) >= before {
+            capped.push(p.payload[4]);
+        }
+    }
+    assert!(capped.iter().all(|tid| *tid == 0), "only TID 0: {capped:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "no sequence gap: {seqs:?}"
+    );
+    send.abort();
+    shutdown(&sfu).await;
+}
