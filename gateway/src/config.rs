@@ -121,6 +121,20 @@ pub struct SfuSection {
     pub udp_port_start: u16,
     /// Address announced in ICE candidates: the machine's public address in a real deployment.
     pub ice_address: IpAddr,
+    /// STUN/TURN server URLs handed to browsers, comma-separated (empty: none needed).
+    pub ice_servers: String,
+}
+
+impl SfuSection {
+    /// The ICE server URLs, one per comma-separated entry.
+    pub fn ice_server_urls(&self) -> Vec<String> {
+        self.ice_servers
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// `[log]`
@@ -186,6 +200,7 @@ impl Default for SfuSection {
             bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             udp_port_start: 50000,
             ice_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ice_servers: String::new(),
         }
     }
 }
@@ -267,6 +282,11 @@ pub const KEYS: &[KeyDoc] = &[
         key: "sfu.ice_address",
         default: "127.0.0.1",
         help: "IP address announced in ICE candidates (the public address when deployed)",
+    },
+    KeyDoc {
+        key: "sfu.ice_servers",
+        default: "",
+        help: "STUN/TURN URLs for browsers, comma-separated (stun:, turn: or turns:); empty = none",
     },
     KeyDoc {
         key: "log.format",
@@ -452,6 +472,18 @@ impl Config {
                 self.sfu.ice_address.to_string(),
                 "must be an address browsers can reach (not 0.0.0.0 or ::)".into(),
             );
+        }
+        for url in self.sfu.ice_server_urls() {
+            if !["stun:", "turn:", "turns:"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                bad(
+                    "sfu.ice_servers",
+                    self.sfu.ice_servers.clone(),
+                    format!("{url:?} is not a stun:, turn: or turns: URL"),
+                );
+            }
         }
         if self.storage.path.as_os_str().is_empty() {
             bad(

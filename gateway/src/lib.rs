@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod graphql;
 pub mod health;
+pub mod live;
 pub mod metrics;
 pub mod roles;
 pub mod static_files;
@@ -62,6 +63,8 @@ pub struct App {
     pub rate_limits: auth::rate_limit::RateLimits,
     /// Configured OpenID Connect providers.
     pub oidc: auth::oidc::Providers,
+    /// Who is in each live session, with their SFU peers and tracks.
+    pub live: live::Live,
 }
 
 /// The shared application state handed to every handler. Cheap to clone.
@@ -161,6 +164,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         sign_up_per_ip: config.auth.sign_up_per_ip_per_minute,
     });
     let oidc = auth::oidc::Providers::new(&config.auth.oidc);
+    let live = live::Live::new(sfu.clone());
     Ok(AppState(Arc::new(App {
         config,
         db,
@@ -174,6 +178,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         revocations: auth::Revocations::default(),
         rate_limits,
         oidc,
+        live,
     })))
 }
 
@@ -209,6 +214,7 @@ pub async fn start_on(
     let state = build_state(config).await?;
     // Connect info gives handlers the client's address (rate limits per IP).
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    spawn_live_tasks(&state);
     let shutdown = state.shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -221,6 +227,47 @@ pub async fn start_on(
         state,
         server,
     })
+}
+
+/// The SFU's events feed the live sessions; participants gone longer than the grace period leave.
+fn spawn_live_tasks(state: &AppState) {
+    if let Some(mut events) = state.sfu.take_events() {
+        let (live, shutdown) = (state.live.clone(), state.shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Some(event) => live.on_sfu_event(event),
+                        None => return,
+                    },
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+    let (live, db, shutdown) = (state.live.clone(), state.db.clone(), state.shutdown.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            for (session, participant) in live.expired(tokio::time::Instant::now()) {
+                if live.leave(session, participant) {
+                    let now = schema::now_ms();
+                    let result = db
+                        .interact(move |c| {
+                            schema::models::participant::mark_left(c, participant, now)
+                        })
+                        .await;
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, participant, "recording a departure failed");
+                    }
+                }
+            }
+        }
+    });
 }
 
 impl Running {

@@ -51,6 +51,8 @@ pub enum Action {
     ManageSpeakers,
     /// See who holds which role.
     ViewRoles,
+    /// Send camera, microphone or screen in a live session.
+    Publish,
 }
 
 /// The roles table (shared/DESIGN.md, "Roles").
@@ -62,6 +64,7 @@ pub fn allowed(role: Role, action: Action) -> bool {
             role == Role::Host
         }
         ManageSpeakers | ViewRoles => matches!(role, Role::Host | Role::CoHost),
+        Publish => matches!(role, Role::Host | Role::CoHost | Role::Speaker),
     }
 }
 

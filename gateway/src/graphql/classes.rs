@@ -331,6 +331,8 @@ impl ClassMutation {
         })
         .await?;
         publish(ctx, &ended);
+        // Everyone in it is told and disconnected.
+        state(ctx).live.end(ended.id);
         Ok(SessionView(ended))
     }
 

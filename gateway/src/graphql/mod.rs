@@ -7,6 +7,7 @@
 pub mod account;
 pub mod classes;
 pub mod errors;
+pub mod signaling;
 pub mod types;
 
 use std::net::{IpAddr, SocketAddr};
@@ -36,10 +37,14 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Query(account::AccountQuery, classes::ClassQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(account::AccountMutation, classes::ClassMutation);
+pub struct Mutation(
+    account::AccountMutation,
+    classes::ClassMutation,
+    signaling::SignalingMutation,
+);
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(classes::ClassSubscription);
+pub struct Subscription(classes::ClassSubscription, signaling::SignalingSubscription);
 
 pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 

@@ -91,6 +91,7 @@ impl TestServer {
 
 /// A GraphQL client over HTTP, as a script or a browser would be: keeps cookies, may send a
 /// bearer token, sends JSON.
+#[derive(Clone)]
 pub struct Api {
     client: reqwest::Client,
     /// `http://127.0.0.1:<port>`.

@@ -40,3 +40,14 @@ pub fn list_for_session(conn: &mut Conn, session_id: i64) -> QueryResult<Vec<Par
         .select(Participant::as_select())
         .load(conn)
 }
+
+/// Records that the participant left at `now` (unless already recorded).
+pub fn mark_left(conn: &mut Conn, id: i64, now: i64) -> QueryResult<usize> {
+    diesel::update(
+        participants::table
+            .filter(participants::id.eq(id))
+            .filter(participants::left_at.is_null()),
+    )
+    .set(participants::left_at.eq(Some(now)))
+    .execute(conn)
+}

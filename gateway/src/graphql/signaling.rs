@@ -1,0 +1,607 @@
+//! Joining a live session and WebRTC signaling over GraphQL: the browser's offers, answers and
+//! candidates are mutations; the server's offers and everything that happens in the session come
+//! on the `sessionEvents` subscription. The role is checked on the server for every operation: a
+//! viewer's offer that would publish is refused.
+
+use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject, Subscription, Union};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+
+use schema::models::{class_session, participant, user};
+
+use super::errors::{self, ApiError};
+use super::{caller, load, require_user, state};
+use crate::auth::{self, Scope};
+use crate::live::{self, Addressed, Event, ParticipantInfo, TrackInfo};
+use crate::roles::{self, Action, Role};
+
+/// Largest session description accepted, in bytes.
+pub const MAX_SDP: usize = 32 * 1024;
+/// Largest ICE candidate accepted, in bytes.
+pub const MAX_CANDIDATE: usize = 1024;
+
+#[derive(Default)]
+pub struct SignalingMutation;
+
+#[derive(Default)]
+pub struct SignalingSubscription;
+
+/// A STUN or TURN server for the browser's `RTCPeerConnection`.
+#[derive(SimpleObject, Clone)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+}
+
+/// The caller's place in a live session.
+#[derive(SimpleObject)]
+pub struct JoinedSession {
+    pub participant_id: ID,
+    pub role: Role,
+    /// ICE servers for the browser. Empty when the SFU is reachable directly (its address is in
+    /// its answers).
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// A simulcast layer.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum VideoLayer {
+    /// The smallest (thumbnails).
+    Low,
+    Medium,
+    /// Full resolution (a large tile).
+    High,
+}
+
+impl VideoLayer {
+    fn index(self) -> u8 {
+        match self {
+            VideoLayer::Low => 0,
+            VideoLayer::Medium => 1,
+            VideoLayer::High => 2,
+        }
+    }
+
+    fn from_index(i: u8) -> VideoLayer {
+        match i {
+            0 => VideoLayer::Low,
+            1 => VideoLayer::Medium,
+            _ => VideoLayer::High,
+        }
+    }
+}
+
+/// Someone in the session.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "Participant")]
+pub struct ParticipantView {
+    pub id: ID,
+    pub user_id: ID,
+    pub name: String,
+    pub role: Role,
+    /// Their media connection is up.
+    pub connected: bool,
+}
+
+impl From<ParticipantInfo> for ParticipantView {
+    fn from(p: ParticipantInfo) -> ParticipantView {
+        ParticipantView {
+            id: ID::from(p.id.to_string()),
+            user_id: ID::from(p.user_id.to_string()),
+            name: p.name,
+            role: p.role,
+            connected: p.connected,
+        }
+    }
+}
+
+/// A published track.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "Track")]
+pub struct TrackView {
+    pub id: ID,
+    /// The id of the media stream it arrives in on the browser's connection
+    /// (`RTCTrackEvent.streams[0].id`).
+    pub stream_id: String,
+    pub participant_id: ID,
+    pub kind: TrackKind,
+    pub muted: bool,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+impl From<TrackInfo> for TrackView {
+    fn from(t: TrackInfo) -> TrackView {
+        TrackView {
+            id: ID::from(t.id),
+            stream_id: t.stream_id,
+            participant_id: ID::from(t.participant_id.to_string()),
+            kind: if t.video {
+                TrackKind::Video
+            } else {
+                TrackKind::Audio
+            },
+            muted: t.muted,
+        }
+    }
+}
+
+/// The server offers a new session description: apply it and answer with `sendAnswer`.
+#[derive(SimpleObject, Clone)]
+pub struct ServerOffer {
+    pub sdp: String,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct ParticipantJoined {
+    pub participant: ParticipantView,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct ParticipantLeft {
+    pub participant_id: ID,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct ParticipantRoleChanged {
+    pub participant_id: ID,
+    pub role: Role,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct TrackPublished {
+    pub track: TrackView,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct TrackUnpublished {
+    pub track_id: ID,
+    pub participant_id: ID,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct TrackMuted {
+    pub track_id: ID,
+    pub participant_id: ID,
+    pub muted: bool,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct ActiveSpeakerChanged {
+    pub participant_id: ID,
+}
+
+/// The layer this participant receives of a track changed (`null`: paused for lack of bandwidth
+/// or by request).
+#[derive(SimpleObject, Clone)]
+pub struct LayerChanged {
+    pub track_id: ID,
+    pub layer: Option<VideoLayer>,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct SessionEnded {
+    pub session_id: ID,
+}
+
+/// This participant was removed from the session.
+#[derive(SimpleObject, Clone)]
+pub struct RemovedFromSession {
+    pub reason: String,
+}
+
+/// Something that happened in a live session.
+#[derive(Union, Clone)]
+pub enum SessionEventItem {
+    ServerOffer(ServerOffer),
+    ParticipantJoined(ParticipantJoined),
+    ParticipantLeft(ParticipantLeft),
+    ParticipantRoleChanged(ParticipantRoleChanged),
+    TrackPublished(TrackPublished),
+    TrackUnpublished(TrackUnpublished),
+    TrackMuted(TrackMuted),
+    ActiveSpeakerChanged(ActiveSpeakerChanged),
+    LayerChanged(LayerChanged),
+    SessionEnded(SessionEnded),
+    RemovedFromSession(RemovedFromSession),
+}
+
+fn id(n: i64) -> ID {
+    ID::from(n.to_string())
+}
+
+fn item(session_id: i64, event: Event) -> SessionEventItem {
+    match event {
+        Event::ServerOffer { sdp } => SessionEventItem::ServerOffer(ServerOffer { sdp }),
+        Event::ParticipantJoined(p) => SessionEventItem::ParticipantJoined(ParticipantJoined {
+            participant: p.into(),
+        }),
+        Event::ParticipantLeft { participant_id } => {
+            SessionEventItem::ParticipantLeft(ParticipantLeft {
+                participant_id: id(participant_id),
+            })
+        }
+        Event::ParticipantRoleChanged {
+            participant_id,
+            role,
+        } => SessionEventItem::ParticipantRoleChanged(ParticipantRoleChanged {
+            participant_id: id(participant_id),
+            role,
+        }),
+        Event::TrackPublished(t) => {
+            SessionEventItem::TrackPublished(TrackPublished { track: t.into() })
+        }
+        Event::TrackUnpublished {
+            track_id,
+            participant_id,
+        } => SessionEventItem::TrackUnpublished(TrackUnpublished {
+            track_id: ID::from(track_id),
+            participant_id: id(participant_id),
+        }),
+        Event::TrackMuted {
+            track_id,
+            participant_id,
+            muted,
+        } => SessionEventItem::TrackMuted(TrackMuted {
+            track_id: ID::from(track_id),
+            participant_id: id(participant_id),
+            muted,
+        }),
+        Event::ActiveSpeaker { participant_id } => {
+            SessionEventItem::ActiveSpeakerChanged(ActiveSpeakerChanged {
+                participant_id: id(participant_id),
+            })
+        }
+        Event::LayerChanged { track_id, layer } => SessionEventItem::LayerChanged(LayerChanged {
+            track_id: ID::from(track_id),
+            layer: layer.map(VideoLayer::from_index),
+        }),
+        Event::SessionEnded => SessionEventItem::SessionEnded(SessionEnded {
+            session_id: id(session_id),
+        }),
+        Event::Removed { reason } => {
+            SessionEventItem::RemovedFromSession(RemovedFromSession { reason })
+        }
+    }
+}
+
+/// Whether an offer sends media: any audio or video section that is `sendrecv` (the default) or
+/// `sendonly`. A viewer's connection must be receive-only.
+pub fn offer_publishes(sdp: &str) -> bool {
+    let mut publishes = false;
+    let mut in_media = false;
+    let mut direction = "sendrecv";
+    let mut close = |in_media: bool, direction: &str| {
+        if in_media && matches!(direction, "sendrecv" | "sendonly") {
+            publishes = true;
+        }
+    };
+    for line in sdp.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("m=") {
+            close(in_media, direction);
+            in_media = m.starts_with("audio") || m.starts_with("video");
+            direction = "sendrecv";
+        } else if let Some(d) = line.strip_prefix("a=")
+            && matches!(d, "sendrecv" | "sendonly" | "recvonly" | "inactive")
+        {
+            direction = match d {
+                "sendrecv" => "sendrecv",
+                "sendonly" => "sendonly",
+                "recvonly" => "recvonly",
+                _ => "inactive",
+            };
+        }
+    }
+    close(in_media, direction);
+    publishes
+}
+
+fn parse_session(session_id: &ID) -> Result<i64, ApiError> {
+    errors::parse_id("sessionId", session_id)
+}
+
+/// The caller's participant in the live session, or FORBIDDEN.
+fn me(ctx: &Context<'_>, session_id: i64, scope: Scope) -> Result<ParticipantInfo, ApiError> {
+    let user = require_user(ctx, scope)?;
+    state(ctx)
+        .live
+        .participant_of(session_id, user.id)
+        .ok_or_else(|| ApiError::Forbidden("join the session first".into()))
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > max {
+        return Err(ApiError::bad_input(
+            field,
+            format!("must be 1 to {max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+#[Object]
+impl SignalingMutation {
+    /// Joins a live session: the caller becomes a participant with their role in the class. A
+    /// participant who joins again (a reload, a dropped connection) keeps their id and role.
+    /// Then: subscribe to `sessionEvents`, and send the browser's offer with `sendOffer`.
+    async fn join_session(&self, ctx: &Context<'_>, session_id: ID) -> Result<JoinedSession> {
+        let user = require_user(ctx, Scope::Write)?.clone();
+        let sid = parse_session(&session_id)?;
+        let live = state(ctx).live.clone();
+        let ice_servers = state(ctx)
+            .config
+            .sfu
+            .ice_server_urls()
+            .into_iter()
+            .map(|url| IceServer { urls: vec![url] })
+            .collect();
+        let user_id = user.id;
+        let (found, role) = load(ctx, move |c| {
+            let Some(session) = class_session::find(c, sid)? else {
+                return Ok(None);
+            };
+            let Some(class) = schema::models::class::find(c, session.class_id)? else {
+                return Ok(None);
+            };
+            let role = roles::role_in(c, &class, user_id)?;
+            Ok(Some((session, role)))
+        })
+        .await?
+        .ok_or(ApiError::NotFound("session"))?;
+        if !roles::allowed(role, Action::View) {
+            return Err(ApiError::NotFound("session").into());
+        }
+        if found.state != class_session::LIVE {
+            return Err(
+                ApiError::Conflict(format!("the session is {}, not live", found.state)).into(),
+            );
+        }
+        if let Some(p) = live.participant_of(sid, user_id) {
+            live.join(sid, p.clone());
+            return Ok(JoinedSession {
+                participant_id: id(p.id),
+                role: p.role,
+                ice_servers,
+            });
+        }
+        let now = schema::now_ms();
+        let role_name = match role {
+            Role::Host => "host",
+            Role::CoHost => "co_host",
+            Role::Speaker => "speaker",
+            Role::Viewer => "viewer",
+        };
+        let row = load(ctx, move |c| {
+            participant::create(
+                c,
+                &participant::NewParticipant {
+                    session_id: sid,
+                    user_id,
+                    role: role_name,
+                    joined_at: now,
+                },
+            )
+        })
+        .await?;
+        live.join(
+            sid,
+            ParticipantInfo {
+                id: row.id,
+                user_id,
+                name: user.display_name.clone(),
+                role,
+                connected: false,
+            },
+        );
+        Ok(JoinedSession {
+            participant_id: id(row.id),
+            role,
+            ice_servers,
+        })
+    }
+
+    /// The browser's offer; returns the SFU's answer. The first offer connects the participant's
+    /// media; later ones renegotiate (tracks added or removed). With `restart`, the connection is
+    /// replaced by a new one (after an ICE failure): its tracks are published again from the new
+    /// offer. An offer that sends media is refused unless the participant may publish.
+    async fn send_offer(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+        sdp: String,
+        #[graphql(default)] restart: bool,
+    ) -> Result<String> {
+        let sid = parse_session(&session_id)?;
+        let me = me(ctx, sid, Scope::Write)?;
+        check_len("sdp", &sdp, MAX_SDP)?;
+        if offer_publishes(&sdp) && !roles::allowed(me.role, Action::Publish) {
+            return Err(ApiError::Forbidden(format!(
+                "a {} may not publish: raise your hand to be invited on stage",
+                me.role
+            ))
+            .into());
+        }
+        let app = state(ctx);
+        let peer = app.live.peer_of(sid, me.id).filter(|_| !restart);
+        let bad = |e: sfu::JoinError| -> async_graphql::Error {
+            match e {
+                sfu::JoinError::BadOffer(m) => ApiError::bad_input("sdp", m).into(),
+                other => {
+                    tracing::warn!(error = %other, "the SFU refused an offer");
+                    ApiError::Internal.into()
+                }
+            }
+        };
+        match peer {
+            Some(peer) => Ok(app.sfu.offer(peer, sdp).await.map_err(bad)?),
+            None => {
+                let (peer, answer) = app.sfu.join(&live::room_of(sid), sdp).await.map_err(bad)?;
+                app.live.attach(sid, me.id, peer);
+                Ok(answer)
+            }
+        }
+    }
+
+    /// The browser's answer to a `ServerOffer`.
+    async fn send_answer(&self, ctx: &Context<'_>, session_id: ID, sdp: String) -> Result<bool> {
+        let sid = parse_session(&session_id)?;
+        let me = me(ctx, sid, Scope::Write)?;
+        check_len("sdp", &sdp, MAX_SDP)?;
+        if offer_publishes(&sdp) && !roles::allowed(me.role, Action::Publish) {
+            return Err(ApiError::Forbidden(format!("a {} may not publish", me.role)).into());
+        }
+        let app = state(ctx);
+        let peer = app
+            .live
+            .peer_of(sid, me.id)
+            .ok_or_else(|| ApiError::Conflict("no media connection: send an offer first".into()))?;
+        Ok(app.sfu.answer(peer, sdp))
+    }
+
+    /// A trickled ICE candidate of the browser (`candidate:...`). Optional: the SFU learns the
+    /// browser's address from its connectivity checks.
+    async fn send_ice_candidate(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+        candidate: String,
+    ) -> Result<bool> {
+        let sid = parse_session(&session_id)?;
+        let me = me(ctx, sid, Scope::Write)?;
+        check_len("candidate", &candidate, MAX_CANDIDATE)?;
+        let app = state(ctx);
+        Ok(app
+            .live
+            .peer_of(sid, me.id)
+            .is_some_and(|peer| app.sfu.add_ice_candidate(peer, candidate)))
+    }
+
+    /// The highest simulcast layer the caller wants of a track, from the size it shows it at
+    /// (`null` pauses it). Within that, the layer follows the caller's bandwidth.
+    async fn set_preferred_layer(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+        track_id: ID,
+        layer: Option<VideoLayer>,
+    ) -> Result<bool> {
+        let sid = parse_session(&session_id)?;
+        let me = me(ctx, sid, Scope::Write)?;
+        let app = state(ctx);
+        let (source, track) = app
+            .live
+            .track_source(sid, &track_id)
+            .ok_or(ApiError::NotFound("track"))?;
+        let peer = app
+            .live
+            .peer_of(sid, me.id)
+            .ok_or_else(|| ApiError::Conflict("no media connection: send an offer first".into()))?;
+        Ok(app
+            .sfu
+            .set_preferred_layer(peer, source, &track, layer.map(VideoLayer::index)))
+    }
+
+    /// Tells everyone one of the caller's tracks is muted (or not). The browser stops sending
+    /// itself; this is what the others see.
+    async fn set_track_muted(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+        track_id: ID,
+        muted: bool,
+    ) -> Result<bool> {
+        let sid = parse_session(&session_id)?;
+        let me = me(ctx, sid, Scope::Write)?;
+        if !state(ctx).live.set_muted(sid, me.id, &track_id, muted) {
+            return Err(ApiError::NotFound("track").into());
+        }
+        Ok(true)
+    }
+
+    /// Leaves the session: the media connection closes and everyone is told.
+    async fn leave_session(&self, ctx: &Context<'_>, session_id: ID) -> Result<bool> {
+        let sid = parse_session(&session_id)?;
+        let me = me(ctx, sid, Scope::Write)?;
+        let app = state(ctx);
+        if app.live.leave(sid, me.id) {
+            let now = schema::now_ms();
+            let pid = me.id;
+            load(ctx, move |c| participant::mark_left(c, pid, now)).await?;
+        }
+        Ok(true)
+    }
+}
+
+#[Subscription]
+impl SignalingSubscription {
+    /// Everything that happens in a live session the caller has joined: first everyone present
+    /// and every published track (as `ParticipantJoined` and `TrackPublished`, then the active
+    /// speaker), then every change, and the server's offers for the caller's connection. Ends
+    /// after `SessionEnded` or `RemovedFromSession`, or with UNAUTHENTICATED on sign-out.
+    async fn session_events(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+    ) -> Result<impl Stream<Item = SessionEventItem>> {
+        let sid = parse_session(&session_id)?;
+        let me = me(ctx, sid, Scope::Read)?;
+        let app = state(ctx).clone();
+        let caller = caller(ctx).clone();
+        let revocations = app.revocations.subscribe();
+        let snapshot = app
+            .live
+            .snapshot(sid)
+            .ok_or(ApiError::NotFound("session"))?;
+        let mut first: Vec<SessionEventItem> = snapshot
+            .participants
+            .into_iter()
+            .map(|p| item(sid, Event::ParticipantJoined(p)))
+            .collect();
+        first.extend(
+            snapshot
+                .tracks
+                .into_iter()
+                .map(|t| item(sid, Event::TrackPublished(t))),
+        );
+        if let Some(speaker) = snapshot.active_speaker {
+            first.push(item(
+                sid,
+                Event::ActiveSpeaker {
+                    participant_id: speaker,
+                },
+            ));
+        }
+        let _ = user::find; // the participant's name came from the users table at join
+        let rest = futures_util::stream::unfold(Some((snapshot.events, revocations)), move |st| {
+            let caller = caller.clone();
+            async move {
+                let (mut events, mut revocations) = st?;
+                loop {
+                    tokio::select! {
+                        e = events.recv() => match e {
+                            Ok(Addressed { to, event }) if to.is_none_or(|t| t == me.id) => {
+                                let last = matches!(
+                                    event,
+                                    Event::SessionEnded | Event::Removed { .. }
+                                );
+                                let next = (!last).then_some((events, revocations));
+                                return Some((item(sid, event), next));
+                            }
+                            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                            Err(RecvError::Closed) => return None,
+                        },
+                        r = revocations.recv() => match r {
+                            Ok(r) if auth::ends(&caller, r) => return None,
+                            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                            Err(RecvError::Closed) => return None,
+                        },
+                    }
+                }
+            }
+        });
+        Ok(futures_util::stream::iter(first).chain(rest))
+    }
+}

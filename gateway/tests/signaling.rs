@@ -1,0 +1,407 @@
+//! Live sessions through GraphQL: joining, the browser's offers and answers as mutations, the
+//! server's offers and session events on `sessionEvents`, the role checked for publishing, media
+//! reaching a viewer through the SFU. The "browsers" are webrtc-rs peers in the test process.
+
+mod support;
+
+#[path = "../../sfu/tests/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod media;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use serde_json::{Value, json};
+use support::{Api, TestServer};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::TrackRemoteEvent;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+const EVENTS: &str = "subscription($s: ID!) { sessionEvents(sessionId: $s) { __typename
+  ... on ServerOffer { sdp }
+  ... on ParticipantJoined { participant { id name role } }
+  ... on ParticipantLeft { participantId }
+  ... on TrackPublished { track { id streamId participantId kind muted } }
+  ... on TrackUnpublished { trackId }
+  ... on TrackMuted { trackId muted }
+  ... on LayerChanged { trackId layer }
+  ... on SessionEnded { sessionId }
+  ... on RemovedFromSession { reason } } }";
+
+const JOIN: &str =
+    "mutation($s: ID!) { joinSession(sessionId: $s) { participantId role iceServers { urls } } }";
+const OFFER: &str = "mutation($s: ID!, $sdp: String!) { sendOffer(sessionId: $s, sdp: $sdp) }";
+const ANSWER: &str = "mutation($s: ID!, $sdp: String!) { sendAnswer(sessionId: $s, sdp: $sdp) }";
+
+/// A signed-up user with an API token for the websocket.
+async fn user(server: &TestServer, email: &str, name: &str) -> (Api, String) {
+    let api = Api::new(&server.url);
+    api.sign_up(email, name).await;
+    let token = api
+        .ok(
+            "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret } }",
+            json!({ "i": { "name": "ws", "scopes": ["READ", "WRITE"] } }),
+        )
+        .await["createApiToken"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (api, token)
+}
+
+/// The session's events for one user, as they arrive; server offers are answered by `pc`.
+async fn subscribe(
+    server: &TestServer,
+    token: &str,
+    session: &str,
+    api: Api,
+    pc: Option<Arc<dyn webrtc::peer_connection::PeerConnection>>,
+) -> mpsc::UnboundedReceiver<Value> {
+    let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws.send(Message::text(
+        json!({ "type": "connection_init", "payload": { "token": token } }).to_string(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe",
+                "payload": { "query": EVENTS, "variables": { "s": session } } })
+        .to_string(),
+    ))
+    .await
+    .unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let session = session.to_owned();
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = ws.next().await {
+            let Message::Text(text) = msg else { continue };
+            let value: Value = serde_json::from_str(&text).unwrap();
+            match value["type"].as_str() {
+                Some("next") => {
+                    let event = value["payload"]["data"]["sessionEvents"].clone();
+                    if event["__typename"] == "ServerOffer"
+                        && let Some(pc) = &pc
+                    {
+                        let sdp = event["sdp"].as_str().unwrap().to_owned();
+                        pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap())
+                            .await
+                            .unwrap();
+                        let answer = pc.create_answer(None).await.unwrap();
+                        pc.set_local_description(answer).await.unwrap();
+                        let sdp = pc.local_description().await.unwrap().sdp;
+                        api.ok(ANSWER, json!({ "s": session, "sdp": sdp })).await;
+                    }
+                    let _ = tx.send(event);
+                }
+                Some("error") | Some("complete") => {
+                    let _ = tx.send(value);
+                    return;
+                }
+                _ => {}
+            }
+        }
+    });
+    rx
+}
+
+/// The next event of one of `types`, skipping others.
+async fn next_of(events: &mut mpsc::UnboundedReceiver<Value>, types: &[&str]) -> Value {
+    loop {
+        let event = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {types:?} event"))
+            .expect("subscription open");
+        if types.iter().any(|t| event["__typename"] == *t) {
+            return event;
+        }
+        assert!(
+            event.get("__typename").is_some(),
+            "subscription failed: {event}"
+        );
+    }
+}
+
+/// Offers (after gathering), sends it through GraphQL, applies the answer.
+async fn connect(api: &Api, session: &str, c: &mut media::Client) -> Value {
+    let offer = c.pc.create_offer(None).await.unwrap();
+    c.pc.set_local_description(offer).await.unwrap();
+    tokio::time::timeout(WAIT, c.gathered.recv()).await.unwrap();
+    let sdp = c.pc.local_description().await.unwrap().sdp;
+    let body = api.post(OFFER, json!({ "s": session, "sdp": sdp })).await;
+    if body.get("errors").is_none() {
+        let answer = body["data"]["sendOffer"].as_str().unwrap().to_owned();
+        c.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+            .await
+            .unwrap();
+    }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
+    let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
+    let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
+    let (viewer, viewer_token) = user(&server, "viewer@example.org", "Vic Viewer").await;
+    let class = host
+        .ok(
+            "mutation($i: CreateClassInput!) { createClass(input: $i) { id } }",
+            json!({ "i": { "title": "Optics" } }),
+        )
+        .await["createClass"]["id"]
+        .clone();
+    let session = host
+        .ok(
+            "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id } }",
+            json!({ "i": { "classId": class, "start": "2030-01-01T10:00:00Z" } }),
+        )
+        .await["scheduleSession"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Not live yet: nobody joins.
+    assert_eq!(
+        host.error_code(JOIN, json!({ "s": session })).await,
+        "CONFLICT"
+    );
+    host.ok(
+        "mutation($id: ID!) { startSession(id: $id) { id } }",
+        json!({ "id": session }),
+    )
+    .await;
+
+    // The host joins and publishes a camera.
+    let joined = host.ok(JOIN, json!({ "s": session })).await["joinSession"].clone();
+    assert_eq!(joined["role"], "HOST");
+    let host_pid = joined["participantId"].as_str().unwrap().to_owned();
+    let mut host_pc = media::client().await;
+    const SSRC: u32 = 0x2020_0001;
+    let camera = Arc::new(
+        webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
+            rtc::media_stream::MediaStreamTrack::new(
+                "cam".into(),
+                "camera".into(),
+                "camera".into(),
+                RtpCodecKind::Video,
+                vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
+                    rtp_coding_parameters:
+                        rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
+                            ssrc: Some(SSRC),
+                            ..Default::default()
+                        },
+                    codec: media::vp8(),
+                    ..Default::default()
+                }],
+            ),
+        ),
+    );
+    let sender = host_pc
+        .pc
+        .add_track(Arc::clone(&camera) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let host_api = host.with_bearer(&host_token);
+    let mut host_events = subscribe(
+        &server,
+        &host_token,
+        &session,
+        host_api.clone(),
+        Some(Arc::clone(&host_pc.pc)),
+    )
+    .await;
+    let me = next_of(&mut host_events, &["ParticipantJoined"]).await;
+    assert_eq!(me["participant"]["name"], "Hannah Host");
+    assert!(
+        connect(&host, &session, &mut host_pc)
+            .await
+            .get("errors")
+            .is_none()
+    );
+    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    let send = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for i in 0u32.. {
+            tick.tick().await;
+            let header = rtc::rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: pt,
+                sequence_number: i as u16,
+                timestamp: i * 3000,
+                ssrc: SSRC,
+                ..Default::default()
+            };
+            let payload = bytes::Bytes::from(vec![0x10, u8::from(i % 20 != 0), 7, 7]);
+            let _ = camera.write_rtp(rtc::rtp::Packet { header, payload }).await;
+        }
+    });
+    let published = next_of(&mut host_events, &["TrackPublished"]).await;
+    assert_eq!(published["track"]["participantId"], host_pid.as_str());
+    assert_eq!(published["track"]["kind"], "VIDEO");
+    let track_id = published["track"]["id"].as_str().unwrap().to_owned();
+
+    // A viewer joins: it sees the host and the track first, then gets the SFU's offer.
+    let joined = viewer.ok(JOIN, json!({ "s": session })).await["joinSession"].clone();
+    assert_eq!(joined["role"], "VIEWER");
+    let viewer_pid = joined["participantId"].as_str().unwrap().to_owned();
+    let mut viewer_pc = media::client().await;
+    viewer_pc
+        .pc
+        .add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+    let viewer_api = viewer.with_bearer(&viewer_token);
+    let mut viewer_events = subscribe(
+        &server,
+        &viewer_token,
+        &session,
+        viewer_api.clone(),
+        Some(Arc::clone(&viewer_pc.pc)),
+    )
+    .await;
+    let seen = next_of(&mut viewer_events, &["TrackPublished"]).await;
+    assert_eq!(seen["track"]["id"], track_id.as_str());
+    assert!(
+        connect(&viewer, &session, &mut viewer_pc)
+            .await
+            .get("errors")
+            .is_none()
+    );
+    let joined_seen = next_of(&mut host_events, &["ParticipantJoined"]).await;
+    assert_eq!(joined_seen["participant"]["role"], "VIEWER");
+
+    // Media reaches the viewer, in the stream the event named.
+    let remote = tokio::time::timeout(WAIT, viewer_pc.tracks.recv())
+        .await
+        .expect("a track")
+        .unwrap();
+    assert_eq!(
+        remote.stream_id().await,
+        published["track"]["streamId"].as_str().unwrap()
+    );
+    let mut got = 0;
+    while got < 20 {
+        match tokio::time::timeout(WAIT, remote.poll()).await {
+            Ok(Some(TrackRemoteEvent::OnRtpPacket(p))) => {
+                assert_eq!(&p.payload[2..], &[7, 7]);
+                got += 1;
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("media reaches the viewer: {got} packets"),
+        }
+    }
+
+    // The viewer may not publish: an offer that sends is refused by the server.
+    let mut sneaky = media::client().await;
+    let track = Arc::new(
+        webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
+            rtc::media_stream::MediaStreamTrack::new(
+                "s".into(),
+                "sneak".into(),
+                "sneak".into(),
+                RtpCodecKind::Video,
+                vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
+                    rtp_coding_parameters:
+                        rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
+                            ssrc: Some(0x2020_0099),
+                            ..Default::default()
+                        },
+                    codec: media::vp8(),
+                    ..Default::default()
+                }],
+            ),
+        ),
+    );
+    sneaky
+        .pc
+        .add_track(track as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let refused = connect(&viewer, &session, &mut sneaky).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+
+    // The host mutes the camera: the viewer sees it. The viewer asks for the low layer.
+    host.ok(
+        "mutation($s: ID!, $t: ID!) { setTrackMuted(sessionId: $s, trackId: $t, muted: true) }",
+        json!({ "s": session, "t": track_id }),
+    )
+    .await;
+    let muted = next_of(&mut viewer_events, &["TrackMuted"]).await;
+    assert_eq!(
+        (muted["trackId"].as_str(), muted["muted"].as_bool()),
+        (Some(track_id.as_str()), Some(true))
+    );
+    // A viewer cannot mute someone else's track.
+    assert_eq!(
+        viewer
+            .error_code(
+                "mutation($s: ID!, $t: ID!) { setTrackMuted(sessionId: $s, trackId: $t, muted: true) }",
+                json!({ "s": session, "t": track_id }),
+            )
+            .await,
+        "NOT_FOUND"
+    );
+    let layer = viewer
+        .ok(
+            "mutation($s: ID!, $t: ID!) { setPreferredLayer(sessionId: $s, trackId: $t, layer: LOW) }",
+            json!({ "s": session, "t": track_id }),
+        )
+        .await;
+    assert_eq!(layer["setPreferredLayer"], true);
+
+    // Someone who has not joined gets nothing.
+    let (stranger, _) = user(&server, "s@example.org", "Stranger").await;
+    assert_eq!(
+        stranger
+            .error_code(OFFER, json!({ "s": session, "sdp": "v=0" }))
+            .await,
+        "FORBIDDEN"
+    );
+
+    // The viewer leaves; the host sees it. The host ends the session; the host's events end.
+    viewer
+        .ok(
+            "mutation($s: ID!) { leaveSession(sessionId: $s) }",
+            json!({ "s": session }),
+        )
+        .await;
+    let left = next_of(&mut host_events, &["ParticipantLeft"]).await;
+    assert_eq!(left["participantId"], viewer_pid.as_str());
+    host.ok(
+        "mutation($id: ID!) { endSession(id: $id) { state } }",
+        json!({ "id": session }),
+    )
+    .await;
+    let ended = next_of(&mut host_events, &["SessionEnded"]).await;
+    assert_eq!(ended["sessionId"], session.as_str());
+
+    send.abort();
+    for pc in [host_pc.pc, viewer_pc.pc, sneaky.pc] {
+        let _ = pc.close().await;
+    }
+    server.stop().await;
+}
