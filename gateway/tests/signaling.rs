@@ -5,7 +5,7 @@
 mod support;
 
 #[path = "../../sfu/tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod media;
 
 use std::sync::Arc;
