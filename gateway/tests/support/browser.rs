@@ -64,6 +64,7 @@ impl Browser {
             "--disable-features=WebRtcHideLocalIpsWithMdns".to_owned(),
             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1".to_owned(),
             "--window-size=1280,800".to_owned(),
+            "--autoplay-policy=no-user-gesture-required".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let mut caps = serde_json::Map::new();
@@ -114,6 +115,15 @@ impl Browser {
             .click()
             .await
             .unwrap_or_else(|e| panic!("{}: click `{css}`: {e}", self.name));
+    }
+
+    /// Types `text` into the first element matching `css`, once it exists.
+    pub async fn fill(&self, css: &str, text: &str) {
+        self.wait_for(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("{}: type into `{css}`: {e}", self.name));
     }
 
     /// The page's current path (`/status`).

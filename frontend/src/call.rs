@@ -1,0 +1,400 @@
+//! The browser side of a session's media: one `RTCPeerConnection` to the SFU, signaled through
+//! GraphQL (offers and answers as mutations, the server's offers from `sessionEvents`).
+//!
+//! Publishers send their camera with simulcast (three layers: a quarter, half and full size) and
+//! their microphone; viewers connect receive-only. Remote tracks arrive in media streams whose id
+//! names their publisher's stream (see the `Track` type of the API).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Array, Object, Reflect};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    MediaStream, MediaStreamConstraints, MediaStreamTrack, RtcConfiguration, RtcPeerConnection,
+    RtcRtpTransceiverDirection, RtcRtpTransceiverInit, RtcSdpType, RtcSessionDescriptionInit,
+    RtcTrackEvent,
+};
+
+use crate::api;
+
+fn js_err(e: JsValue) -> String {
+    e.as_string()
+        .or_else(|| {
+            Reflect::get(&e, &"message".into())
+                .ok()
+                .and_then(|m| m.as_string())
+        })
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+    let _ = Reflect::set(obj, &key.into(), &value.into());
+}
+
+/// Asks for camera and microphone (optionally specific devices).
+pub async fn local_media(
+    camera: Option<String>,
+    microphone: Option<String>,
+) -> Result<MediaStream, String> {
+    let devices = web_sys::window()
+        .ok_or("no window")?
+        .navigator()
+        .media_devices()
+        .map_err(|_| "this browser has no camera access (insecure page?)".to_owned())?;
+    let video = Object::new();
+    set(&video, "width", 1280);
+    set(&video, "height", 720);
+    if let Some(id) = camera {
+        let exact = Object::new();
+        set(&exact, "exact", id);
+        set(&video, "deviceId", exact);
+    }
+    let audio: JsValue = match microphone {
+        Some(id) => {
+            let a = Object::new();
+            let exact = Object::new();
+            set(&exact, "exact", id);
+            set(&a, "deviceId", exact);
+            a.into()
+        }
+        None => true.into(),
+    };
+    let constraints = MediaStreamConstraints::new();
+    constraints.set_video(&video);
+    constraints.set_audio(&audio);
+    let promise = devices
+        .get_user_media_with_constraints(&constraints)
+        .map_err(js_err)?;
+    let stream = JsFuture::from(promise).await.map_err(|e| {
+        let name = Reflect::get(&e, &"name".into())
+            .ok()
+            .and_then(|n| n.as_string())
+            .unwrap_or_default();
+        if name == "NotAllowedError" {
+            "Camera or microphone access was denied. Allow it in the browser's site settings, then reload.".to_owned()
+        } else if name == "NotFoundError" {
+            "No camera or microphone was found.".to_owned()
+        } else {
+            format!("The camera could not start: {}", js_err(e))
+        }
+    })?;
+    Ok(stream.unchecked_into())
+}
+
+/// Cameras and microphones: (kind, device id, label).
+pub async fn devices() -> Vec<(String, String, String)> {
+    let Some(media) = web_sys::window().and_then(|w| w.navigator().media_devices().ok()) else {
+        return Vec::new();
+    };
+    let Ok(promise) = media.enumerate_devices() else {
+        return Vec::new();
+    };
+    let Ok(list) = JsFuture::from(promise).await else {
+        return Vec::new();
+    };
+    Array::from(&list)
+        .iter()
+        .filter_map(|d| {
+            let get = |k: &str| {
+                Reflect::get(&d, &k.into())
+                    .ok()
+                    .and_then(|v| v.as_string())
+                    .unwrap_or_default()
+            };
+            let kind = get("kind");
+            (kind == "videoinput" || kind == "audioinput")
+                .then(|| (kind, get("deviceId"), get("label")))
+        })
+        .collect()
+}
+
+/// The stream id in the `a=msid` line of the m-section with `a=mid:<mid>`.
+fn msid_of(sdp: &str, mid: &str) -> Option<String> {
+    let mut in_section = false;
+    let mut msid = None;
+    for line in sdp.lines().map(str::trim) {
+        if line.starts_with("m=") {
+            if in_section {
+                return msid;
+            }
+            msid = None;
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
+            in_section = m == mid;
+        } else if let Some(rest) = line.strip_prefix("a=msid:") {
+            msid = rest.split_whitespace().next().map(str::to_owned);
+        }
+    }
+    if in_section { msid } else { None }
+}
+
+/// Callbacks of a call.
+pub struct Handlers {
+    /// A remote track arrived, of the publisher's stream with this id.
+    pub on_track: Box<dyn Fn(String, MediaStreamTrack)>,
+    /// The connection state changed (`new`, `connecting`, `connected`, `disconnected`, `failed`,
+    /// `closed`).
+    pub on_state: Box<dyn Fn(String)>,
+}
+
+struct Inner {
+    session_id: String,
+    pc: RtcPeerConnection,
+    handlers: Rc<Handlers>,
+    closures: Vec<Closure<dyn FnMut(JsValue)>>,
+}
+
+/// The media connection of this browser in a session.
+#[derive(Clone)]
+pub struct Call(Rc<RefCell<Inner>>);
+
+const SEND_OFFER: &str = "mutation($s: ID!, $sdp: String!, $r: Boolean!) { sendOffer(sessionId: $s, sdp: $sdp, restart: $r) }";
+const SEND_ANSWER: &str =
+    "mutation($s: ID!, $sdp: String!) { sendAnswer(sessionId: $s, sdp: $sdp) }";
+
+fn new_pc(
+    ice_servers: &[String],
+    handlers: &Rc<Handlers>,
+) -> Result<(RtcPeerConnection, Vec<Closure<dyn FnMut(JsValue)>>), String> {
+    let config = RtcConfiguration::new();
+    let servers = Array::new();
+    for url in ice_servers {
+        let s = Object::new();
+        set(&s, "urls", url.as_str());
+        servers.push(&s);
+    }
+    config.set_ice_servers(&servers);
+    let pc = RtcPeerConnection::new_with_configuration(&config).map_err(js_err)?;
+    // For diagnostics in the browser's console (and the end-to-end tests): the current connection.
+    if let Some(w) = web_sys::window() {
+        let _ = Reflect::set(&w, &"__classroomPc".into(), &pc);
+    }
+    let on_track = {
+        let handlers = Rc::clone(handlers);
+        Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            let e: RtcTrackEvent = e.unchecked_into();
+            // The publisher's stream id, from the `a=msid` of this transceiver's m-section in
+            // the server's description (Chromium does not always associate it itself).
+            let mid = e.transceiver().mid().unwrap_or_default();
+            let sdp = Reflect::get(
+                &e.target().unwrap_or(JsValue::NULL.into()),
+                &"remoteDescription".into(),
+            )
+            .ok()
+            .and_then(|d| Reflect::get(&d, &"sdp".into()).ok())
+            .and_then(|s| s.as_string())
+            .unwrap_or_default();
+            let stream_id = msid_of(&sdp, &mid)
+                .or_else(|| e.streams().get(0).dyn_ref::<MediaStream>().map(|s| s.id()));
+            if let Some(stream_id) = stream_id {
+                (handlers.on_track)(stream_id, e.track());
+            }
+        })
+    };
+    pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
+    let on_state = {
+        let (handlers, pc) = (Rc::clone(handlers), pc.clone());
+        Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
+            let state = Reflect::get(&pc, &"connectionState".into())
+                .ok()
+                .and_then(|s| s.as_string())
+                .unwrap_or_default();
+            (handlers.on_state)(state);
+        })
+    };
+    pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
+    Ok((pc, vec![on_track, on_state]))
+}
+
+/// Adds what this browser sends (or receive-only lines for a viewer).
+fn add_media(pc: &RtcPeerConnection, local: Option<&MediaStream>) {
+    match local {
+        Some(stream) => {
+            for track in stream.get_tracks().iter() {
+                let track: MediaStreamTrack = track.unchecked_into();
+                let init = RtcRtpTransceiverInit::new();
+                init.set_direction(RtcRtpTransceiverDirection::Sendonly);
+                let streams = Array::new();
+                streams.push(stream);
+                init.set_streams(&streams);
+                if track.kind() == "video" {
+                    let encodings = Array::new();
+                    for (rid, scale) in [("q", 4.0), ("h", 2.0), ("f", 1.0)] {
+                        let e = Object::new();
+                        set(&e, "rid", rid);
+                        set(&e, "scaleResolutionDownBy", scale);
+                        encodings.push(&e);
+                    }
+                    set(&init, "sendEncodings", encodings);
+                }
+                pc.add_transceiver_with_media_stream_track_and_init(&track, &init);
+            }
+        }
+        None => {
+            for kind in ["audio", "video"] {
+                let init = RtcRtpTransceiverInit::new();
+                init.set_direction(RtcRtpTransceiverDirection::Recvonly);
+                pc.add_transceiver_with_str_and_init(kind, &init);
+            }
+        }
+    }
+}
+
+async fn offer_and_send(
+    pc: &RtcPeerConnection,
+    session_id: &str,
+    restart: bool,
+) -> Result<(), String> {
+    let offer = JsFuture::from(pc.create_offer()).await.map_err(js_err)?;
+    let sdp = Reflect::get(&offer, &"sdp".into())
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or("no offer")?;
+    let init = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
+    init.set_sdp(&sdp);
+    JsFuture::from(pc.set_local_description(&init))
+        .await
+        .map_err(js_err)?;
+    let data = api::graphql(
+        SEND_OFFER,
+        serde_json::json!({ "s": session_id, "sdp": sdp, "r": restart }),
+    )
+    .await
+    .map_err(|e| e.message)?;
+    let answer = data["sendOffer"].as_str().ok_or("no answer")?.to_owned();
+    let init = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
+    init.set_sdp(&answer);
+    JsFuture::from(pc.set_remote_description(&init))
+        .await
+        .map_err(js_err)?;
+    Ok(())
+}
+
+impl Call {
+    /// Connects to the session's media: sends `local` if given, receives everything.
+    pub async fn start(
+        session_id: &str,
+        ice_servers: &[String],
+        local: Option<&MediaStream>,
+        handlers: Handlers,
+    ) -> Result<Call, String> {
+        let handlers = Rc::new(handlers);
+        let (pc, closures) = new_pc(ice_servers, &handlers)?;
+        add_media(&pc, local);
+        offer_and_send(&pc, session_id, false).await?;
+        Ok(Call(Rc::new(RefCell::new(Inner {
+            session_id: session_id.to_owned(),
+            pc,
+            handlers,
+            closures,
+        }))))
+    }
+
+    /// Replaces the connection with a new one (after ICE failed or the network changed); the
+    /// server keeps the participant and its role, and the tracks are published again.
+    pub async fn restart(
+        &self,
+        ice_servers: &[String],
+        local: Option<&MediaStream>,
+    ) -> Result<(), String> {
+        let (session_id, handlers, old) = {
+            let inner = self.0.borrow();
+            (
+                inner.session_id.clone(),
+                Rc::clone(&inner.handlers),
+                inner.pc.clone(),
+            )
+        };
+        old.close();
+        let (pc, closures) = new_pc(ice_servers, &handlers)?;
+        add_media(&pc, local);
+        {
+            let mut inner = self.0.borrow_mut();
+            inner.pc = pc.clone();
+            inner.closures = closures;
+        }
+        offer_and_send(&pc, &session_id, true).await
+    }
+
+    /// Applies a server offer and answers it.
+    pub async fn on_server_offer(&self, sdp: String) -> Result<(), String> {
+        let (pc, session_id) = {
+            let inner = self.0.borrow();
+            (inner.pc.clone(), inner.session_id.clone())
+        };
+        let init = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
+        init.set_sdp(&sdp);
+        JsFuture::from(pc.set_remote_description(&init))
+            .await
+            .map_err(js_err)?;
+        let answer = JsFuture::from(pc.create_answer()).await.map_err(js_err)?;
+        let sdp = Reflect::get(&answer, &"sdp".into())
+            .ok()
+            .and_then(|s| s.as_string())
+            .ok_or("no answer")?;
+        let init = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
+        init.set_sdp(&sdp);
+        JsFuture::from(pc.set_local_description(&init))
+            .await
+            .map_err(js_err)?;
+        api::graphql(
+            SEND_ANSWER,
+            serde_json::json!({ "s": session_id, "sdp": sdp }),
+        )
+        .await
+        .map_err(|e| e.message)?;
+        Ok(())
+    }
+
+    /// Replaces the camera or microphone being sent with `track` (a device change).
+    pub fn replace_track(&self, track: &MediaStreamTrack) {
+        let pc = self.0.borrow().pc.clone();
+        for sender in pc.get_senders().iter() {
+            let sender: web_sys::RtcRtpSender = sender.unchecked_into();
+            if sender.track().is_some_and(|t| t.kind() == track.kind()) {
+                let _ = sender.replace_track(Some(track));
+            }
+        }
+    }
+
+    /// Inbound statistics of the remote track with id `track_id` and the connection's round-trip
+    /// time: (packets lost, packets received, bytes received, round-trip seconds).
+    pub async fn inbound_stats(&self, track_id: &str) -> Option<(f64, f64, f64, f64)> {
+        let pc = self.0.borrow().pc.clone();
+        let receiver = pc.get_receivers().iter().find_map(|r| {
+            let r: web_sys::RtcRtpReceiver = r.unchecked_into();
+            (r.track().id() == track_id).then_some(r)
+        })?;
+        let report = JsFuture::from(receiver.get_stats()).await.ok()?;
+        let mut out = (0.0, 0.0, 0.0, 0.0);
+        let entries = js_sys::try_iter(&report).ok()??;
+        for entry in entries.flatten() {
+            let pair = Array::from(&entry);
+            let stat = pair.get(1);
+            let get = |k: &str| {
+                Reflect::get(&stat, &k.into())
+                    .ok()
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(0.0)
+            };
+            let kind = Reflect::get(&stat, &"type".into())
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_default();
+            if kind == "inbound-rtp" {
+                out.0 = get("packetsLost");
+                out.1 = get("packetsReceived");
+                out.2 = get("bytesReceived");
+            } else if kind == "candidate-pair" && get("currentRoundTripTime") > 0.0 {
+                out.3 = get("currentRoundTripTime");
+            }
+        }
+        Some(out)
+    }
+
+    pub fn close(&self) {
+        self.0.borrow().pc.close();
+    }
+}

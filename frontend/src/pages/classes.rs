@@ -1,0 +1,215 @@
+//! `/classes`: the classes list and creating one; `/classes/:id`: a class, its sessions,
+//! scheduling and starting a session (host), and the join link of a live one.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_params_map};
+
+use crate::api;
+use crate::app::Session;
+
+/// Sends signed-out visitors to the sign-in page, back here afterwards.
+fn require_sign_in(session: Session) {
+    Effect::new(move |_| {
+        if session.checked.get() && session.user.get().is_none() {
+            let here = web_sys::window()
+                .and_then(|w| w.location().pathname().ok())
+                .unwrap_or_default();
+            use_navigate()(&format!("/signin?next={here}"), Default::default());
+        }
+    });
+}
+
+#[component]
+pub fn Classes() -> impl IntoView {
+    let session = expect_context::<Session>();
+    require_sign_in(session);
+    let reload = RwSignal::new(0u32);
+    let classes = LocalResource::new(move || {
+        reload.get();
+        async move {
+            api::graphql(
+                "{ classes(first: 50) { nodes { id title description myRole owner { displayName } } } }",
+                serde_json::json!({}),
+            )
+            .await
+            .map(|d| d["classes"]["nodes"].as_array().cloned().unwrap_or_default())
+        }
+    });
+    let title = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let navigate = use_navigate();
+    let create = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let navigate = navigate.clone();
+        let t = title.get_untracked();
+        leptos::task::spawn_local(async move {
+            match api::graphql(
+                "mutation($i: CreateClassInput!) { createClass(input: $i) { id } }",
+                serde_json::json!({ "i": { "title": t } }),
+            )
+            .await
+            {
+                Ok(d) => {
+                    let id = d["createClass"]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    navigate(&format!("/classes/{id}"), Default::default());
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    view! {
+        <section class="stack">
+            <div class="card">
+                <h1>"Classes"</h1>
+                <form class="inline-form" on:submit=create>
+                    <input name="title" placeholder="A new class, e.g. Optics 101" required maxlength="200"
+                        prop:value=move || title.get() on:input=move |ev| title.set(event_target_value(&ev))/>
+                    <button class="button" type="submit" data-testid="create-class">"Create class"</button>
+                </form>
+                <Show when=move || error.get().is_some()>
+                    <p class="error" role="alert">{move || error.get().unwrap_or_default()}</p>
+                </Show>
+            </div>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || classes.get().map(|r| match r {
+                    Ok(list) if list.is_empty() => view! { <p class="muted">"No classes yet. Create the first one."</p> }.into_any(),
+                    Ok(list) => view! {
+                        <ul class="class-list">
+                            {list.into_iter().map(|c| {
+                                let href = format!("/classes/{}", c["id"].as_str().unwrap_or_default());
+                                let title = c["title"].as_str().unwrap_or_default().to_owned();
+                                let by = format!("by {}", c["owner"]["displayName"].as_str().unwrap_or_default());
+                                let role = role_label(c["myRole"].as_str().unwrap_or_default());
+                                view! {
+                                    <li class="card class-item">
+                                        <A href=href>{title}</A>
+                                        <span class="muted">{by}</span>
+                                        <span class="role-badge">{role}</span>
+                                    </li>
+                                }
+                            }).collect_view()}
+                        </ul>
+                    }.into_any(),
+                    Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+pub fn role_label(role: &str) -> &'static str {
+    match role {
+        "HOST" => "Host",
+        "CO_HOST" => "Co-host",
+        "SPEAKER" => "Speaker",
+        _ => "Viewer",
+    }
+}
+
+#[component]
+pub fn ClassPage() -> impl IntoView {
+    let session = expect_context::<Session>();
+    require_sign_in(session);
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let reload = RwSignal::new(0u32);
+    let class = LocalResource::new(move || {
+        reload.get();
+        let id = id();
+        async move {
+            api::graphql(
+                "query($id: ID!) { class(id: $id) { id title description myRole owner { displayName } sessions { id state scheduledStart } } }",
+                serde_json::json!({ "id": id }),
+            )
+            .await
+            .map(|d| d["class"].clone())
+        }
+    });
+    let error = RwSignal::new(None::<String>);
+    let run = move |query: &'static str, vars: serde_json::Value| {
+        leptos::task::spawn_local(async move {
+            match api::graphql(query, vars).await {
+                Ok(_) => reload.update(|n| *n += 1),
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let schedule = move |_| {
+        let now = js_sys::Date::new_0()
+            .to_iso_string()
+            .as_string()
+            .unwrap_or_default();
+        run(
+            "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id } }",
+            serde_json::json!({ "i": { "classId": id(), "start": now } }),
+        );
+    };
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || class.get().map(|r| match r {
+                Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
+                Ok(c) => {
+                    let is_host = c["myRole"] == "HOST";
+                    let sessions = c["sessions"].as_array().cloned().unwrap_or_default();
+                    view! {
+                        <section class="stack">
+                            <div class="card">
+                                <div class="card-head">
+                                    <h1>{c["title"].as_str().unwrap_or_default().to_owned()}</h1>
+                                    <span class="role-badge">{role_label(c["myRole"].as_str().unwrap_or_default())}</span>
+                                </div>
+                                <p class="muted">{format!("Hosted by {}", c["owner"]["displayName"].as_str().unwrap_or_default())}</p>
+                                <Show when=move || is_host>
+                                    <button class="button" data-testid="schedule" on:click=schedule>"Schedule a session now"</button>
+                                </Show>
+                                <Show when=move || error.get().is_some()>
+                                    <p class="error" role="alert">{move || error.get().unwrap_or_default()}</p>
+                                </Show>
+                            </div>
+                            <div class="card">
+                                <h2>"Sessions"</h2>
+                                {if sessions.is_empty() {
+                                    view! { <p class="muted">"No sessions yet."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <ul class="sessions">
+                                            {sessions.into_iter().map(|s| {
+                                                let sid = s["id"].as_str().unwrap_or_default().to_owned();
+                                                let state = s["state"].as_str().unwrap_or_default().to_owned();
+                                                let (sid2, sid3) = (sid.clone(), sid.clone());
+                                                let start = move |_| run("mutation($id: ID!) { startSession(id: $id) { id } }", serde_json::json!({ "id": sid2 }));
+                                                let end = move |_| run("mutation($id: ID!) { endSession(id: $id) { id } }", serde_json::json!({ "id": sid3 }));
+                                                let live = state == "LIVE";
+                                                let scheduled = state == "SCHEDULED";
+                                                let join_href = format!("/live/{sid}");
+                                                view! {
+                                                    <li class="session-row" data-session=sid>
+                                                        <span class=format!("state {}", state.to_lowercase())>{state.clone()}</span>
+                                                        <span class="muted">{s["scheduledStart"].as_str().unwrap_or_default().replace('T', " ").chars().take(16).collect::<String>()}</span>
+                                                        <Show when=move || is_host && scheduled>
+                                                            <button class="button small" data-testid="start-session" on:click=start.clone()>"Go live"</button>
+                                                        </Show>
+                                                        <Show when=move || live>
+                                                            <A href=join_href.clone() attr:class="button small" attr:data-testid="join-link">"Join"</A>
+                                                        </Show>
+                                                        <Show when=move || is_host && live>
+                                                            <button class="button secondary small" on:click=end.clone()>"End"</button>
+                                                        </Show>
+                                                    </li>
+                                                }
+                                            }).collect_view()}
+                                        </ul>
+                                    }.into_any()
+                                }}
+                            </div>
+                        </section>
+                    }.into_any()
+                }
+            })}
+        </Suspense>
+    }
+}
