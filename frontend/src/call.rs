@@ -130,6 +130,9 @@ fn msid_of(sdp: &str, mid: &str) -> Option<String> {
     if in_section { msid } else { None }
 }
 
+/// A JavaScript event listener kept alive with what it listens to.
+type Listener = Closure<dyn FnMut(JsValue)>;
+
 /// Callbacks of a call.
 pub struct Handlers {
     /// A remote track arrived, of the publisher's stream with this id.
@@ -143,7 +146,7 @@ struct Inner {
     session_id: String,
     pc: RtcPeerConnection,
     handlers: Rc<Handlers>,
-    closures: Vec<Closure<dyn FnMut(JsValue)>>,
+    closures: Vec<Listener>,
 }
 
 /// The media connection of this browser in a session.
@@ -157,7 +160,7 @@ const SEND_ANSWER: &str =
 fn new_pc(
     ice_servers: &[String],
     handlers: &Rc<Handlers>,
-) -> Result<(RtcPeerConnection, Vec<Closure<dyn FnMut(JsValue)>>), String> {
+) -> Result<(RtcPeerConnection, Vec<Listener>), String> {
     let config = RtcConfiguration::new();
     let servers = Array::new();
     for url in ice_servers {

@@ -232,7 +232,7 @@ async fn a_live_class_in_chromium() {
             let n = v
                 .eval("return document.querySelectorAll('[data-testid=tile]').length;")
                 .await;
-            (n == Value::from(0)).then_some(())
+            (n == 0).then_some(())
         })
         .await;
     }

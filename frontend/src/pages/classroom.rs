@@ -286,13 +286,13 @@ pub fn Classroom() -> impl IntoView {
                     }
                 }),
                 on_state: Box::new(move |state: String| match state.as_str() {
-                    "connected" => {
+                    "connected"
                         if !matches!(
                             phase.get_untracked(),
                             Phase::Ended | Phase::Removed(_) | Phase::Left
-                        ) {
-                            phase.set(Phase::Live);
-                        }
+                        ) =>
+                    {
+                        phase.set(Phase::Live);
                     }
                     "failed" => {
                         if matches!(phase.get_untracked(), Phase::Live | Phase::Reconnecting(_)) {
