@@ -363,38 +363,46 @@ impl Call {
     }
 
     /// Inbound statistics of the remote track with id `track_id` and the connection's round-trip
-    /// time: (packets lost, packets received, bytes received, round-trip seconds).
-    pub async fn inbound_stats(&self, track_id: &str) -> Option<(f64, f64, f64, f64)> {
+    /// time: (packets lost, packets received, bytes received, round-trip seconds, the stats'
+    /// timestamp in ms).
+    pub async fn inbound_stats(&self, track_id: &str) -> Option<(f64, f64, f64, f64, f64)> {
         let pc = self.0.borrow().pc.clone();
-        let receiver = pc.get_receivers().iter().find_map(|r| {
-            let r: web_sys::RtcRtpReceiver = r.unchecked_into();
-            (r.track().id() == track_id).then_some(r)
-        })?;
-        let report = JsFuture::from(receiver.get_stats()).await.ok()?;
-        let mut out = (0.0, 0.0, 0.0, 0.0);
-        let entries = js_sys::try_iter(&report).ok()??;
-        for entry in entries.flatten() {
-            let pair = Array::from(&entry);
-            let stat = pair.get(1);
-            let get = |k: &str| {
+        let report = JsFuture::from(pc.get_stats()).await.ok()?;
+        let mut out = (0.0, 0.0, 0.0, 0.0, 0.0);
+        let mut found = false;
+        let values = Reflect::get(&report, &"values".into()).ok()?;
+        let values: js_sys::Function = values.dyn_into().ok()?;
+        let iter = values.call0(&report).ok()?;
+        for stat in js_sys::try_iter(&iter).ok()??.flatten() {
+            let text = |k: &str| {
+                Reflect::get(&stat, &k.into())
+                    .ok()
+                    .and_then(|v| v.as_string())
+                    .unwrap_or_default()
+            };
+            let num = |k: &str| {
                 Reflect::get(&stat, &k.into())
                     .ok()
                     .and_then(|v| v.as_f64())
                     .unwrap_or(0.0)
             };
-            let kind = Reflect::get(&stat, &"type".into())
-                .ok()
-                .and_then(|v| v.as_string())
-                .unwrap_or_default();
-            if kind == "inbound-rtp" {
-                out.0 = get("packetsLost");
-                out.1 = get("packetsReceived");
-                out.2 = get("bytesReceived");
-            } else if kind == "candidate-pair" && get("currentRoundTripTime") > 0.0 {
-                out.3 = get("currentRoundTripTime");
+            match text("type").as_str() {
+                "inbound-rtp" if text("trackIdentifier") == track_id => {
+                    out.0 = num("packetsLost");
+                    out.1 = num("packetsReceived");
+                    out.2 = num("bytesReceived");
+                    out.4 = num("timestamp");
+                    found = true;
+                }
+                "candidate-pair"
+                    if text("state") == "succeeded" && num("currentRoundTripTime") > 0.0 =>
+                {
+                    out.3 = num("currentRoundTripTime");
+                }
+                _ => {}
             }
         }
-        Some(out)
+        found.then_some(out)
     }
 
     pub fn close(&self) {

@@ -169,6 +169,18 @@ async fn a_live_class_in_chromium() {
         assert!(a1 > a0, "audio packets arrive: {a0} then {a1}");
         assert!(f0 >= 1.0);
     }
+    // Each tile shows its connection quality from getStats: bitrate, loss, round-trip time.
+    for v in &viewers {
+        until("a bitrate in the tile's quality line", || async {
+            let text = v
+                .eval("return document.querySelector('[data-testid=tile] [data-testid=quality]').textContent;")
+                .await;
+            let text = text.as_str()?.to_owned();
+            let kbps: f64 = text.split(" kbit/s").next()?.trim().parse().ok()?;
+            (kbps > 0.0 && text.contains("% loss") && text.ends_with("ms")).then_some(())
+        })
+        .await;
+    }
     for b in viewers.iter().chain([&host]) {
         b.screenshot(SCENARIO, "watching").await;
     }

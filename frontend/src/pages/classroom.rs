@@ -341,10 +341,11 @@ pub fn Classroom() -> impl IntoView {
 
     // Quality per remote video track, every 2 s: (loss %, kbit/s, rtt ms).
     let quality = RwSignal::new(HashMap::<String, String>::new());
-    let last_bytes = StoredValue::new(HashMap::<String, f64>::new());
+    let last_bytes =
+        std::rc::Rc::new(std::cell::RefCell::new(HashMap::<String, (f64, f64)>::new()));
     let poll = Closure::<dyn Fn()>::new(move || {
         let Some(c) = call.get_value() else { return };
-        let ids: Vec<String> = streams
+        let mut ids: Vec<String> = streams
             .get_untracked()
             .values()
             .flat_map(|s| {
@@ -354,14 +355,18 @@ pub fn Classroom() -> impl IntoView {
                     .collect::<Vec<_>>()
             })
             .collect();
+        ids.sort();
+        ids.dedup();
+        let last_bytes = std::rc::Rc::clone(&last_bytes);
         leptos::task::spawn_local(async move {
             for id in ids {
-                if let Some((lost, received, bytes, rtt)) = c.inbound_stats(&id).await {
-                    let before = last_bytes
-                        .try_update_value(|m| m.insert(id.clone(), bytes))
-                        .flatten()
-                        .unwrap_or(bytes);
-                    let kbps = (bytes - before).max(0.0) * 8.0 / 2.0 / 1000.0;
+                if let Some((lost, received, bytes, rtt, at)) = c.inbound_stats(&id).await {
+                    // The bitrate between two samples of the browser's own clock.
+                    let previous = last_bytes.borrow_mut().insert(id.clone(), (bytes, at));
+                    let Some((before, then)) = previous.filter(|(_, t)| at > *t) else {
+                        continue;
+                    };
+                    let kbps = (bytes - before).max(0.0) * 8.0 / (at - then);
                     let loss = if lost + received > 0.0 {
                         100.0 * lost / (lost + received)
                     } else {

@@ -39,10 +39,13 @@ impl Browser {
                 "{binary} is missing: run `just setup` (installs Debian's chromium and chromium-driver)"
             );
         }
+        // Its own process group, with the Chromium it starts: a test that fails (and drops the
+        // browser without closing it) still takes every process with it.
         let mut driver = Command::new(CHROMEDRIVER)
             .arg("--port=0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
@@ -157,7 +160,7 @@ impl Browser {
 
     /// Ends the WebDriver session (closing Chromium) and stops the driver.
     pub async fn close(mut self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
         let _ = self.driver.kill().await;
     }
 }
@@ -184,4 +187,16 @@ async fn announced_port(driver: &mut Child) -> u16 {
     // Keep draining its output so the driver never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     port
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self
+            .driver
+            .id()
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
 }
