@@ -286,7 +286,8 @@ impl Call {
         let handlers = Rc::new(handlers);
         let (pc, closures) = new_pc(ice_servers, &handlers)?;
         add_media(&pc, local);
-        offer_and_send(&pc, session_id, false).await?;
+        // A new page replaces any connection an earlier page of this participant left behind.
+        offer_and_send(&pc, session_id, true).await?;
         Ok(Call(Rc::new(RefCell::new(Inner {
             session_id: session_id.to_owned(),
             pc,

@@ -124,6 +124,7 @@ async fn a_live_class_in_chromium() {
     host.wait_for("[data-testid=room-state][data-phase=live]")
         .await;
     host.wait_for("[data-testid=tile].self").await;
+    assert_eq!(host.text_of("[data-testid=room-title]").await, "Optics 101");
     let live_url = format!("{url}{href}");
 
     // Two viewers join with the link.
@@ -257,6 +258,26 @@ async fn a_live_class_in_chromium() {
     for b in viewers.iter().chain([&host]) {
         b.screenshot(SCENARIO, "after-rejoin").await;
     }
+
+    // Join to first remote picture, measured in the browser (from opening the class link to the
+    // first `playing` of a remote video), five times.
+    let mut joins = Vec::new();
+    for _ in 0..5 {
+        viewers[1].goto(&live_url).await;
+        let ms = until("the first remote picture", || async {
+            viewers[1]
+                .eval("return window.__classroomFirstFrame ?? null;")
+                .await
+                .as_f64()
+        })
+        .await;
+        joins.push(ms);
+    }
+    joins.sort_by(f64::total_cmp);
+    eprintln!(
+        "join to first remote picture, 5 runs: {joins:?} ms; median {} ms",
+        joins[2]
+    );
 
     for b in viewers {
         b.close().await;

@@ -80,6 +80,21 @@ pub fn Classroom() -> impl IntoView {
     let session_id = params.read_untracked().get("id").unwrap_or_default();
 
     let me = RwSignal::new(None::<(String, String)>); // (participant id, role)
+    let title = RwSignal::new("Live class".to_owned());
+    {
+        let session_id = session_id.clone();
+        leptos::task::spawn_local(async move {
+            if let Ok(d) = api::graphql(
+                "query($id: ID!) { session(id: $id) { class { title } } }",
+                serde_json::json!({ "id": session_id }),
+            )
+            .await
+                && let Some(t) = d["session"]["class"]["title"].as_str()
+            {
+                title.set(t.to_owned());
+            }
+        });
+    }
     let people = RwSignal::new(Vec::<Person>::new());
     let tracks = RwSignal::new(Vec::<Track>::new());
     let streams = RwSignal::new(HashMap::<String, MediaStream>::new());
@@ -538,7 +553,7 @@ pub fn Classroom() -> impl IntoView {
         <section class="classroom" class:compact=move || compact.get()>
             <div class="room-head">
                 <div>
-                    <h1>"Live class"</h1>
+                    <h1 data-testid="room-title">{move || title.get()}</h1>
                     <p class="muted" data-testid="room-counts">
                         {move || format!("{} on stage · {} watching", stage().len(), viewers())}
                     </p>
@@ -588,6 +603,27 @@ pub fn Classroom() -> impl IntoView {
                             if current.as_ref().map(|s| s.id()) != stream.as_ref().map(|s| s.id()) {
                                 el.set_src_object(stream.as_ref());
                                 let _ = el.play();
+                                if !is_me() && stream.is_some() {
+                                    // When the first remote picture shows, since the page opened
+                                    // (`playing` does not bubble, so it is listened to here).
+                                    let first = Closure::once_into_js(|| {
+                                        if let Some(w) = web_sys::window()
+                                            && js_sys::Reflect::get(&w, &"__classroomFirstFrame".into())
+                                                .is_ok_and(|v| v.is_undefined())
+                                            && let Some(p) = w.performance()
+                                        {
+                                            let _ = js_sys::Reflect::set(
+                                                &w,
+                                                &"__classroomFirstFrame".into(),
+                                                &p.now().into(),
+                                            );
+                                        }
+                                    });
+                                    let _ = el.add_event_listener_with_callback(
+                                        "playing",
+                                        first.unchecked_ref(),
+                                    );
+                                }
                             }
                         });
                         // Ask for the layer this tile's size needs.
@@ -627,6 +663,7 @@ pub fn Classroom() -> impl IntoView {
                                 data-track=move || video_track().map(|t| t.id).unwrap_or_default()>
                                 <video node_ref=video_ref autoplay=true playsinline=true
                                     prop:muted=is_me
+
                                     class:hidden=move || muted() || !has_video()></video>
                                 <Show when=move || muted() || !has_video()>
                                     <div class="placeholder" aria-hidden="true">{initials.clone()}</div>
