@@ -605,3 +605,23 @@ impl SignalingSubscription {
         Ok(futures_util::stream::iter(first).chain(rest))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::offer_publishes;
+
+    #[test]
+    fn only_sending_media_sections_count_as_publishing() {
+        let recv_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\n";
+        assert!(!offer_publishes(recv_only));
+        let sending = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n";
+        assert!(offer_publishes(sending));
+        // No direction attribute means sendrecv.
+        assert!(offer_publishes("v=0\nm=video 9 UDP/TLS/RTP/SAVPF 96\na=mid:0\n"));
+        // A data channel sends no media.
+        assert!(!offer_publishes(
+            "v=0\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\na=sendrecv\n"
+        ));
+        assert!(!offer_publishes(""));
+    }
+}
