@@ -617,7 +617,9 @@ mod tests {
         let sending = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n";
         assert!(offer_publishes(sending));
         // No direction attribute means sendrecv.
-        assert!(offer_publishes("v=0\nm=video 9 UDP/TLS/RTP/SAVPF 96\na=mid:0\n"));
+        assert!(offer_publishes(
+            "v=0\nm=video 9 UDP/TLS/RTP/SAVPF 96\na=mid:0\n"
+        ));
         // A data channel sends no media.
         assert!(!offer_publishes(
             "v=0\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\na=sendrecv\n"
