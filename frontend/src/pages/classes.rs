@@ -101,6 +101,18 @@ pub fn Classes() -> impl IntoView {
     }
 }
 
+/// An RFC 3339 time in the browser's time zone and locale.
+fn local_time(iso: &str) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(iso));
+    if date.get_time().is_nan() {
+        return iso.to_owned();
+    }
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&options, &"dateStyle".into(), &"medium".into());
+    let _ = js_sys::Reflect::set(&options, &"timeStyle".into(), &"short".into());
+    date.to_locale_string("default", &options).into()
+}
+
 pub fn role_label(role: &str) -> &'static str {
     match role {
         "HOST" => "Host",
@@ -138,14 +150,23 @@ pub fn ClassPage() -> impl IntoView {
             }
         });
     };
+    // When to schedule, as the `datetime-local` input has it (local time; empty: now).
+    let when = RwSignal::new(String::new());
     let schedule = move |_| {
-        let now = js_sys::Date::new_0()
-            .to_iso_string()
-            .as_string()
-            .unwrap_or_default();
+        let local = when.get_untracked();
+        let date = if local.is_empty() {
+            js_sys::Date::new_0()
+        } else {
+            js_sys::Date::new(&wasm_bindgen::JsValue::from_str(&local))
+        };
+        if date.get_time().is_nan() {
+            error.set(Some("Pick a valid date and time.".into()));
+            return;
+        }
+        let start = date.to_iso_string().as_string().unwrap_or_default();
         run(
             "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id } }",
-            serde_json::json!({ "i": { "classId": id(), "start": now } }),
+            serde_json::json!({ "i": { "classId": id(), "start": start } }),
         );
     };
     view! {
@@ -164,7 +185,16 @@ pub fn ClassPage() -> impl IntoView {
                                 </div>
                                 <p class="muted">{format!("Hosted by {}", c["owner"]["displayName"].as_str().unwrap_or_default())}</p>
                                 <Show when=move || is_host>
-                                    <button class="button" data-testid="schedule" on:click=schedule>"Schedule a session now"</button>
+                                    <div class="inline-form">
+                                        <label class="muted">"Starts"
+                                            <input type="datetime-local" name="start" aria-label="Session start (leave empty for now)"
+                                                prop:value=move || when.get()
+                                                on:input=move |ev| when.set(event_target_value(&ev))/>
+                                        </label>
+                                        <button class="button" data-testid="schedule" on:click=schedule>
+                                            {move || if when.get().is_empty() { "Schedule a session now" } else { "Schedule" }}
+                                        </button>
+                                    </div>
                                 </Show>
                                 <Show when=move || error.get().is_some()>
                                     <p class="error" role="alert">{move || error.get().unwrap_or_default()}</p>
@@ -189,7 +219,7 @@ pub fn ClassPage() -> impl IntoView {
                                                 view! {
                                                     <li class="session-row" data-session=sid>
                                                         <span class=format!("state {}", state.to_lowercase())>{state.clone()}</span>
-                                                        <span class="muted">{s["scheduledStart"].as_str().unwrap_or_default().replace('T', " ").chars().take(16).collect::<String>()}</span>
+                                                        <span class="muted">{local_time(s["scheduledStart"].as_str().unwrap_or_default())}</span>
                                                         <Show when=move || is_host && scheduled>
                                                             <button class="button small" data-testid="start-session" on:click=start.clone()>"Go live"</button>
                                                         </Show>
