@@ -233,6 +233,37 @@ impl Live {
             .peer
     }
 
+    /// Disconnects the participant's SFU peer, if any (before a new connection replaces it): its
+    /// tracks are unpublished for everyone.
+    pub fn detach(&self, session_id: i64, participant_id: i64) {
+        let old = {
+            let mut state = self.state();
+            let Some(session) = state.sessions.get_mut(&session_id) else {
+                return;
+            };
+            let Some(p) = session.participants.get_mut(&participant_id) else {
+                return;
+            };
+            let Some(old) = p.peer.take() else {
+                return;
+            };
+            p.info.connected = false;
+            for t in std::mem::take(&mut p.tracks) {
+                Live::send(
+                    session,
+                    None,
+                    Event::TrackUnpublished {
+                        track_id: t.id,
+                        participant_id,
+                    },
+                );
+            }
+            state.peers.remove(&old);
+            old
+        };
+        self.sfu.leave(old);
+    }
+
     /// Connects the participant's (new) SFU peer; an earlier peer of it is left.
     pub fn attach(&self, session_id: i64, participant_id: i64, peer: PeerId) {
         let old = {
@@ -243,17 +274,35 @@ impl Live {
             {
                 Live::send(session, Some(participant_id), Event::ServerOffer { sdp });
             }
-            let Some(p) = state
-                .sessions
-                .get_mut(&session_id)
-                .and_then(|s| s.participants.get_mut(&participant_id))
-            else {
+            let Some(session) = state.sessions.get_mut(&session_id) else {
+                return;
+            };
+            let Some(p) = session.participants.get_mut(&participant_id) else {
                 return;
             };
             p.dropped_at = None;
-            p.peer.replace(peer)
+            let old = p.peer.replace(peer).filter(|o| *o != peer);
+            // The old connection's tracks end with it (the SFU's own events about a peer that is
+            // no longer attached are not matched to anyone).
+            if let Some(old) = old {
+                let prefix = format!("{old}-");
+                let (gone, kept): (Vec<TrackInfo>, Vec<TrackInfo>) =
+                    p.tracks.drain(..).partition(|t| t.id.starts_with(&prefix));
+                p.tracks = kept;
+                for t in gone {
+                    Live::send(
+                        session,
+                        None,
+                        Event::TrackUnpublished {
+                            track_id: t.id,
+                            participant_id,
+                        },
+                    );
+                }
+            }
+            old
         };
-        if let Some(old) = old.filter(|o| *o != peer) {
+        if let Some(old) = old {
             self.state().peers.remove(&old);
             self.sfu.leave(old);
         }

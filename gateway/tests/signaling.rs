@@ -57,13 +57,22 @@ async fn user(server: &TestServer, email: &str, name: &str) -> (Api, String) {
     (api, token)
 }
 
+/// The connection a user's server offers go to: none until its own offer was answered (as the
+/// app does, offers that arrive earlier wait), replaced when the user reconnects.
+type SharedPc =
+    tokio::sync::watch::Sender<Option<Arc<dyn webrtc::peer_connection::PeerConnection>>>;
+
+fn shared_pc() -> Arc<SharedPc> {
+    Arc::new(tokio::sync::watch::channel(None).0)
+}
+
 /// The session's events for one user, as they arrive; server offers are answered by `pc`.
 async fn subscribe(
     server: &TestServer,
     token: &str,
     session: &str,
     api: Api,
-    pc: Option<Arc<dyn webrtc::peer_connection::PeerConnection>>,
+    pc: Arc<SharedPc>,
 ) -> mpsc::UnboundedReceiver<Value> {
     let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
         .into_client_request()
@@ -94,9 +103,14 @@ async fn subscribe(
             match value["type"].as_str() {
                 Some("next") => {
                     let event = value["payload"]["data"]["sessionEvents"].clone();
-                    if event["__typename"] == "ServerOffer"
-                        && let Some(pc) = &pc
-                    {
+                    if event["__typename"] == "ServerOffer" {
+                        let pc = pc
+                            .subscribe()
+                            .wait_for(Option::is_some)
+                            .await
+                            .unwrap()
+                            .clone()
+                            .unwrap();
                         let sdp = event["sdp"].as_str().unwrap().to_owned();
                         pc.set_remote_description(RTCSessionDescription::offer(sdp).unwrap())
                             .await
@@ -215,12 +229,13 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
         .await
         .unwrap();
     let host_api = host.with_bearer(&host_token);
+    let host_current = shared_pc();
     let mut host_events = subscribe(
         &server,
         &host_token,
         &session,
         host_api.clone(),
-        Some(Arc::clone(&host_pc.pc)),
+        Arc::clone(&host_current),
     )
     .await;
     let me = next_of(&mut host_events, &["ParticipantJoined"]).await;
@@ -231,6 +246,7 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
             .get("errors")
             .is_none()
     );
+    host_current.send_replace(Some(Arc::clone(&host_pc.pc)));
     let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
     let send = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -272,12 +288,13 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
         .await
         .unwrap();
     let viewer_api = viewer.with_bearer(&viewer_token);
+    let viewer_current = shared_pc();
     let mut viewer_events = subscribe(
         &server,
         &viewer_token,
         &session,
         viewer_api.clone(),
-        Some(Arc::clone(&viewer_pc.pc)),
+        Arc::clone(&viewer_current),
     )
     .await;
     let seen = next_of(&mut viewer_events, &["TrackPublished"]).await;
@@ -288,6 +305,7 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
             .get("errors")
             .is_none()
     );
+    viewer_current.send_replace(Some(Arc::clone(&viewer_pc.pc)));
     let joined_seen = next_of(&mut host_events, &["ParticipantJoined"]).await;
     assert_eq!(joined_seen["participant"]["role"], "VIEWER");
 
@@ -382,6 +400,116 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
         "FORBIDDEN"
     );
 
+    // The host's media connection is replaced (as after an ICE failure): the same participant
+    // and role; the camera, published again from the new connection, reaches the viewer.
+    let again = host.ok(JOIN, json!({ "s": session })).await["joinSession"].clone();
+    assert_eq!(again["participantId"], host_pid.as_str());
+    assert_eq!(again["role"], "HOST");
+    let mut host_pc2 = media::client().await;
+    const SSRC2: u32 = 0x2020_0002;
+    let camera2 = Arc::new(
+        webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
+            rtc::media_stream::MediaStreamTrack::new(
+                "cam".into(),
+                "camera".into(),
+                "camera".into(),
+                RtpCodecKind::Video,
+                vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
+                    rtp_coding_parameters:
+                        rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
+                            ssrc: Some(SSRC2),
+                            ..Default::default()
+                        },
+                    codec: media::vp8(),
+                    ..Default::default()
+                }],
+            ),
+        ),
+    );
+    let sender2 = host_pc2
+        .pc
+        .add_track(Arc::clone(&camera2) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    host_current.send_replace(None);
+    let offer = host_pc2.pc.create_offer(None).await.unwrap();
+    host_pc2.pc.set_local_description(offer).await.unwrap();
+    tokio::time::timeout(WAIT, host_pc2.gathered.recv())
+        .await
+        .unwrap();
+    let sdp = host_pc2.pc.local_description().await.unwrap().sdp;
+    let answer = host
+        .ok(
+            "mutation($s: ID!, $sdp: String!) { sendOffer(sessionId: $s, sdp: $sdp, restart: true) }",
+            json!({ "s": session, "sdp": sdp }),
+        )
+        .await["sendOffer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    host_pc2
+        .pc
+        .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .await
+        .unwrap();
+    host_current.send_replace(Some(Arc::clone(&host_pc2.pc)));
+    send.abort();
+    let pt2 = sender2
+        .get_parameters()
+        .await
+        .unwrap()
+        .rtp_parameters
+        .codecs[0]
+        .payload_type;
+    let send = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for i in 0u32.. {
+            tick.tick().await;
+            let header = rtc::rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: pt2,
+                sequence_number: i as u16,
+                timestamp: i * 3000,
+                ssrc: SSRC2,
+                ..Default::default()
+            };
+            let payload = bytes::Bytes::from(vec![0x10, u8::from(i % 20 != 0), 8, 8]);
+            let _ = camera2
+                .write_rtp(rtc::rtp::Packet { header, payload })
+                .await;
+        }
+    });
+    let gone = next_of(&mut viewer_events, &["TrackUnpublished"]).await;
+    assert_eq!(gone["trackId"], track_id.as_str());
+    let back = next_of(&mut viewer_events, &["TrackPublished"]).await;
+    assert_eq!(back["track"]["participantId"], host_pid.as_str());
+    assert_ne!(
+        back["track"]["id"],
+        track_id.as_str(),
+        "a new track of the new connection"
+    );
+    let remote = loop {
+        let t = tokio::time::timeout(WAIT, viewer_pc.tracks.recv())
+            .await
+            .expect("the republished track")
+            .unwrap();
+        if t.stream_id().await == back["track"]["streamId"].as_str().unwrap() {
+            break t;
+        }
+    };
+    let mut got = 0;
+    while got < 10 {
+        match tokio::time::timeout(WAIT, remote.poll()).await {
+            Ok(Some(TrackRemoteEvent::OnRtpPacket(p))) => {
+                assert_eq!(&p.payload[2..], &[8, 8]);
+                got += 1;
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("the republished camera reaches the viewer: {got} packets"),
+        }
+    }
+
     // The viewer leaves; the host sees it. The host ends the session; the host's events end.
     viewer
         .ok(
@@ -400,7 +528,7 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
     assert_eq!(ended["sessionId"], session.as_str());
 
     send.abort();
-    for pc in [host_pc.pc, viewer_pc.pc, sneaky.pc] {
+    for pc in [host_pc.pc, host_pc2.pc, viewer_pc.pc, sneaky.pc] {
         let _ = pc.close().await;
     }
     server.stop().await;

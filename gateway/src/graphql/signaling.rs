@@ -425,7 +425,11 @@ impl SignalingMutation {
             .into());
         }
         let app = state(ctx);
-        let peer = app.live.peer_of(sid, me.id).filter(|_| !restart);
+        if restart {
+            // The old connection goes first, so the new one is not offered its own old tracks.
+            app.live.detach(sid, me.id);
+        }
+        let peer = app.live.peer_of(sid, me.id);
         let bad = |e: sfu::JoinError| -> async_graphql::Error {
             match e {
                 sfu::JoinError::BadOffer(m) => ApiError::bad_input("sdp", m).into(),
