@@ -204,25 +204,7 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
     let host_pid = joined["participantId"].as_str().unwrap().to_owned();
     let mut host_pc = media::client().await;
     const SSRC: u32 = 0x2020_0001;
-    let camera = Arc::new(
-        webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
-            rtc::media_stream::MediaStreamTrack::new(
-                "cam".into(),
-                "camera".into(),
-                "camera".into(),
-                RtpCodecKind::Video,
-                vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
-                    rtp_coding_parameters:
-                        rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
-                            ssrc: Some(SSRC),
-                            ..Default::default()
-                        },
-                    codec: media::vp8(),
-                    ..Default::default()
-                }],
-            ),
-        ),
-    );
+    let camera = media::vp8_camera(SSRC, "camera");
     let sender = host_pc
         .pc
         .add_track(Arc::clone(&camera) as Arc<dyn TrackLocal>)
@@ -248,23 +230,7 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
     );
     host_current.send_replace(Some(Arc::clone(&host_pc.pc)));
     let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
-    let send = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        for i in 0u32.. {
-            tick.tick().await;
-            let header = rtc::rtp::header::Header {
-                version: 2,
-                marker: true,
-                payload_type: pt,
-                sequence_number: i as u16,
-                timestamp: i * 3000,
-                ssrc: SSRC,
-                ..Default::default()
-            };
-            let payload = bytes::Bytes::from(vec![0x10, u8::from(i % 20 != 0), 7, 7]);
-            let _ = camera.write_rtp(rtc::rtp::Packet { header, payload }).await;
-        }
-    });
+    let send = media::send_tagged(Arc::clone(&camera), pt, SSRC, [7, 7]);
     let published = next_of(&mut host_events, &["TrackPublished"]).await;
     assert_eq!(published["track"]["participantId"], host_pid.as_str());
     assert_eq!(published["track"]["kind"], "VIDEO");
@@ -332,25 +298,7 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
 
     // The viewer may not publish: an offer that sends is refused by the server.
     let mut sneaky = media::client().await;
-    let track = Arc::new(
-        webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
-            rtc::media_stream::MediaStreamTrack::new(
-                "s".into(),
-                "sneak".into(),
-                "sneak".into(),
-                RtpCodecKind::Video,
-                vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
-                    rtp_coding_parameters:
-                        rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
-                            ssrc: Some(0x2020_0099),
-                            ..Default::default()
-                        },
-                    codec: media::vp8(),
-                    ..Default::default()
-                }],
-            ),
-        ),
-    );
+    let track = media::vp8_camera(0x2020_0099, "sneak");
     sneaky
         .pc
         .add_track(track as Arc<dyn TrackLocal>)
@@ -407,25 +355,7 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
     assert_eq!(again["role"], "HOST");
     let mut host_pc2 = media::client().await;
     const SSRC2: u32 = 0x2020_0002;
-    let camera2 = Arc::new(
-        webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
-            rtc::media_stream::MediaStreamTrack::new(
-                "cam".into(),
-                "camera".into(),
-                "camera".into(),
-                RtpCodecKind::Video,
-                vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
-                    rtp_coding_parameters:
-                        rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
-                            ssrc: Some(SSRC2),
-                            ..Default::default()
-                        },
-                    codec: media::vp8(),
-                    ..Default::default()
-                }],
-            ),
-        ),
-    );
+    let camera2 = media::vp8_camera(SSRC2, "camera");
     let sender2 = host_pc2
         .pc
         .add_track(Arc::clone(&camera2) as Arc<dyn TrackLocal>)
@@ -461,25 +391,7 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
         .rtp_parameters
         .codecs[0]
         .payload_type;
-    let send = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        for i in 0u32.. {
-            tick.tick().await;
-            let header = rtc::rtp::header::Header {
-                version: 2,
-                marker: true,
-                payload_type: pt2,
-                sequence_number: i as u16,
-                timestamp: i * 3000,
-                ssrc: SSRC2,
-                ..Default::default()
-            };
-            let payload = bytes::Bytes::from(vec![0x10, u8::from(i % 20 != 0), 8, 8]);
-            let _ = camera2
-                .write_rtp(rtc::rtp::Packet { header, payload })
-                .await;
-        }
-    });
+    let send = media::send_tagged(Arc::clone(&camera2), pt2, SSRC2, [8, 8]);
     let gone = next_of(&mut viewer_events, &["TrackUnpublished"]).await;
     assert_eq!(gone["trackId"], track_id.as_str());
     let back = next_of(&mut viewer_events, &["TrackPublished"]).await;

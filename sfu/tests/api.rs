@@ -6,14 +6,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtc::media_stream::MediaStreamTrack;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use sfu::SfuEvent;
 use support::{WAIT, start_sfu};
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 /// Waits until `check` holds for the subscriber's stats (each read queues behind the commands
@@ -167,20 +162,7 @@ async fn a_peer_publishes_after_joining_by_renegotiating() {
 
     // The viewer is invited on stage: it adds a camera and offers.
     const SSRC: u32 = 0x1515_0001;
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "cam".into(),
-        "late-camera".into(),
-        "late-camera".into(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(SSRC),
-                ..Default::default()
-            },
-            codec: support::vp8(),
-            ..Default::default()
-        }],
-    )));
+    let track = support::vp8_camera(SSRC, "late-camera");
     // A new send-only line, as a browser does with addTransceiver(track, {direction: "sendonly"}).
     let transceiver = viewer
         .pc
@@ -207,23 +189,7 @@ async fn a_peer_publishes_after_joining_by_renegotiating() {
         .await
         .unwrap();
     let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
-    let send = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        for i in 0u32.. {
-            tick.tick().await;
-            let header = rtc::rtp::header::Header {
-                version: 2,
-                marker: true,
-                payload_type: pt,
-                sequence_number: i as u16,
-                timestamp: i * 3000,
-                ssrc: SSRC,
-                ..Default::default()
-            };
-            let payload = bytes::Bytes::from(vec![0x10, u8::from(i % 20 != 0), 0, 0]);
-            let _ = track.write_rtp(rtc::rtp::Packet { header, payload }).await;
-        }
-    });
+    let send = support::send_tagged(Arc::clone(&track), pt, SSRC, [0, 0]);
     loop {
         match tokio::time::timeout(WAIT, events.recv()).await {
             Ok(Some(SfuEvent::TrackPublished { peer, track, video })) => {

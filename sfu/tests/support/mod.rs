@@ -556,26 +556,58 @@ impl Publisher {
 
     /// Sends small VP8 packets every 10 ms (a keyframe every 20) until the task is aborted.
     pub fn send_vp8(&self) -> tokio::task::JoinHandle<()> {
-        let (track, pt) = (Arc::clone(&self.track), self.payload_type);
-        let ssrc = self.ssrcs[0];
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            for i in 0u32.. {
-                tick.tick().await;
-                let payload = bytes::Bytes::from(vec![0x10, u8::from(i % 20 != 0), 0, 0]);
-                let header = rtc::rtp::header::Header {
-                    version: 2,
-                    marker: true,
-                    payload_type: pt,
-                    sequence_number: i as u16,
-                    timestamp: i.wrapping_mul(3000),
-                    ssrc,
-                    ..Default::default()
-                };
-                let _ = track.write_rtp(rtc::rtp::Packet { header, payload }).await;
-            }
-        })
+        send_tagged(
+            Arc::clone(&self.track),
+            self.payload_type,
+            self.ssrcs[0],
+            [0, 0],
+        )
     }
+}
+
+/// A VP8 camera track (id `track_id`) with one encoding on `ssrc`, not yet added to a connection.
+pub fn vp8_camera(ssrc: u32, track_id: &str) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "cam".into(),
+        track_id.into(),
+        track_id.into(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: vp8(),
+            ..Default::default()
+        }],
+    )))
+}
+
+/// Sends small VP8 packets on `track` every 10 ms (a keyframe every 20), their payload ending in
+/// `tag` (to tell senders apart), until the task is aborted.
+pub fn send_tagged(
+    track: Arc<TrackLocalStaticRTP>,
+    pt: u8,
+    ssrc: u32,
+    tag: [u8; 2],
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for i in 0u32.. {
+            tick.tick().await;
+            let payload = bytes::Bytes::from(vec![0x10, u8::from(i % 20 != 0), tag[0], tag[1]]);
+            let header = rtc::rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type: pt,
+                sequence_number: i as u16,
+                timestamp: i.wrapping_mul(3000),
+                ssrc,
+                ..Default::default()
+            };
+            let _ = track.write_rtp(rtc::rtp::Packet { header, payload }).await;
+        }
+    })
 }
 
 /// The first remote track a client receives.
