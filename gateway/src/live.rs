@@ -377,6 +377,10 @@ impl Live {
                 );
             }
             Live::send(session, None, Event::ParticipantLeft { participant_id });
+            // The last one out: the session's entry goes (the next joiner makes a new one).
+            if session.participants.is_empty() {
+                state.sessions.remove(&session_id);
+            }
             if let Some(peer) = p.peer {
                 state.peers.remove(&peer);
             }
