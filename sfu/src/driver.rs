@@ -1150,7 +1150,8 @@ impl Engine {
     /// Sets the target layer of each of `subscriber`'s video consumers. Until congestion feedback
     /// arrives from the subscriber, the target is its preferred layer; afterwards, the bandwidth
     /// estimate (less what its audio takes) is shared by priority ([`allocator::allocate`]), and
-    /// a consumer that gets nothing is paused. A consumer that must switch asks for a keyframe.
+    /// a consumer that gets nothing is paused if the path is losing heavily (otherwise it keeps
+    /// its lowest layer). A consumer that must switch asks for a keyframe.
     fn reallocate(&mut self, subscriber: PeerId, now: Instant) {
         let Some(sub) = self.peers.get(&subscriber) else {
             return;
@@ -1209,6 +1210,15 @@ impl Engine {
                 .limit_bps(now)
                 .map_or(u64::MAX, |limit| limit.saturating_sub(audio_bps));
             allocator::allocate(available, &needs, &mut Vec::new(), &mut allocated);
+            // A consumer is paused (it loses its last layer) only when the path loses heavily;
+            // a delay trend alone keeps it on its lowest layer.
+            if !sub.bwe.lossy(now) {
+                for (need, out) in needs.iter().zip(allocated.iter_mut()) {
+                    if out.is_none() && need.current.is_some() {
+                        *out = (0..3u8).find(|l| need.layer_bitrates[usize::from(*l)].is_some());
+                    }
+                }
+            }
         }
         let mut keyframes = Vec::new();
         let Some(sub) = self.peers.get_mut(&subscriber) else {

@@ -77,6 +77,8 @@ pub struct BandwidthEstimator {
     usage: Usage,
     /// When the path last showed congestion (a queue building, or heavy loss).
     congested_at: Option<Instant>,
+    /// When the path last lost more than [`HIGH_LOSS`] of a report.
+    lossy_at: Option<Instant>,
 }
 
 impl BandwidthEstimator {
@@ -103,6 +105,7 @@ impl BandwidthEstimator {
             last_update: None,
             usage: Usage::Normal,
             congested_at: None,
+            lossy_at: None,
         }
     }
 
@@ -118,6 +121,14 @@ impl BandwidthEstimator {
     pub fn limit_bps(&self, now: Instant) -> Option<u64> {
         let at = self.congested_at?;
         (now.saturating_duration_since(at) < CONGESTION_MEMORY).then_some(self.estimate_bps())
+    }
+
+    /// Whether the path lost heavily in the last [`CONGESTION_MEMORY`]: a stronger sign than a
+    /// delay trend, which scheduling noise on a busy sender or receiver can fake. Only then is a
+    /// consumer's last layer taken away.
+    pub fn lossy(&self, now: Instant) -> bool {
+        self.lossy_at
+            .is_some_and(|at| now.saturating_duration_since(at) < CONGESTION_MEMORY)
     }
 
     /// What the delay trend said at the last feedback.
@@ -179,6 +190,9 @@ impl BandwidthEstimator {
 
         if self.usage == Usage::Overusing || loss > HIGH_LOSS {
             self.congested_at = Some(now);
+        }
+        if loss > HIGH_LOSS {
+            self.lossy_at = Some(now);
         }
         if self.usage == Usage::Overusing {
             if let Some(acked) = acked_bps {
@@ -360,6 +374,21 @@ mod tests {
             bwe.on_idle(t0 + Duration::from_secs(s));
         }
         assert_eq!(bwe.estimate_bps(), 2_000_000, "up to the maximum");
+    }
+
+    #[test]
+    fn heavy_loss_marks_the_path_lossy_and_a_delay_trend_does_not() {
+        let mut delay = Sim::new(2_000_000);
+        delay.run(5.0, 800_000.0, None);
+        assert!(
+            delay.bwe.limit_bps(delay.t).is_some(),
+            "a queue is congestion"
+        );
+        assert!(!delay.bwe.lossy(delay.t), "but not loss");
+        let mut lossy = Sim::new(2_000_000);
+        lossy.run(3.0, 10_000_000.0, Some(4));
+        assert!(lossy.bwe.lossy(lossy.t), "25 % loss is");
+        assert!(!lossy.bwe.lossy(lossy.t + CONGESTION_MEMORY), "for a while");
     }
 
     #[test]
