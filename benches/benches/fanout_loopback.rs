@@ -217,10 +217,7 @@ async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
     for c in clients.into_iter().chain([publisher.client]) {
         let _ = c.pc.close().await;
     }
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

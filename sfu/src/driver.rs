@@ -799,12 +799,7 @@ impl Engine {
                 source,
                 track,
                 paused,
-            } => {
-                if let Some(c) = self.consumer_mut(subscriber, source, &track) {
-                    c.paused = paused;
-                    self.reallocate(subscriber, now);
-                }
-            }
+            } => self.change_consumer(subscriber, source, &track, now, |c| c.paused = paused),
             Command::RequestKeyframe { peer, track } => self.request_keyframe(peer, &track, now),
             Command::SetTemporal {
                 subscriber,
@@ -833,46 +828,30 @@ impl Engine {
                 source,
                 track,
                 layer,
-            } => self.set_layer(subscriber, source, &track, layer, now),
+            } => self.change_consumer(subscriber, source, &track, now, |c| c.preferred = layer),
             Command::SetPriority {
                 subscriber,
                 source,
                 track,
                 priority,
-            } => self.set_priority(subscriber, source, &track, priority, now),
+            } => self.change_consumer(subscriber, source, &track, now, |c| c.priority = priority),
         }
     }
 
-    /// Sets the highest layer a consumer should get (`None` pauses it); the target follows from
-    /// the subscriber's bandwidth ([`Engine::reallocate`]).
-    fn set_layer(
+    /// Changes one of `subscriber`'s consumers (preferred layer, priority, pause), then shares
+    /// its bandwidth again ([`Engine::reallocate`]).
+    fn change_consumer(
         &mut self,
         subscriber: PeerId,
         source: PeerId,
         track: &str,
-        layer: Option<u8>,
         now: Instant,
+        change: impl FnOnce(&mut Consumer),
     ) {
         let Some(c) = self.consumer_mut(subscriber, source, track) else {
             return;
         };
-        c.preferred = layer;
-        self.reallocate(subscriber, now);
-    }
-
-    /// Sets a consumer's priority in its subscriber's bandwidth (thumbnail, grid, pinned).
-    fn set_priority(
-        &mut self,
-        subscriber: PeerId,
-        source: PeerId,
-        track: &str,
-        priority: u8,
-        now: Instant,
-    ) {
-        let Some(c) = self.consumer_mut(subscriber, source, track) else {
-            return;
-        };
-        c.priority = priority;
+        change(c);
         self.reallocate(subscriber, now);
     }
 

@@ -11,24 +11,6 @@ use support::{WAIT, start_sfu};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
-/// Waits until `check` holds for the subscriber's stats (each read queues behind the commands
-/// sent before it, so one read usually suffices).
-async fn stats_until(
-    sfu: &sfu::Sfu,
-    peer: sfu::PeerId,
-    check: impl Fn(&sfu::PeerStats) -> bool,
-) -> sfu::PeerStats {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let stats = sfu.stats(peer).await.expect("a known peer");
-        if check(&stats) {
-            return stats;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The next RTP packet of a remote track.
 async fn next_packet(track: &Arc<dyn TrackRemote>) -> rtc::rtp::Packet {
     loop {
@@ -38,13 +20,6 @@ async fn next_packet(track: &Arc<dyn TrackRemote>) -> rtc::rtp::Packet {
             _ => panic!("no media"),
         }
     }
-}
-
-async fn shutdown(sfu: &sfu::Sfu) {
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,22 +33,22 @@ async fn consumers_pause_resume_unsubscribe_and_subscribe_again() {
 
     // Paused: the consumer stays, its target is nothing, nothing more is sent.
     assert!(sfu.pause(id, publisher.peer, "camera", true));
-    let paused = stats_until(&sfu, id, |s| s.consumers[0].target_layer.is_none()).await;
+    let paused = support::stats_until(&sfu, id, |s| s.consumers[0].target_layer.is_none()).await;
     let sent = paused.consumers[0].packets;
-    let later = stats_until(&sfu, id, |s| s.consumers[0].current_layer.is_none()).await;
+    let later = support::stats_until(&sfu, id, |s| s.consumers[0].current_layer.is_none()).await;
     assert!(
         later.consumers[0].packets <= sent + 1,
         "{paused:?} {later:?}"
     );
     // Resumed: media again, from a keyframe (the publisher sends one every 20 packets).
     assert!(sfu.pause(id, publisher.peer, "camera", false));
-    stats_until(&sfu, id, |s| s.consumers[0].packets > sent + 5).await;
+    support::stats_until(&sfu, id, |s| s.consumers[0].packets > sent + 5).await;
 
     // Unsubscribed: the consumer is gone; subscribed again: it is back and media flows.
     assert!(sfu.unsubscribe(id, publisher.peer, "camera"));
-    stats_until(&sfu, id, |s| s.consumers.is_empty()).await;
+    support::stats_until(&sfu, id, |s| s.consumers.is_empty()).await;
     assert!(sfu.subscribe(id, publisher.peer, "camera"));
-    let back = stats_until(&sfu, id, |s| {
+    let back = support::stats_until(&sfu, id, |s| {
         s.consumers.len() == 1 && s.consumers[0].packets >= 10
     })
     .await;
@@ -84,7 +59,7 @@ async fn consumers_pause_resume_unsubscribe_and_subscribe_again() {
     assert_eq!(stats.consumers.len(), 1);
 
     send.abort();
-    shutdown(&sfu).await;
+    support::shutdown(&sfu).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +68,7 @@ async fn a_keyframe_request_through_the_handle_reaches_the_publisher() {
     let publisher = support::publisher(&sfu, &offers, &[("", 0x1313_0001)], true).await;
     let (send, mut plis) = publisher.send_keyframes_on_request();
     // The track is published once its first packet arrived.
-    stats_until(&sfu, publisher.peer, |s| !s.producers.is_empty()).await;
+    support::stats_until(&sfu, publisher.peer, |s| !s.producers.is_empty()).await;
     while plis.try_recv().is_ok() {}
     assert!(sfu.request_keyframe(publisher.peer, "camera"));
     tokio::time::timeout(WAIT, plis.recv())
@@ -101,7 +76,7 @@ async fn a_keyframe_request_through_the_handle_reaches_the_publisher() {
         .expect("the PLI arrives")
         .unwrap();
     send.abort();
-    shutdown(&sfu).await;
+    support::shutdown(&sfu).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +123,7 @@ async fn the_tap_hands_plain_rtp_to_an_in_process_consumer() {
     let track = support::first_track(&mut subscriber).await;
     next_packet(&track).await;
     send.abort();
-    shutdown(&sfu).await;
+    support::shutdown(&sfu).await;
 }
 
 /// A member that joined to watch publishes later: its offer adds a track, the SFU answers, and the
@@ -211,7 +186,7 @@ async fn a_peer_publishes_after_joining_by_renegotiating() {
         Err(sfu::JoinError::UnknownPeer)
     );
     send.abort();
-    shutdown(&sfu).await;
+    support::shutdown(&sfu).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +214,7 @@ async fn closing_a_room_disconnects_its_members() {
     }
     assert_eq!(sfu.stats(a).await, None);
     assert!(sfu.stats(b).await.is_some(), "the other room goes on");
-    shutdown(&sfu).await;
+    support::shutdown(&sfu).await;
 }
 
 /// VP8 with three temporal layers (TIDs 0 2 1 2 ...): capped at the base layer, a subscriber gets
@@ -292,5 +267,5 @@ async fn temporal_layers_above_the_cap_are_dropped_without_a_gap() {
         "no sequence gap: {seqs:?}"
     );
     send.abort();
-    shutdown(&sfu).await;
+    support::shutdown(&sfu).await;
 }

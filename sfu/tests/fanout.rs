@@ -115,10 +115,7 @@ async fn one_publisher_three_subscribers() {
     for c in subscribers.into_iter().chain([publisher.client]) {
         let _ = c.pc.close().await;
     }
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }
 
 /// A subscriber asking for keyframes every 20 ms reaches the publisher at most once per 500 ms.
@@ -177,10 +174,7 @@ async fn keyframe_requests_reach_the_publisher_at_most_every_500_ms() {
     }
     let _ = subscriber.pc.close().await;
     let _ = publisher.client.pc.close().await;
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }
 
 /// A simulcast publisher (q, h, f) and two subscribers: one stays on the lowest layer, the other
@@ -279,10 +273,7 @@ async fn simulcast_subscribers_get_the_layer_they_ask_for() {
     for c in subscribers.into_iter().chain([publisher.client]) {
         let _ = c.pc.close().await;
     }
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }
 
 /// Garbage on the shard's port (random bytes, STUN-, RTP- and DTLS-looking junk) is dropped and
@@ -331,10 +322,7 @@ async fn malformed_datagrams_are_dropped_and_the_shard_keeps_serving() {
     send_task.abort();
     let _ = subscriber.pc.close().await;
     let _ = publisher.client.pc.close().await;
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
     let stats = sfu.shards()[0].stats;
     // The kernel may drop some of a burst when the receive buffer is full; most arrive.
     assert!(
@@ -444,10 +432,7 @@ async fn the_active_speaker_follows_audio_levels() {
     for c in clients {
         let _ = c.pc.close().await;
     }
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }
 
 /// The next active-speaker change among `events`.
@@ -514,8 +499,5 @@ async fn a_fault_in_one_room_closes_only_that_room() {
     for c in [subscriber, other, publisher.client] {
         let _ = c.pc.close().await;
     }
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }

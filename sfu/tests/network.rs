@@ -110,10 +110,7 @@ async fn five_percent_loss_on_each_leg_is_recovered_by_nack() {
     send.abort();
     let _ = subscriber.pc.close().await;
     let _ = publisher.client.pc.close().await;
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }
 
 /// A subscriber on the high simulcast layer whose link shrinks below that layer's bitrate: the
@@ -257,10 +254,7 @@ async fn shrinking_bandwidth_steps_a_subscriber_down_on_a_keyframe() {
     send.abort();
     let _ = subscriber.pc.close().await;
     let _ = publisher.client.pc.close().await;
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }
 
 /// A publisher that vanishes (no more consent checks): after the consent timeouts it is removed,
@@ -312,10 +306,7 @@ async fn a_peer_whose_consent_expires_is_removed_and_its_resources_freed() {
     send.abort();
     let _ = subscriber.pc.close().await;
     let _ = publisher.client.pc.close().await;
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }
 
 /// A subscriber whose network blocks UDP reaches the shard over ICE-TCP (the shard's passive TCP
@@ -365,8 +356,5 @@ async fn a_subscriber_without_udp_gets_media_over_tcp() {
     send.abort();
     let _ = c.pc.close().await;
     let _ = publisher.client.pc.close().await;
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }

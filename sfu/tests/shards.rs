@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::{WAIT, start_sfu_with};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemoteEvent;
@@ -101,27 +99,13 @@ async fn a_room_spread_over_two_shards_gets_its_tracks_piped() {
             _ => panic!("the publisher's departure is reported"),
         }
     }
-    let deadline = tokio::time::Instant::now() + WAIT;
     for (_, id) in &subscribers {
-        loop {
-            let stats = sfu.stats(*id).await.unwrap();
-            if stats.consumers.is_empty() {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "consumer still there: {stats:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        support::stats_until(&sfu, *id, |s| s.consumers.is_empty()).await;
     }
 
     for (c, _) in subscribers {
         let _ = c.pc.close().await;
     }
     let _ = publisher.client.pc.close().await;
-    let handle = sfu.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown())
-        .await
-        .unwrap();
+    support::shutdown(&sfu).await;
 }

@@ -407,9 +407,8 @@ pub fn Classroom() -> impl IntoView {
     });
     poll.forget();
 
-    let session_for_leave = session_id.clone();
-    let leave = move |_| {
-        phase.set(Phase::Left);
+    // Closes the media connection and the subscription, and releases camera and microphone.
+    let hang_up = move || {
         if let Some(c) = call.get_value() {
             c.close();
         }
@@ -421,6 +420,11 @@ pub fn Classroom() -> impl IntoView {
                 t.unchecked_into::<MediaStreamTrack>().stop();
             }
         }
+    };
+    let session_for_leave = session_id.clone();
+    let leave = move |_| {
+        phase.set(Phase::Left);
+        hang_up();
         let sid = session_for_leave.clone();
         leptos::task::spawn_local(async move {
             let _ = api::graphql(
@@ -434,17 +438,7 @@ pub fn Classroom() -> impl IntoView {
         if let (Some(w), Some(i)) = (web_sys::window(), interval) {
             w.clear_interval_with_handle(i);
         }
-        if let Some(c) = call.get_value() {
-            c.close();
-        }
-        if let Some(s) = subscription.get_value() {
-            s.close();
-        }
-        if let Some(stream) = local.get_untracked() {
-            for t in stream.get_tracks().iter() {
-                t.unchecked_into::<MediaStreamTrack>().stop();
-            }
-        }
+        hang_up();
     });
 
     // My own published track of a kind, from the server's events.

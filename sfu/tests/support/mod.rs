@@ -305,6 +305,32 @@ pub fn vp8() -> RTCRtpCodec {
     }
 }
 
+/// Waits until `check` holds for `peer`'s stats: each read queues on the shard behind the
+/// commands sent before it, so usually the first read does; later ones follow the shard's work.
+pub async fn stats_until(
+    sfu: &Sfu,
+    peer: PeerId,
+    check: impl Fn(&sfu::PeerStats) -> bool,
+) -> sfu::PeerStats {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = sfu.stats(peer).await.expect("a known peer");
+        if check(&stats) {
+            return stats;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Stops the SFU's shards (blocking work, off the async threads) and waits for them.
+pub async fn shutdown(sfu: &Sfu) {
+    let handle = sfu.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown())
+        .await
+        .expect("shutdown task");
+}
+
 pub fn start_sfu() -> (Sfu, Offers) {
     start_sfu_with(SfuConfig::default())
 }
