@@ -39,7 +39,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
-use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection};
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -105,6 +105,21 @@ pub struct TappedPacket {
     pub packet: rtp::Packet,
 }
 
+/// What a peer may do in its room, decided by the SFU's user (the gateway, from the member's
+/// role) and enforced on the media path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerRights {
+    /// May publish tracks. Without it a peer gets no producer whatever its descriptions say.
+    pub publish: bool,
+}
+
+impl PeerRights {
+    /// May publish (and receive).
+    pub const PUBLISHER: PeerRights = PeerRights { publish: true };
+    /// Receives only.
+    pub const VIEWER: PeerRights = PeerRights { publish: false };
+}
+
 /// Why joining failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -125,7 +140,13 @@ pub(crate) enum Command {
         room: String,
         peer: PeerId,
         offer: String,
+        rights: PeerRights,
         reply: oneshot::Sender<Result<String, JoinError>>,
+    },
+    /// Grants or revokes a peer's right to publish.
+    SetPublish {
+        peer: PeerId,
+        publish: bool,
     },
     Answer {
         peer: PeerId,
@@ -234,6 +255,8 @@ pub struct PeerStats {
     pub shard: usize,
     /// ICE and DTLS are up.
     pub connected: bool,
+    /// What the peer may do now.
+    pub rights: PeerRights,
     /// Bandwidth estimated towards the peer, once its congestion feedback has arrived.
     pub estimate_bps: Option<u64>,
     pub producers: Vec<ProducerStats>,
@@ -281,6 +304,9 @@ pub(crate) struct EngineCounters {
     pub rtp_in: u64,
     pub rtp_forwarded: u64,
     pub forward_errors: u64,
+    /// RTP packets dropped unrouted: from peers without the publish right, or on a track closed
+    /// when the right was revoked.
+    pub rtp_refused: u64,
     pub keyframe_requests_sent: u64,
     pub unknown_source: u64,
 }
@@ -498,6 +524,8 @@ struct Consumer {
 
 struct Peer {
     room: String,
+    /// What it may do (publish or not).
+    rights: PeerRights,
     pc: RTCPeerConnection,
     connected: bool,
     producers: Vec<Producer>,
@@ -648,6 +676,42 @@ fn simulcast_layer(rid: Option<&str>) -> u8 {
     }
 }
 
+/// An RTP packet (not RTCP), by its first two bytes (RFC 7983, RFC 5761).
+fn is_rtp(b: &[u8]) -> bool {
+    crate::media::rtp::is_rtp_or_rtcp(b) && !crate::media::rtp::is_rtcp(b)
+}
+
+/// Takes the receiving side off every transceiver of a peer without the publish right, so that
+/// the next description (our answer to its offer, or our offer) accepts no media from it and
+/// `rtc` starts no receiver. Applied after each of its offers: `rtc` turns a transceiver back to
+/// receiving when an offer sends on it.
+///
+/// Not when that would leave every section inactive: candidates in inactive sections are
+/// skipped by `rtc` (a webrtc-rs client would never connect), so a peer that offers only to send
+/// gets its sections answered as offered. Either way its RTP is refused on arrival
+/// ([`Engine::handle_datagram`]); this only tells an honest client not to send.
+fn refuse_receiving(pc: &mut RTCPeerConnection) {
+    let ids: Vec<_> = pc.get_transceivers().collect();
+    let sends = ids.iter().any(|&id| {
+        pc.rtp_transceiver(id)
+            .is_some_and(|t| t.direction().has_send())
+    });
+    if !sends {
+        return;
+    }
+    for id in ids {
+        if let Some(mut transceiver) = pc.rtp_transceiver(id) {
+            let direction = transceiver.direction();
+            if direction.has_recv() {
+                transceiver.set_direction(RTCRtpTransceiverDirection::from_send_recv(
+                    direction.has_send(),
+                    false,
+                ));
+            }
+        }
+    }
+}
+
 fn is_stun(b: &[u8]) -> bool {
     b.len() >= 20 && b[0] < 4 && b[4..8] == [0x21, 0x12, 0xA4, 0x42]
 }
@@ -750,11 +814,16 @@ impl Engine {
                 room,
                 peer,
                 offer,
+                rights,
                 reply,
             } => {
                 self.scope = Some(Scope::Room(room.clone()));
-                let result = self.join(&room, peer, offer, now);
+                let result = self.join(&room, peer, offer, rights, now);
                 let _ = reply.send(result);
+            }
+            Command::SetPublish { peer, publish } => {
+                self.scope = Some(Scope::Peer(peer));
+                self.set_publish(peer, publish);
             }
             Command::Answer { peer, sdp } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
@@ -913,6 +982,9 @@ impl Engine {
         peer.pc
             .set_remote_description(now, offer)
             .map_err(|e| JoinError::BadOffer(e.to_string()))?;
+        if !peer.rights.publish {
+            refuse_receiving(&mut peer.pc);
+        }
         let answer = peer.pc.create_answer(None).map_err(setup)?;
         peer.pc.set_local_description(now, answer).map_err(setup)?;
         Ok(peer
@@ -920,6 +992,57 @@ impl Engine {
             .local_description()
             .ok_or_else(|| JoinError::Setup("no local description".into()))?
             .sdp)
+    }
+
+    /// Grants or revokes `id`'s right to publish. Revoking closes its producers now and takes
+    /// the receiving side off its transceivers (for the next negotiation); granting lets its
+    /// next offer publish.
+    fn set_publish(&mut self, id: PeerId, publish: bool) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.rights.publish == publish {
+            return;
+        }
+        peer.rights.publish = publish;
+        if !publish {
+            refuse_receiving(&mut peer.pc);
+            self.close_producers(id);
+        }
+    }
+
+    /// Closes every producer of `id`: its consumers on this shard go, the room's other shards drop
+    /// theirs, and [`SfuEvent::TrackUnpublished`] follows for each.
+    fn close_producers(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let producers = std::mem::take(&mut peer.producers);
+        let links = self
+            .rooms
+            .get_mut(&peer.room)
+            .map(|r| {
+                r.speakers.remove(id);
+                r.links.clone()
+            })
+            .unwrap_or_default();
+        for p in producers {
+            self.remove_track(id, &p.track_id);
+            self.unpublished(id, &links, p.track_id);
+        }
+    }
+
+    /// Tells the room's other shards (`links`) and the SFU's user that `id`'s `track` is gone.
+    fn unpublished(&self, id: PeerId, links: &[usize], track: String) {
+        for &shard in links {
+            if let Some(mailbox) = self.mailboxes.get(shard) {
+                mailbox.send(Command::PipeUntrack {
+                    source: id,
+                    track: track.clone(),
+                });
+            }
+        }
+        self.emit(SfuEvent::TrackUnpublished { peer: id, track });
     }
 
     /// Gives `subscriber` a consumer of `source`'s `track` again, if it is published in its room
@@ -1227,6 +1350,7 @@ impl Engine {
         room: &str,
         id: PeerId,
         offer: String,
+        rights: PeerRights,
         now: Instant,
     ) -> Result<String, JoinError> {
         let setup = |e: rtc::shared::error::Error| JoinError::Setup(e.to_string());
@@ -1250,6 +1374,9 @@ impl Engine {
             RTCSessionDescription::offer(offer).map_err(|e| JoinError::BadOffer(e.to_string()))?;
         pc.set_remote_description(now, offer)
             .map_err(|e| JoinError::BadOffer(e.to_string()))?;
+        if !rights.publish {
+            refuse_receiving(&mut pc);
+        }
         let candidate = CandidateHostConfig {
             base_config: CandidateConfig {
                 network: "udp".to_owned(),
@@ -1294,6 +1421,7 @@ impl Engine {
             id,
             Peer {
                 room: room.to_owned(),
+                rights,
                 pc,
                 connected: false,
                 producers: Vec::new(),
@@ -1398,6 +1526,7 @@ impl Engine {
             room: p.room.clone(),
             shard: self.index,
             connected: p.connected,
+            rights: p.rights,
             estimate_bps: p.feedback_seen.then(|| p.bwe.estimate_bps()),
             producers: p
                 .producers
@@ -1486,18 +1615,7 @@ impl Engine {
             .map(|r| r.links.clone())
             .unwrap_or_default();
         for p in peer.producers {
-            for &shard in &links {
-                if let Some(mailbox) = self.mailboxes.get(shard) {
-                    mailbox.send(Command::PipeUntrack {
-                        source: id,
-                        track: p.track_id.clone(),
-                    });
-                }
-            }
-            self.emit(SfuEvent::TrackUnpublished {
-                peer: id,
-                track: p.track_id,
-            });
+            self.unpublished(id, &links, p.track_id);
         }
         self.emit(SfuEvent::PeerDisconnected { peer: id });
     }
@@ -1530,6 +1648,12 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&id) else {
             return false;
         };
+        // Media from a peer that may not publish goes no further: not decrypted, not bound to a
+        // receiver, not routed, whatever its descriptions said.
+        if !peer.rights.publish && is_rtp(data) {
+            self.counters.rtp_refused += 1;
+            return true;
+        }
         let message = TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -1701,6 +1825,11 @@ impl Engine {
                         _ => {}
                     },
                     RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                        // Only a peer with the publish right gets a producer (its RTP is refused
+                        // on arrival otherwise; this holds for what `rtc` had queued).
+                        if !peer.rights.publish {
+                            continue;
+                        }
                         let layer = simulcast_layer(init.rid.as_deref());
                         if let Some(p) = peer
                             .producers
@@ -1868,6 +1997,8 @@ impl Engine {
             return;
         };
         let Some(producer) = peer.producers.iter_mut().find(|p| p.track_id == track) else {
+            // A track closed when the right to publish was revoked.
+            self.counters.rtp_refused += 1;
             return;
         };
         let layer = producer
@@ -2062,6 +2193,10 @@ impl Engine {
             self.scope = Some(Scope::Peer(*id));
             if !peer.renegotiate || peer.offer_pending {
                 continue;
+            }
+            if !peer.rights.publish {
+                // A consumer's new transceiver would offer to receive too.
+                refuse_receiving(&mut peer.pc);
             }
             let offer = peer
                 .pc

@@ -15,7 +15,7 @@ pub mod media;
 mod shard;
 
 pub use driver::{
-    ConsumerStats, JoinError, PeerId, PeerStats, ProducerStats, SfuEvent, TappedPacket,
+    ConsumerStats, JoinError, PeerId, PeerRights, PeerStats, ProducerStats, SfuEvent, TappedPacket,
 };
 
 pub use shard::{ShardStats, ShardStatus};
@@ -294,12 +294,31 @@ impl Sfu {
         }
     }
 
-    /// Adds a peer to `room` with the browser's SDP offer; returns its id and the SDP answer.
-    /// Tracks already published in the room follow in an [`SfuEvent::Offer`].
+    /// Adds a peer that may publish to `room`: [`Sfu::join_with`] with
+    /// [`PeerRights::PUBLISHER`]. Kept for callers that check the right to publish themselves;
+    /// prefer `join_with` and the peer's real rights.
+    pub async fn join(&self, room: &str, offer: String) -> Result<(PeerId, String), JoinError> {
+        self.join_with(room, offer, PeerRights::PUBLISHER).await
+    }
+
+    /// Adds a peer to `room` with the browser's SDP offer and what it may do there; returns its
+    /// id and the SDP answer. Tracks already published in the room follow in an
+    /// [`SfuEvent::Offer`].
+    ///
+    /// A peer without the publish right gets no producer whatever its descriptions say: RTP it
+    /// sends is dropped on arrival, unrouted (counted in [`ShardStats::rtp_refused`]), and its
+    /// sending sections are answered `inactive` (unless it offers nothing else: an answer with
+    /// no active section would carry no usable ICE candidates). [`Sfu::set_publish`] changes the
+    /// right later.
     ///
     /// A room lives on its home shard; beyond [`SfuConfig::spread_after`] members there, new
     /// members go to the least loaded shard and the room's tracks are piped to it.
-    pub async fn join(&self, room: &str, offer: String) -> Result<(PeerId, String), JoinError> {
+    pub async fn join_with(
+        &self,
+        room: &str,
+        offer: String,
+        rights: PeerRights,
+    ) -> Result<(PeerId, String), JoinError> {
         let peer = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
         let home = self.shard_for_room(room);
         let (shard, spread) =
@@ -310,7 +329,7 @@ impl Sfu {
         {
             self.link_room(room, &shards, None);
         }
-        let result = self.join_on(shard, room, peer, offer).await;
+        let result = self.join_on(shard, room, peer, offer, rights).await;
         if result.is_err() {
             self.unplace(peer);
         }
@@ -323,12 +342,14 @@ impl Sfu {
         room: &str,
         peer: PeerId,
         offer: String,
+        rights: PeerRights,
     ) -> Result<(PeerId, String), JoinError> {
         let (reply, answer) = oneshot::channel();
         let sent = self.inner.shards[shard].send(driver::Command::Join {
             room: room.to_owned(),
             peer,
             offer,
+            rights,
             reply,
         });
         if !sent {
@@ -366,6 +387,9 @@ impl Sfu {
     /// A track published after joining must come on a new send-only m-line
     /// (`addTransceiver(track, {direction: "sendonly"})`): `rtc` 0.21 does not start receiving on
     /// an m-line that was negotiated receive-only before.
+    ///
+    /// From a peer without the publish right, sending sections are answered without receiving
+    /// and publish nothing.
     pub async fn offer(&self, peer: PeerId, sdp: String) -> Result<String, JoinError> {
         let shard = self.shard_of(peer).ok_or(JoinError::UnknownPeer)?;
         let (reply, answer) = oneshot::channel();
@@ -373,6 +397,15 @@ impl Sfu {
             return Err(JoinError::Closed);
         }
         answer.await.map_err(|_| JoinError::Closed)?
+    }
+
+    /// Grants (`true`) or revokes the peer's right to publish. Revoking closes its producers at
+    /// once: every consumer of them goes and [`SfuEvent::TrackUnpublished`] follows for each;
+    /// RTP it sends from then on is dropped. Granting lets its next offer publish (a new
+    /// send-only m-line, see [`Sfu::offer`]). False for an unknown peer.
+    pub fn set_publish(&self, peer: PeerId, publish: bool) -> bool {
+        self.shard_of(peer)
+            .is_some_and(|s| s.send(driver::Command::SetPublish { peer, publish }))
     }
 
     /// A trickled ICE candidate of the peer (`candidate:...` as in SDP). The SFU is ICE-lite and

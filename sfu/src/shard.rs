@@ -48,6 +48,9 @@ pub struct ShardStats {
     pub rtp_piped: u64,
     /// RTP packets the forwarder chose to send that webrtc-rs refused to write.
     pub forward_errors: u64,
+    /// RTP packets dropped without being routed: from peers without the right to publish (on
+    /// arrival, before decryption), or on a track closed when that right was revoked.
+    pub rtp_refused: u64,
     /// Rooms closed because their code panicked.
     pub rooms_closed_by_fault: u64,
 }
@@ -77,6 +80,7 @@ struct Counters {
     rtp_forwarded: AtomicU64,
     rtp_piped: AtomicU64,
     forward_errors: AtomicU64,
+    rtp_refused: AtomicU64,
     rooms_closed_by_fault: AtomicU64,
 }
 
@@ -91,6 +95,7 @@ impl Counters {
             rtp_forwarded: self.rtp_forwarded.load(Ordering::Relaxed),
             rtp_piped: self.rtp_piped.load(Ordering::Relaxed),
             forward_errors: self.forward_errors.load(Ordering::Relaxed),
+            rtp_refused: self.rtp_refused.load(Ordering::Relaxed),
             rooms_closed_by_fault: self.rooms_closed_by_fault.load(Ordering::Relaxed),
         }
     }
@@ -483,6 +488,9 @@ fn run(
         counters
             .forward_errors
             .store(engine.counters.forward_errors, Ordering::Relaxed);
+        counters
+            .rtp_refused
+            .store(engine.counters.rtp_refused, Ordering::Relaxed);
         guarded(index, counters, &mut engine, |e| {
             e.drain_writes(|data, to, protocol| io.send(data, to, protocol))
         });

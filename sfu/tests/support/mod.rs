@@ -21,7 +21,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
-use sfu::{PeerId, Sfu, SfuConfig, SfuEvent};
+use sfu::{PeerId, PeerRights, Sfu, SfuConfig, SfuEvent};
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -242,6 +242,29 @@ pub async fn join_via(
     room: &str,
     relay: Option<Arc<relay::Relay>>,
 ) -> PeerId {
+    join_as(
+        sfu,
+        offers,
+        c,
+        room,
+        relay,
+        PeerRights::PUBLISHER,
+        |offer| offer,
+    )
+    .await
+}
+
+/// Like [`join_via`], with `rights`, and the offer the SFU gets rewritten by `tamper` first (the
+/// client keeps its own): what a client that lies about its media sends.
+pub async fn join_as(
+    sfu: &Sfu,
+    offers: &Offers,
+    c: &mut Client,
+    room: &str,
+    relay: Option<Arc<relay::Relay>>,
+    rights: PeerRights,
+    tamper: impl FnOnce(String) -> String,
+) -> PeerId {
     let rewrite = move |sdp: String| match &relay {
         Some(r) => r.rewrite(&sdp),
         None => sdp,
@@ -251,8 +274,8 @@ pub async fn join_via(
     tokio::time::timeout(WAIT, c.gathered.recv())
         .await
         .expect("ICE gathering completes");
-    let offer = c.pc.local_description().await.unwrap().sdp;
-    let (peer, answer) = sfu.join(room, offer).await.expect("join");
+    let offer = tamper(c.pc.local_description().await.unwrap().sdp);
+    let (peer, answer) = sfu.join_with(room, offer, rights).await.expect("join");
     let answer = rewrite(answer);
     c.pc.set_remote_description(RTCSessionDescription::answer(answer.clone()).unwrap())
         .await
@@ -315,6 +338,23 @@ pub async fn stats_until(
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let stats = sfu.stats(peer).await.expect("a known peer");
+        if check(&stats) {
+            return stats;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `check` holds for the counters of shard `index`.
+pub async fn shard_until(
+    sfu: &Sfu,
+    index: usize,
+    check: impl Fn(&sfu::ShardStats) -> bool,
+) -> sfu::ShardStats {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = sfu.shards()[index].stats;
         if check(&stats) {
             return stats;
         }
