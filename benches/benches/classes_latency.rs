@@ -107,6 +107,7 @@ async fn main() {
                         owner_id: owner,
                         title: &title,
                         description: "",
+                        visibility: schema::models::class::UNLISTED,
                         created_at: now,
                         updated_at: now,
                     },

@@ -1,12 +1,18 @@
 //! Who may do what in a class: the roles table of the design, in one place.
 //!
 //! Every resolver asks [`allowed`] with the caller's [`Role`] in the class; nothing else decides
-//! permissions. The UI may hide what this refuses, never the other way round.
+//! permissions. Before that, whoever reads a class (or a session of it) by id gets the role from
+//! [`access`], which also decides whether the caller may know the class exists (its visibility):
+//! when not, the answer is NOT_FOUND, never FORBIDDEN. The UI may hide what this refuses, never the
+//! other way round.
 
 use std::fmt;
 
 use schema::Conn;
-use schema::models::{class::Class, class_role};
+use schema::models::{
+    class::{self, Class},
+    class_member, class_role,
+};
 
 /// A caller's role in one class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum)]
@@ -35,9 +41,10 @@ impl fmt::Display for Role {
 /// Something a caller may try to do in a class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// See the class, its sessions and recordings; follow session state.
+    /// See the class, its sessions and recordings; follow session state; join a live session.
+    /// (Whether the caller may know the class at all is [`access`]'s to say.)
     View,
-    /// Change title or description; delete the class.
+    /// Change title, description or visibility; delete the class.
     EditClass,
     /// Add sessions to the class.
     ScheduleSession,
@@ -49,6 +56,9 @@ pub enum Action {
     ManageCoHosts,
     /// Invite someone to stage as a standing speaker, or demote them.
     ManageSpeakers,
+    /// Invite users to the class (an invite-only class is visible to them), or remove them;
+    /// see who is invited.
+    ManageMembers,
     /// See who holds which role.
     ViewRoles,
     /// Send camera, microphone or screen in a live session.
@@ -63,7 +73,7 @@ pub fn allowed(role: Role, action: Action) -> bool {
         EditClass | ScheduleSession | StartSession | EndSession | ManageCoHosts => {
             role == Role::Host
         }
-        ManageSpeakers | ViewRoles => matches!(role, Role::Host | Role::CoHost),
+        ManageSpeakers | ManageMembers | ViewRoles => matches!(role, Role::Host | Role::CoHost),
         Publish => matches!(role, Role::Host | Role::CoHost | Role::Speaker),
     }
 }
@@ -82,6 +92,18 @@ pub fn role_in(conn: &mut Conn, class: &Class, user_id: i64) -> diesel::QueryRes
     )
 }
 
+/// The role of `user_id` in `class` when they may see it, `None` when they may not know it exists.
+///
+/// Public and unlisted classes are open to anyone signed in (an unlisted one is only not listed);
+/// an invite-only class to its host, users with a role in it and invited members.
+pub fn access(conn: &mut Conn, class: &Class, user_id: i64) -> diesel::QueryResult<Option<Role>> {
+    let role = role_in(conn, class, user_id)?;
+    let visible = role != Role::Viewer
+        || class.visibility != class::INVITE_ONLY
+        || class_member::is_member(conn, class.id, user_id)?;
+    Ok(visible.then_some(role))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +120,7 @@ mod tests {
             (EndSession, [true, false, false, false]),
             (ManageCoHosts, [true, false, false, false]),
             (ManageSpeakers, [true, true, false, false]),
+            (ManageMembers, [true, true, false, false]),
             (ViewRoles, [true, true, false, false]),
         ];
         for (action, expected) in table {

@@ -547,3 +547,206 @@ async fn session_state_subscription_follows_changes_and_ends_on_sign_out() {
     assert_eq!(next_message(&mut ws).await["type"], "complete");
     server.stop().await;
 }
+
+const CLASS_TITLES: &str =
+    "query($mine: Boolean!) { classes(first: 50, mine: $mine) { edges { node { title } } } }";
+const JOIN: &str = "mutation($s: ID!) { joinSession(sessionId: $s) { role } }";
+const INVITE: &str = "mutation($c: ID!, $e: String!) { inviteToClass(classId: $c, email: $e) }";
+const REMOVE_MEMBER: &str =
+    "mutation($c: ID!, $u: ID!) { removeFromClass(classId: $c, userId: $u) }";
+
+/// Titles of the classes `api` lists (newest first); `mine`: only those it is a member of.
+async fn titles(api: &Api, mine: bool) -> Vec<String> {
+    let data = api.ok(CLASS_TITLES, json!({ "mine": mine })).await;
+    data["classes"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Creates a class with a live session as `host`; returns (class id, session id).
+async fn live_class(host: &Api, title: &str, visibility: Option<&str>) -> (Value, Value) {
+    let mut input = json!({ "title": title });
+    if let Some(v) = visibility {
+        input["visibility"] = json!(v);
+    }
+    let created = host
+        .ok(
+            "mutation($i: CreateClassInput!) { createClass(input: $i) { id visibility } }",
+            json!({ "i": input }),
+        )
+        .await;
+    assert_eq!(
+        created["createClass"]["visibility"],
+        visibility.unwrap_or("UNLISTED"),
+        "UNLISTED is the default"
+    );
+    let class_id = created["createClass"]["id"].clone();
+    let sid = host
+        .ok(
+            SCHEDULE,
+            json!({ "i": { "classId": class_id, "start": "2026-12-01T10:00:00Z" } }),
+        )
+        .await["scheduleSession"]["id"]
+        .clone();
+    host.ok(START, json!({ "id": sid })).await;
+    (class_id, sid)
+}
+
+#[tokio::test]
+async fn visibility_decides_who_lists_opens_and_joins_a_class() {
+    let server = server().await;
+    let host = Api::new(&server.url);
+    host.sign_up("teacher@example.org", "Teacher").await;
+    let stranger = Api::new(&server.url);
+    let stranger_id = stranger.sign_up("student@example.org", "Student").await;
+
+    let (_public, public_sid) = live_class(&host, "Public", Some("PUBLIC")).await;
+    let (unlisted, unlisted_sid) = live_class(&host, "Unlisted", None).await;
+    let (private, private_sid) = live_class(&host, "Private", Some("INVITE_ONLY")).await;
+
+    // Lists: the host sees all three; a stranger only the public class, and is member of none.
+    assert_eq!(
+        titles(&host, false).await,
+        ["Private", "Unlisted", "Public"]
+    );
+    assert_eq!(titles(&stranger, false).await, ["Public"]);
+    assert!(titles(&stranger, true).await.is_empty());
+
+    // The link is enough for public and unlisted classes.
+    let opened = stranger
+        .ok(
+            "query($c: ID!) { class(id: $c) { title visibility myRole } }",
+            json!({ "c": unlisted }),
+        )
+        .await;
+    assert_eq!(
+        opened["class"],
+        json!({ "title": "Unlisted", "visibility": "UNLISTED", "myRole": "VIEWER" })
+    );
+    for sid in [&public_sid, &unlisted_sid] {
+        assert_eq!(
+            stranger
+                .ok(
+                    "query($s: ID!) { session(id: $s) { state } }",
+                    json!({ "s": sid })
+                )
+                .await["session"]["state"],
+            "LIVE"
+        );
+        assert_eq!(
+            stranger.ok(JOIN, json!({ "s": sid })).await["joinSession"]["role"],
+            "VIEWER"
+        );
+    }
+
+    // An invite-only class does not exist for a stranger: not as a class, a session, its
+    // recordings, or a session to join; and they cannot invite themselves.
+    let hidden = [
+        (
+            "query($c: ID!) { class(id: $c) { id } }",
+            json!({ "c": private }),
+        ),
+        (
+            "query($s: ID!) { session(id: $s) { id } }",
+            json!({ "s": private_sid }),
+        ),
+        (
+            "query($s: ID!) { recordings(sessionId: $s) { id } }",
+            json!({ "s": private_sid }),
+        ),
+        (JOIN, json!({ "s": private_sid })),
+        (INVITE, json!({ "c": private, "e": "student@example.org" })),
+        (
+            "mutation($c: ID!) { updateClass(id: $c, input: { visibility: PUBLIC }) { id } }",
+            json!({ "c": private }),
+        ),
+    ];
+    for (query, variables) in &hidden {
+        assert_eq!(
+            stranger.error_code(query, variables.clone()).await,
+            "NOT_FOUND",
+            "{query}"
+        );
+    }
+
+    // Invitations: by an existing account's email, compared case-insensitively.
+    assert_eq!(
+        host.error_code(INVITE, json!({ "c": private, "e": "nobody@example.org" }))
+            .await,
+        "NOT_FOUND"
+    );
+    let bad = host
+        .post(INVITE, json!({ "c": private, "e": "not an email" }))
+        .await;
+    assert_eq!(
+        bad["errors"][0]["extensions"],
+        json!({ "code": "BAD_USER_INPUT", "field": "email" })
+    );
+    assert_eq!(
+        host.ok(
+            INVITE,
+            json!({ "c": private, "e": " Student@Example.ORG " })
+        )
+        .await["inviteToClass"],
+        true
+    );
+    assert_eq!(titles(&stranger, false).await, ["Private", "Public"]);
+    assert_eq!(titles(&stranger, true).await, ["Private"]);
+    assert_eq!(
+        stranger.ok(JOIN, json!({ "s": private_sid })).await["joinSession"]["role"],
+        "VIEWER"
+    );
+    let members = "query($c: ID!) { class(id: $c) { members { id displayName } } }";
+    assert_eq!(
+        host.ok(members, json!({ "c": private })).await["class"]["members"],
+        json!([{ "id": stranger_id, "displayName": "Student" }])
+    );
+    // A viewer, even an invited one, neither sees the members nor invites.
+    assert_eq!(
+        stranger.error_code(members, json!({ "c": private })).await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        stranger
+            .error_code(INVITE, json!({ "c": private, "e": "teacher@example.org" }))
+            .await,
+        "FORBIDDEN"
+    );
+
+    // Removed, the class is gone for them again.
+    assert_eq!(
+        host.ok(REMOVE_MEMBER, json!({ "c": private, "u": stranger_id }))
+            .await["removeFromClass"],
+        true
+    );
+    assert_eq!(
+        host.error_code(REMOVE_MEMBER, json!({ "c": private, "u": stranger_id }))
+            .await,
+        "NOT_FOUND",
+        "no longer a member"
+    );
+    assert_eq!(titles(&stranger, false).await, ["Public"]);
+    assert_eq!(
+        stranger.error_code(JOIN, json!({ "s": private_sid })).await,
+        "NOT_FOUND"
+    );
+
+    // Visibility is the host's to change.
+    let make_public =
+        "mutation($c: ID!) { updateClass(id: $c, input: { visibility: PUBLIC }) { visibility } }";
+    assert_eq!(
+        stranger
+            .error_code(make_public, json!({ "c": unlisted }))
+            .await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        host.ok(make_public, json!({ "c": unlisted })).await["updateClass"]["visibility"],
+        "PUBLIC"
+    );
+    assert_eq!(titles(&stranger, false).await, ["Unlisted", "Public"]);
+    server.stop().await;
+}

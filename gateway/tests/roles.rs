@@ -3,7 +3,8 @@
 //!
 //! Organisation: `CALLERS` are the columns; `cases()` are the rows, each a GraphQL document, the
 //! variables it needs from the fixture, and who is allowed. A denied signed-in caller must get
-//! FORBIDDEN or NOT_FOUND (never data); an anonymous one UNAUTHENTICATED.
+//! FORBIDDEN or NOT_FOUND (never data); an anonymous one UNAUTHENTICATED. On an invite-only class
+//! a caller who is not invited must get NOT_FOUND: FORBIDDEN would tell them it exists.
 
 mod support;
 
@@ -11,7 +12,7 @@ use async_graphql::{Request, Variables};
 use futures_util::StreamExt;
 use gateway::AppState;
 use gateway::auth::{Caller, Credential};
-use schema::models::{class, class_role, class_session, participant, user};
+use schema::models::{class, class_member, class_role, class_session, participant, user};
 use serde_json::{Value, json};
 
 /// The kinds of caller, in the column order of the table.
@@ -24,10 +25,13 @@ const CALLERS: [&str; 6] = [
     "anonymous",
 ];
 
-/// One class with a scheduled session and a user of each kind.
+/// One unlisted class with a scheduled session, one invite-only class (the same roles; the viewer
+/// invited) with a live session, and a user of each kind.
 struct Fixture {
     class_id: i64,
     session_id: i64,
+    private_class_id: i64,
+    private_session_id: i64,
     callers: Vec<Caller>,
     /// Ids by kind: host, co-host, speaker, viewer, stranger, and a `target` user with no role.
     ids: std::collections::HashMap<&'static str, i64>,
@@ -38,7 +42,7 @@ struct Fixture {
 async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
     let now = schema::now_ms();
     let hash = password_hash.to_owned();
-    let (class_id, session_id, ids) = state
+    let (class_id, session_id, private_class_id, private_session_id, ids) = state
         .db
         .interact(move |c| {
             let mut ids = std::collections::HashMap::new();
@@ -56,30 +60,54 @@ async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
                 )?;
                 ids.insert(kind, u.id);
             }
-            let cl = class::create(
-                c,
-                &class::NewClass {
-                    owner_id: ids["host"],
-                    title: "Matrix",
-                    description: "",
-                    created_at: now,
-                    updated_at: now,
-                },
-            )?;
-            for (kind, role) in [
-                ("co-host", class_role::CO_HOST),
-                ("speaker", class_role::SPEAKER),
-            ] {
-                class_role::assign(
+            let mut classes = Vec::new();
+            for visibility in [class::UNLISTED, class::INVITE_ONLY] {
+                let cl = class::create(
                     c,
-                    &class_role::NewClassRole {
-                        class_id: cl.id,
-                        user_id: ids[kind],
-                        role,
+                    &class::NewClass {
+                        owner_id: ids["host"],
+                        title: "Matrix",
+                        description: "",
+                        visibility,
                         created_at: now,
+                        updated_at: now,
                     },
                 )?;
+                for (kind, role) in [
+                    ("co-host", class_role::CO_HOST),
+                    ("speaker", class_role::SPEAKER),
+                ] {
+                    class_role::assign(
+                        c,
+                        &class_role::NewClassRole {
+                            class_id: cl.id,
+                            user_id: ids[kind],
+                            role,
+                            created_at: now,
+                        },
+                    )?;
+                }
+                classes.push(cl);
             }
+            let (cl, private) = (&classes[0], &classes[1]);
+            class_member::invite(
+                c,
+                &class_member::NewClassMember {
+                    class_id: private.id,
+                    user_id: ids["viewer"],
+                    created_at: now,
+                },
+            )?;
+            let private_session = class_session::create(
+                c,
+                &class_session::NewClassSession {
+                    class_id: private.id,
+                    scheduled_start: now,
+                    scheduled_end: None,
+                    state: class_session::LIVE,
+                    created_at: now,
+                },
+            )?;
             let s = class_session::create(
                 c,
                 &class_session::NewClassSession {
@@ -99,7 +127,7 @@ async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
                     joined_at: now,
                 },
             )?;
-            Ok((cl.id, s.id, ids))
+            Ok((cl.id, s.id, private.id, private_session.id, ids))
         })
         .await
         .unwrap();
@@ -145,6 +173,8 @@ async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
     Fixture {
         class_id,
         session_id,
+        private_class_id,
+        private_session_id,
         callers,
         ids,
         target_email: format!("target-{n}@example.org"),
@@ -286,6 +316,85 @@ fn cases() -> Vec<Case> {
             variables: |f, _| json!({ "s": f.session_id.to_string() }),
             allowed: [Y, Y, Y, Y, Y, N],
         },
+        Case {
+            name: "updateClass(visibility)",
+            document: "mutation($c: ID!) { updateClass(id: $c, input: { visibility: PUBLIC }) { id } }",
+            variables: |f, _| json!({ "c": f.class_id.to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case {
+            name: "inviteToClass",
+            document: "mutation($c: ID!, $e: String!) { inviteToClass(classId: $c, email: $e) }",
+            variables: |f, _| json!({ "c": f.class_id.to_string(), "e": f.target_email }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "class.members (query)",
+            document: "query($c: ID!) { class(id: $c) { members { id } } }",
+            variables: |f, _| json!({ "c": f.class_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+    ]
+}
+
+/// Rows on the invite-only class, where the viewer is invited and the stranger is not: the
+/// stranger must get NOT_FOUND (never FORBIDDEN, which would tell the class exists).
+fn invite_only_cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "class (invite-only)",
+            document: "query($c: ID!) { class(id: $c) { title } }",
+            variables: |f, _| json!({ "c": f.private_class_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "session (invite-only)",
+            document: "query($s: ID!) { session(id: $s) { state } }",
+            variables: |f, _| json!({ "s": f.private_session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "recordings (invite-only)",
+            document: "query($s: ID!) { recordings(sessionId: $s) { id } }",
+            variables: |f, _| json!({ "s": f.private_session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "sessionStateChanged (invite-only)",
+            document: "subscription($s: ID!) { sessionStateChanged(sessionId: $s) { state } }",
+            variables: |f, _| json!({ "s": f.private_session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "joinSession (invite-only)",
+            document: "mutation($s: ID!) { joinSession(sessionId: $s) { role } }",
+            variables: |f, _| json!({ "s": f.private_session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "scheduleSession (invite-only)",
+            document: "mutation($c: ID!) { scheduleSession(input: { classId: $c, start: \"2027-01-01T09:00:00Z\" }) { id } }",
+            variables: |f, _| json!({ "c": f.private_class_id.to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case {
+            name: "inviteToClass (invite-only)",
+            document: "mutation($c: ID!, $e: String!) { inviteToClass(classId: $c, email: $e) }",
+            variables: |f, _| json!({ "c": f.private_class_id.to_string(), "e": f.target_email }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "removeFromClass (invite-only)",
+            document: "mutation($c: ID!, $u: ID!) { removeFromClass(classId: $c, userId: $u) }",
+            variables: |f, _| json!({ "c": f.private_class_id.to_string(), "u": f.ids["viewer"].to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "class.members (invite-only)",
+            document: "query($c: ID!) { class(id: $c) { members { id } } }",
+            variables: |f, _| json!({ "c": f.private_class_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
     ]
 }
 
@@ -324,7 +433,11 @@ async fn every_operation_against_every_caller() {
 
     let mut failures = Vec::new();
     let mut n = 0;
-    for case in cases() {
+    let rows = cases()
+        .into_iter()
+        .map(|c| (c, false))
+        .chain(invite_only_cases().into_iter().map(|c| (c, true)));
+    for (case, invite_only) in rows {
         for (col, kind) in CALLERS.iter().enumerate() {
             n += 1;
             let f = fixture(&state, n, &hash).await;
@@ -339,7 +452,10 @@ async fn every_operation_against_every_caller() {
             let outcome_ok = match (case.allowed[col], code.as_deref()) {
                 (true, None) => true,
                 (false, Some("\"UNAUTHENTICATED\"")) => *kind == "anonymous",
-                (false, Some("\"FORBIDDEN\"" | "\"NOT_FOUND\"")) => *kind != "anonymous",
+                (false, Some("\"NOT_FOUND\"")) => *kind != "anonymous",
+                (false, Some("\"FORBIDDEN\"")) => {
+                    *kind != "anonymous" && !(invite_only && *kind == "stranger")
+                }
                 _ => false,
             };
             if !outcome_ok {

@@ -66,6 +66,7 @@ diesel::table! {
         description -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        visibility -> Text,
     }
 }
 
@@ -88,6 +89,15 @@ diesel::table! {
         class_id -> BigInt,
         user_id -> BigInt,
         role -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    class_members (id) {
+        id -> BigInt,
+        class_id -> BigInt,
+        user_id -> BigInt,
         created_at -> BigInt,
     }
 }
@@ -188,6 +198,8 @@ diesel::joinable!(classes -> users (owner_id));
 diesel::joinable!(class_sessions -> classes (class_id));
 diesel::joinable!(class_roles -> classes (class_id));
 diesel::joinable!(class_roles -> users (user_id));
+diesel::joinable!(class_members -> classes (class_id));
+diesel::joinable!(class_members -> users (user_id));
 diesel::joinable!(participants -> class_sessions (session_id));
 diesel::joinable!(participants -> users (user_id));
 diesel::joinable!(recordings -> class_sessions (session_id));
@@ -207,6 +219,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     classes,
     class_sessions,
     class_roles,
+    class_members,
     participants,
     recordings,
     chat_messages,

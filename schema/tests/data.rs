@@ -146,7 +146,7 @@ async fn suite(db: &Db) {
         })
         .await
         .unwrap();
-    let (u, s) = db
+    let (s, u) = db
         .interact(move |c| auth_session::find_active(c, "s1", t0 + 1))
         .await
         .unwrap()
@@ -283,9 +283,17 @@ async fn suite(db: &Db) {
         "expired"
     );
 
-    // Classes: create, update, list with cursor and membership, roles.
+    // Classes: create, update, list what each user may see (with cursor), membership, roles.
+    // Ada owns 0 (public), 2 (invite-only) and 4 (unlisted); Bob 1 (invite-only) and 3 (unlisted).
+    let visibilities = [
+        class::PUBLIC,
+        class::INVITE_ONLY,
+        class::INVITE_ONLY,
+        class::UNLISTED,
+        class::UNLISTED,
+    ];
     let mut ids = Vec::new();
-    for i in 0..5 {
+    for (i, visibility) in visibilities.into_iter().enumerate() {
         let title = format!("Class {i}");
         let owner = if i % 2 == 0 { ada_id } else { bob_id };
         let c = db
@@ -296,6 +304,7 @@ async fn suite(db: &Db) {
                         owner_id: owner,
                         title: &title,
                         description: "",
+                        visibility,
                         created_at: t0,
                         updated_at: t0,
                     },
@@ -303,27 +312,38 @@ async fn suite(db: &Db) {
             })
             .await
             .unwrap();
+        assert_eq!(c.visibility, visibility);
         ids.push(c.id);
     }
+    let listed = |filter: class::Filter| async move {
+        db.interact(move |c| class::list(c, filter, None, 10))
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.id)
+            .collect::<Vec<_>>()
+    };
     let page = db
-        .interact(|c| class::list(c, class::Filter::All, None, 2))
+        .interact(move |c| class::list(c, class::Filter::Visible(ada_id), None, 2))
         .await
         .unwrap();
     assert_eq!(
         page.iter().map(|c| c.id).collect::<Vec<_>>(),
-        vec![ids[4], ids[3]],
-        "newest first"
+        vec![ids[4], ids[2]],
+        "newest first; not Bob's unlisted or invite-only classes"
     );
     let before = page[1].id;
     let page2 = db
-        .interact(move |c| class::list(c, class::Filter::All, Some(before), 10))
+        .interact(move |c| class::list(c, class::Filter::Visible(ada_id), Some(before), 10))
         .await
         .unwrap();
+    assert_eq!(page2.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[0]]);
     assert_eq!(
-        page2.iter().map(|c| c.id).collect::<Vec<_>>(),
-        vec![ids[2], ids[1], ids[0]]
+        listed(class::Filter::Visible(bob_id)).await,
+        vec![ids[3], ids[1], ids[0]],
+        "own classes and public ones"
     );
-    let (c1, c3) = (ids[1], ids[3]);
+    let (c1, c2, c3) = (ids[1], ids[2], ids[3]);
     db.interact(move |c| {
         class_role::assign(
             c,
@@ -360,14 +380,15 @@ async fn suite(db: &Db) {
         1,
         "one role per user and class"
     );
-    let mine = db
-        .interact(move |c| class::list(c, class::Filter::MemberOf(ada_id), None, 10))
-        .await
-        .unwrap();
     assert_eq!(
-        mine.iter().map(|c| c.id).collect::<Vec<_>>(),
+        listed(class::Filter::MemberOf(ada_id)).await,
         vec![ids[4], ids[2], ids[1], ids[0]],
         "owned plus co-hosted"
+    );
+    assert_eq!(
+        listed(class::Filter::Visible(ada_id)).await,
+        vec![ids[4], ids[2], ids[1], ids[0]],
+        "a role shows an invite-only class"
     );
     assert!(
         db.interact(move |c| class_role::remove(c, c1, ada_id))
@@ -379,6 +400,65 @@ async fn suite(db: &Db) {
             .await
             .unwrap()
     );
+
+    // Invited members: see the class in both lists; inviting twice changes nothing.
+    let invite = move |c: &mut Conn| {
+        class_member::invite(
+            c,
+            &class_member::NewClassMember {
+                class_id: c2,
+                user_id: bob_id,
+                created_at: t0,
+            },
+        )
+    };
+    assert!(db.interact(invite).await.unwrap(), "newly invited");
+    assert!(!db.interact(invite).await.unwrap(), "already a member");
+    assert!(
+        db.interact(move |c| class_member::is_member(c, c2, bob_id))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.interact(move |c| class_member::is_member(c, c2, ada_id))
+            .await
+            .unwrap()
+    );
+    let members = db
+        .interact(move |c| class_member::list_for_class(c, c2))
+        .await
+        .unwrap();
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| (m.class_id, m.user_id))
+            .collect::<Vec<_>>(),
+        vec![(c2, bob_id)]
+    );
+    assert_eq!(
+        listed(class::Filter::Visible(bob_id)).await,
+        vec![ids[3], ids[2], ids[1], ids[0]]
+    );
+    assert_eq!(
+        listed(class::Filter::MemberOf(bob_id)).await,
+        vec![ids[3], ids[2], ids[1]],
+        "owned plus invited"
+    );
+    assert!(
+        db.interact(move |c| class_member::remove(c, c2, bob_id))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.interact(move |c| class_member::remove(c, c2, bob_id))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        listed(class::Filter::Visible(bob_id)).await,
+        vec![ids[3], ids[1], ids[0]]
+    );
+
     let updated = db
         .interact(move |c| {
             class::update(
@@ -387,6 +467,7 @@ async fn suite(db: &Db) {
                 &class::ClassChanges {
                     title: Some("Renamed"),
                     description: None,
+                    visibility: Some(class::PUBLIC),
                     updated_at: Some(t0 + 1),
                 },
             )
@@ -397,10 +478,24 @@ async fn suite(db: &Db) {
         (
             updated.title.as_str(),
             updated.description.as_str(),
+            updated.visibility.as_str(),
             updated.updated_at
         ),
-        ("Renamed", "", t0 + 1)
+        ("Renamed", "", "public", t0 + 1)
     );
+    // Ada is invited to c3: the invitation goes when the class does (below).
+    db.interact(move |c| {
+        class_member::invite(
+            c,
+            &class_member::NewClassMember {
+                class_id: c3,
+                user_id: ada_id,
+                created_at: t0,
+            },
+        )
+    })
+    .await
+    .unwrap();
 
     // Sessions: transitions happen once.
     let session = db
@@ -517,6 +612,7 @@ async fn suite(db: &Db) {
                     owner_id: 999_999,
                     title: "x",
                     description: "",
+                    visibility: class::UNLISTED,
                     created_at: t0,
                     updated_at: t0,
                 },
@@ -524,6 +620,22 @@ async fn suite(db: &Db) {
         })
         .await;
     assert!(orphan.is_err(), "a class needs an existing owner");
+    let bad_visibility = db
+        .interact(move |c| {
+            class::create(
+                c,
+                &class::NewClass {
+                    owner_id: ada_id,
+                    title: "x",
+                    description: "",
+                    visibility: "secret",
+                    created_at: t0,
+                    updated_at: t0,
+                },
+            )
+        })
+        .await;
+    assert!(bad_visibility.is_err(), "visibility is checked");
     let bad_state = db
         .interact(move |c| {
             class_session::create(
@@ -554,6 +666,12 @@ async fn suite(db: &Db) {
             .unwrap()
             .is_empty()
     );
+    assert!(
+        !db.interact(move |c| class_member::is_member(c, c3, ada_id))
+            .await
+            .unwrap(),
+        "invitations go with the class"
+    );
 
     // A transaction that aborts leaves nothing behind.
     let aborted: Result<(), &str> = db
@@ -564,6 +682,7 @@ async fn suite(db: &Db) {
                     owner_id: ada_id,
                     title: "Half",
                     description: "",
+                    visibility: class::UNLISTED,
                     created_at: t0,
                     updated_at: t0,
                 },
@@ -604,6 +723,45 @@ async fn migrations_redo(db: &Db) {
     assert!(db.migrate().await.unwrap() >= 1, "migrations apply again");
 }
 
+/// Classes made before classes had a visibility become unlisted: their links keep working, and
+/// they no longer show in everyone's list.
+async fn existing_classes_become_unlisted(db: &Db) {
+    db.interact(|c| {
+        use diesel_migrations::MigrationHarness;
+        let reverted = match c {
+            Conn::Sqlite(c) => c.revert_last_migration(schema::SQLITE_MIGRATIONS),
+            Conn::Postgres(c) => c.revert_last_migration(schema::POSTGRES_MIGRATIONS),
+        };
+        assert_eq!(reverted.expect("revert").to_string(), "20261127000001");
+        diesel::sql_query(
+            "INSERT INTO users (email, display_name, created_at) VALUES ('old@example.org', 'Old', 0)",
+        )
+        .execute(c)?;
+        diesel::sql_query(
+            "INSERT INTO classes (owner_id, title, created_at, updated_at) \
+             SELECT id, 'Old class', 0, 0 FROM users WHERE email = 'old@example.org'",
+        )
+        .execute(c)?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(db.migrate().await.unwrap(), 1);
+    let visibility = db
+        .interact(|c| {
+            use schema::schema::{classes, users};
+            let visibility = classes::table
+                .filter(classes::title.eq("Old class"))
+                .select(classes::visibility)
+                .first::<String>(c)?;
+            diesel::delete(users::table.filter(users::email.eq("old@example.org"))).execute(c)?;
+            Ok(visibility)
+        })
+        .await
+        .unwrap();
+    assert_eq!(visibility, class::UNLISTED);
+}
+
 #[tokio::test]
 async fn sqlite_backend_passes_the_data_suite() {
     let dir = tempfile::tempdir().unwrap();
@@ -612,6 +770,7 @@ async fn sqlite_backend_passes_the_data_suite() {
         .unwrap();
     assert_eq!(db.backend(), "sqlite");
     migrations_redo(&db).await;
+    existing_classes_become_unlisted(&db).await;
     suite(&db).await;
 }
 
@@ -622,6 +781,7 @@ async fn postgres_backend_passes_the_data_suite() {
     let db = Db::open(&DatabaseLocation::Postgres(url), 4).await.unwrap();
     assert_eq!(db.backend(), "postgres");
     migrations_redo(&db).await;
+    existing_classes_become_unlisted(&db).await;
     suite(&db).await;
     db.close();
 }

@@ -6,11 +6,13 @@ use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
-use schema::models::{class, class_role, class_session, recording, user};
+use schema::models::{class, class_member, class_role, class_session, recording, user};
 use schema::{Conn, TxError};
 
 use super::errors::{self, ApiError};
-use super::types::{ClassView, RecordingView, SessionState, SessionStateChange, SessionView, time};
+use super::types::{
+    ClassView, ClassVisibility, RecordingView, SessionState, SessionStateChange, SessionView, time,
+};
 use super::{caller, load, require_user, state, transaction};
 use crate::auth::{self, Scope};
 use crate::roles::{self, Action, Role};
@@ -45,12 +47,16 @@ pub struct CreateClassInput {
     pub title: String,
     #[graphql(default)]
     pub description: String,
+    /// Who may see the class; by default anyone with the link.
+    #[graphql(default)]
+    pub visibility: ClassVisibility,
 }
 
 #[derive(InputObject)]
 pub struct UpdateClassInput {
     pub title: Option<String>,
     pub description: Option<String>,
+    pub visibility: Option<ClassVisibility>,
 }
 
 #[derive(InputObject)]
@@ -69,7 +75,8 @@ pub enum AssignableRole {
     Speaker,
 }
 
-/// The class and the caller's role in it; NOT_FOUND when it does not exist.
+/// The class and the caller's role in it; `None` (NOT_FOUND) when it does not exist or the caller
+/// may not see it (see [`roles::access`]).
 fn class_and_role(
     c: &mut Conn,
     class_id: i64,
@@ -78,8 +85,20 @@ fn class_and_role(
     let Some(found) = class::find(c, class_id)? else {
         return Ok(None);
     };
-    let role = roles::role_in(c, &found, user_id)?;
-    Ok(Some((found, role)))
+    Ok(roles::access(c, &found, user_id)?.map(|role| (found, role)))
+}
+
+/// The session and the caller's role in its class; `None` (NOT_FOUND) when it does not exist or
+/// the caller may not see its class.
+fn session_and_role(
+    c: &mut Conn,
+    session_id: i64,
+    user_id: i64,
+) -> diesel::QueryResult<Option<(class_session::ClassSession, Role)>> {
+    let Some(session) = class_session::find(c, session_id)? else {
+        return Ok(None);
+    };
+    Ok(class_and_role(c, session.class_id, user_id)?.map(|(_, role)| (session, role)))
 }
 
 /// Fails unless `role` allows `action`.
@@ -99,7 +118,9 @@ fn abort(e: ApiError) -> TxError<ApiError> {
 
 #[Object]
 impl ClassQuery {
-    /// Classes, newest first. `mine`: only classes the caller hosts or has a role in.
+    /// Classes the caller may see, newest first: public ones and those they host, have a role in
+    /// or are invited to (unlisted classes of others are reached by their link only). `mine`: only
+    /// classes the caller hosts, has a role in or is invited to.
     async fn classes(
         &self,
         ctx: &Context<'_>,
@@ -124,7 +145,7 @@ impl ClassQuery {
         let filter = if mine {
             class::Filter::MemberOf(user_id)
         } else {
-            class::Filter::All
+            class::Filter::Visible(user_id)
         };
         let limit = i64::from(first);
         let mut rows = load(ctx, move |c| class::list(c, filter, before, limit + 1)).await?;
@@ -138,21 +159,21 @@ impl ClassQuery {
         Ok(connection)
     }
 
-    /// One class.
+    /// One class (NOT_FOUND for an invite-only class the caller is not invited to).
     async fn class(&self, ctx: &Context<'_>, id: ID) -> Result<ClassView> {
-        require_user(ctx, Scope::Read)?;
+        let user_id = require_user(ctx, Scope::Read)?.id;
         let class_id = errors::parse_id("id", &id)?;
-        let found = load(ctx, move |c| class::find(c, class_id))
+        let (found, _) = load(ctx, move |c| class_and_role(c, class_id, user_id))
             .await?
             .ok_or(ApiError::NotFound("class"))?;
         Ok(ClassView(found))
     }
 
-    /// One session.
+    /// One session (NOT_FOUND when its class is invite-only and the caller is not invited).
     async fn session(&self, ctx: &Context<'_>, id: ID) -> Result<SessionView> {
-        require_user(ctx, Scope::Read)?;
+        let user_id = require_user(ctx, Scope::Read)?.id;
         let session_id = errors::parse_id("id", &id)?;
-        let found = load(ctx, move |c| class_session::find(c, session_id))
+        let (found, _) = load(ctx, move |c| session_and_role(c, session_id, user_id))
             .await?
             .ok_or(ApiError::NotFound("session"))?;
         Ok(SessionView(found))
@@ -160,10 +181,10 @@ impl ClassQuery {
 
     /// Recordings of a session.
     async fn recordings(&self, ctx: &Context<'_>, session_id: ID) -> Result<Vec<RecordingView>> {
-        require_user(ctx, Scope::Read)?;
+        let user_id = require_user(ctx, Scope::Read)?.id;
         let id = errors::parse_id("sessionId", &session_id)?;
         let rows = load(ctx, move |c| {
-            Ok(match class_session::find(c, id)? {
+            Ok(match session_and_role(c, id, user_id)? {
                 Some(_) => Some(recording::list_for_session(c, id)?),
                 None => None,
             })
@@ -182,6 +203,7 @@ impl ClassMutation {
         let title = errors::text("input.title", &input.title, 1, MAX_TITLE)?;
         let description =
             errors::text("input.description", &input.description, 0, MAX_DESCRIPTION)?;
+        let visibility = input.visibility.as_db();
         let now = schema::now_ms();
         let created = load(ctx, move |c| {
             class::create(
@@ -190,6 +212,7 @@ impl ClassMutation {
                     owner_id,
                     title: &title,
                     description: &description,
+                    visibility,
                     created_at: now,
                     updated_at: now,
                 },
@@ -199,7 +222,7 @@ impl ClassMutation {
         Ok(ClassView(created))
     }
 
-    /// Changes a class's title or description (host only).
+    /// Changes a class's title, description or visibility (host only).
     async fn update_class(
         &self,
         ctx: &Context<'_>,
@@ -218,6 +241,7 @@ impl ClassMutation {
             .as_deref()
             .map(|d| errors::text("input.description", d, 0, MAX_DESCRIPTION))
             .transpose()?;
+        let visibility = input.visibility.map(ClassVisibility::as_db);
         let now = schema::now_ms();
         let updated = transaction(ctx, move |c| {
             let (_, role) = class_and_role(c, class_id, user_id)?
@@ -226,6 +250,7 @@ impl ClassMutation {
             let changes = class::ClassChanges {
                 title: title.as_deref(),
                 description: description.as_deref(),
+                visibility,
                 updated_at: Some(now),
             };
             Ok(class::update(c, class_id, &changes)?)
@@ -292,10 +317,8 @@ impl ClassMutation {
         let session_id = errors::parse_id("id", &id)?;
         let now = schema::now_ms();
         let started = transaction(ctx, move |c| {
-            let session = class_session::find(c, session_id)?
+            let (session, role) = session_and_role(c, session_id, user_id)?
                 .ok_or_else(|| abort(ApiError::NotFound("session")))?;
-            let (_, role) = class_and_role(c, session.class_id, user_id)?
-                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
             require(role, Action::StartSession)?;
             if let Some(live) = class_session::live_in_class(c, session.class_id)? {
                 return Err(abort(ApiError::Conflict(format!(
@@ -321,10 +344,8 @@ impl ClassMutation {
         let session_id = errors::parse_id("id", &id)?;
         let now = schema::now_ms();
         let ended = transaction(ctx, move |c| {
-            let session = class_session::find(c, session_id)?
+            let (_, role) = session_and_role(c, session_id, user_id)?
                 .ok_or_else(|| abort(ApiError::NotFound("session")))?;
-            let (_, role) = class_and_role(c, session.class_id, user_id)?
-                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
             require(role, Action::EndSession)?;
             class_session::end(c, session_id, now)?
                 .ok_or_else(|| abort(ApiError::Conflict("the session has already ended".into())))
@@ -411,6 +432,68 @@ impl ClassMutation {
         .await?;
         Ok(true)
     }
+
+    /// Invites the user with this email (an existing account) to a class, so that they see it
+    /// even when it is invite-only (host or co-host). Inviting someone again changes nothing.
+    async fn invite_to_class(
+        &self,
+        ctx: &Context<'_>,
+        class_id: ID,
+        email: String,
+    ) -> Result<bool> {
+        let caller_id = require_user(ctx, Scope::Write)?.id;
+        let class_id = errors::parse_id("classId", &class_id)?;
+        let email = errors::email("email", &email)?;
+        let now = schema::now_ms();
+        transaction(ctx, move |c| {
+            let (found, caller_role) = class_and_role(c, class_id, caller_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
+            require(caller_role, Action::ManageMembers)?;
+            let invited =
+                user::find_by_email(c, &email)?.ok_or_else(|| abort(ApiError::NotFound("user")))?;
+            if found.owner_id == invited.id {
+                return Err(abort(ApiError::bad_input(
+                    "email",
+                    "the host already has every right in the class",
+                )));
+            }
+            class_member::invite(
+                c,
+                &class_member::NewClassMember {
+                    class_id,
+                    user_id: invited.id,
+                    created_at: now,
+                },
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// Takes an invitation back: an invite-only class is hidden from the user again, and they
+    /// cannot join its sessions (host or co-host). A role in the class is `removeRole`'s.
+    async fn remove_from_class(
+        &self,
+        ctx: &Context<'_>,
+        class_id: ID,
+        user_id: ID,
+    ) -> Result<bool> {
+        let caller_id = require_user(ctx, Scope::Write)?.id;
+        let class_id = errors::parse_id("classId", &class_id)?;
+        let target = errors::parse_id("userId", &user_id)?;
+        transaction(ctx, move |c| {
+            let (_, caller_role) = class_and_role(c, class_id, caller_id)?
+                .ok_or_else(|| abort(ApiError::NotFound("class")))?;
+            require(caller_role, Action::ManageMembers)?;
+            if !class_member::remove(c, class_id, target)? {
+                return Err(abort(ApiError::NotFound("member")));
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(true)
+    }
 }
 
 fn publish(ctx: &Context<'_>, session: &class_session::ClassSession) {
@@ -436,7 +519,7 @@ impl ClassSubscription {
         ctx: &Context<'_>,
         session_id: ID,
     ) -> Result<impl Stream<Item = Result<SessionStateChange>>> {
-        require_user(ctx, Scope::Read)?;
+        let user_id = require_user(ctx, Scope::Read)?.id;
         let id = errors::parse_id("sessionId", &session_id)?;
         let caller = caller(ctx).clone();
         let state = state(ctx).clone();
@@ -455,9 +538,9 @@ impl ClassSubscription {
         if !still_valid {
             return Err(ApiError::Unauthenticated.into());
         }
-        let current = state
+        let (current, _) = state
             .db
-            .interact(move |c| class_session::find(c, id))
+            .interact(move |c| session_and_role(c, id, user_id))
             .await
             .map_err(ApiError::from)?
             .ok_or(ApiError::NotFound("session"))?;

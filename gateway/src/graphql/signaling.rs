@@ -346,8 +346,8 @@ impl SignalingMutation {
             let Some(class) = schema::models::class::find(c, session.class_id)? else {
                 return Ok(None);
             };
-            let role = roles::role_in(c, &class, user_id)?;
-            Ok(Some((session, role)))
+            // NOT_FOUND, like a session that does not exist, when the caller may not see the class.
+            Ok(roles::access(c, &class, user_id)?.map(|role| (session, role)))
         })
         .await?
         .ok_or(ApiError::NotFound("session"))?;

@@ -44,6 +44,39 @@ impl UserView {
     }
 }
 
+/// Who may see a class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, async_graphql::Enum)]
+pub enum ClassVisibility {
+    /// Listed for everyone; anyone signed in may open it and join its sessions.
+    Public,
+    /// Not listed for others; anyone signed in who has the link may open it and join.
+    #[default]
+    Unlisted,
+    /// Only the host, co-hosts, speakers and invited members see it; to anyone else it does not
+    /// exist.
+    InviteOnly,
+}
+
+impl ClassVisibility {
+    /// The value stored in `classes.visibility`.
+    pub fn as_db(self) -> &'static str {
+        match self {
+            ClassVisibility::Public => schema::models::class::PUBLIC,
+            ClassVisibility::Unlisted => schema::models::class::UNLISTED,
+            ClassVisibility::InviteOnly => schema::models::class::INVITE_ONLY,
+        }
+    }
+
+    /// From the stored value; anything unknown is treated as the most private.
+    pub fn from_db(s: &str) -> ClassVisibility {
+        match s {
+            schema::models::class::PUBLIC => ClassVisibility::Public,
+            schema::models::class::UNLISTED => ClassVisibility::Unlisted,
+            _ => ClassVisibility::InviteOnly,
+        }
+    }
+}
+
 /// A class.
 pub struct ClassView(pub Class);
 
@@ -57,6 +90,10 @@ impl ClassView {
     }
     async fn description(&self) -> &str {
         &self.0.description
+    }
+    /// Who may see it.
+    async fn visibility(&self) -> ClassVisibility {
+        ClassVisibility::from_db(&self.0.visibility)
     }
     async fn created_at(&self) -> DateTime<Utc> {
         time(self.0.created_at)
@@ -117,6 +154,31 @@ impl ClassView {
                     Role::Speaker
                 },
             })
+            .collect())
+    }
+    /// Users invited to the class (`inviteToClass`), in the order they were invited. Visible to
+    /// the host and co-hosts.
+    async fn members(&self, ctx: &Context<'_>) -> Result<Vec<UserView>> {
+        let user_id = require_user(ctx, Scope::Read)?.id;
+        let class = self.0.clone();
+        let rows = load(ctx, move |c| {
+            let role = roles::role_in(c, &class, user_id)?;
+            if !roles::allowed(role, Action::ManageMembers) {
+                return Ok(None);
+            }
+            let mut out = Vec::new();
+            for m in schema::models::class_member::list_for_class(c, class.id)? {
+                if let Some(u) = schema::models::user::find(c, m.user_id)? {
+                    out.push(u);
+                }
+            }
+            Ok(Some(out))
+        })
+        .await?
+        .ok_or_else(|| ApiError::Forbidden("only the host and co-hosts see members".into()))?;
+        Ok(rows
+            .iter()
+            .map(|u| UserView::of(u, Some(user_id)))
             .collect())
     }
 }

@@ -1,9 +1,16 @@
-//! A class: a course with an owner (its host), a title and sessions.
+//! A class: a course with an owner (its host), a title, a visibility and sessions.
 
 use diesel::prelude::*;
 
 use crate::Conn;
-use crate::schema::{class_roles, classes};
+use crate::schema::{class_members, class_roles, classes};
+
+/// Listed for everyone; anyone signed in may open it and join its sessions.
+pub const PUBLIC: &str = "public";
+/// Not listed for others; anyone signed in who has the link may open it and join. The default.
+pub const UNLISTED: &str = "unlisted";
+/// Only the owner, users with a role in it and invited members (`class_member`) may see it.
+pub const INVITE_ONLY: &str = "invite_only";
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = classes, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
@@ -15,6 +22,8 @@ pub struct Class {
     pub description: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `public`, `unlisted` or `invite_only`.
+    pub visibility: String,
 }
 
 #[derive(Debug, Insertable)]
@@ -23,6 +32,8 @@ pub struct NewClass<'a> {
     pub owner_id: i64,
     pub title: &'a str,
     pub description: &'a str,
+    /// [`PUBLIC`], [`UNLISTED`] or [`INVITE_ONLY`].
+    pub visibility: &'a str,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -33,6 +44,7 @@ pub struct NewClass<'a> {
 pub struct ClassChanges<'a> {
     pub title: Option<&'a str>,
     pub description: Option<&'a str>,
+    pub visibility: Option<&'a str>,
     pub updated_at: Option<i64>,
 }
 
@@ -66,9 +78,10 @@ pub fn delete(conn: &mut Conn, id: i64) -> QueryResult<bool> {
 /// Which classes to list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
-    /// Every class.
-    All,
-    /// Classes the user owns or has a role in.
+    /// Classes the user may see in a list: public ones, and those they own, have a role in or
+    /// are invited to.
+    Visible(i64),
+    /// Classes the user owns, has a role in or is invited to.
     MemberOf(i64),
 }
 
@@ -87,15 +100,20 @@ pub fn list(
     if let Some(before) = before {
         query = query.filter(classes::id.lt(before));
     }
-    if let Filter::MemberOf(user_id) = filter {
-        let with_role = class_roles::table
-            .filter(class_roles::user_id.eq(user_id))
-            .select(class_roles::class_id);
-        query = query.filter(
-            classes::owner_id
-                .eq(user_id)
-                .or(classes::id.eq_any(with_role)),
-        );
-    }
+    let (Filter::Visible(user_id) | Filter::MemberOf(user_id)) = filter;
+    let with_role = class_roles::table
+        .filter(class_roles::user_id.eq(user_id))
+        .select(class_roles::class_id);
+    let invited = class_members::table
+        .filter(class_members::user_id.eq(user_id))
+        .select(class_members::class_id);
+    let member = classes::owner_id
+        .eq(user_id)
+        .or(classes::id.eq_any(with_role))
+        .or(classes::id.eq_any(invited));
+    query = match filter {
+        Filter::Visible(_) => query.filter(classes::visibility.eq(PUBLIC).or(member)),
+        Filter::MemberOf(_) => query.filter(member),
+    };
     query.load(conn)
 }

@@ -6,6 +6,7 @@ pub mod auth_identity;
 pub mod auth_session;
 pub mod chat_message;
 pub mod class;
+pub mod class_member;
 pub mod class_role;
 pub mod class_session;
 pub mod hand_raise;
