@@ -82,7 +82,7 @@ frontend profile="debug":
             --enable-sign-ext --enable-reference-types --enable-multivalue --enable-mutable-globals \
             "$staging/pkg/frontend_bg.wasm" -o "$staging/pkg/frontend_bg.wasm"
     fi
-    cp {{root}}/frontend/index.html {{root}}/frontend/style.css "$staging/"
+    cp {{root}}/frontend/index.html {{root}}/frontend/style.css {{root}}/frontend/favicon.svg {{root}}/frontend/favicon.ico "$staging/"
     # Swap in whole, so a running gateway never serves half a build.
     rm -rf "{{dist}}.old"; [ -d "{{dist}}" ] && mv "{{dist}}" "{{dist}}.old"
     mv "$staging" "{{dist}}" && rm -rf "{{dist}}.old"

@@ -26,6 +26,25 @@ async fn app_shell_renders_and_shows_the_server_healthy() {
     assert_eq!(browser.text_of(".nav a[aria-current=page]").await, "Status");
     browser.screenshot("app_shell", "status").await;
 
+    // The site's icon is served (browsers ask for /favicon.ico on every page), and the page's
+    // own icon link resolves.
+    let icons = browser
+        .eval(
+            "return (async () => {
+                const ico = await fetch('/favicon.ico');
+                const link = document.querySelector('link[rel=icon]');
+                const svg = await fetch(link.href);
+                return [ico.status, ico.headers.get('content-type'), svg.status];
+            })()",
+        )
+        .await;
+    assert_eq!(icons[0], 200, "GET /favicon.ico: {icons}");
+    assert!(
+        icons[1].as_str().is_some_and(|t| t.starts_with("image/")),
+        "{icons}"
+    );
+    assert_eq!(icons[2], 200, "the icon link: {icons}");
+
     // Navigation inside the app.
     browser.click(".nav a[href='/']").await;
     let heading = browser.text_of(".hero h1").await;

@@ -14,10 +14,11 @@ pub fn SignIn() -> impl IntoView {
         query
             .read()
             .get("next")
-            .filter(|n| n.starts_with('/'))
+            .filter(|n| is_local_path(n))
             .unwrap_or_else(|| "/classes".to_owned())
     };
-    let signing_up = RwSignal::new(false);
+    // `?mode=signup` opens the form on "Create your account" (the classroom's sign-up link).
+    let signing_up = RwSignal::new(query.read_untracked().get("mode").as_deref() == Some("signup"));
     let (email, name, password) = (
         RwSignal::new(String::new()),
         RwSignal::new(String::new()),
@@ -111,7 +112,10 @@ pub fn SignIn() -> impl IntoView {
                         <div class="providers">
                             <p class="muted">"Or continue with"</p>
                             {list.into_iter().map(|p| {
-                                let url = p["startUrl"].as_str().unwrap_or("#").to_owned();
+                                // Back to where the visitor was going (a class link) after the provider.
+                                let start = p["startUrl"].as_str().unwrap_or("#");
+                                let url = format!("{start}{}return_to={}", if start.contains('?') { '&' } else { '?' },
+                                    js_sys::encode_uri_component(&next()));
                                 let label = p["displayName"].as_str().unwrap_or("provider").to_owned();
                                 view! { <a class="button secondary" href=url rel="external">{label}</a> }
                             }).collect_view()}
@@ -121,4 +125,9 @@ pub fn SignIn() -> impl IntoView {
             </Suspense>
         </section>
     }
+}
+
+/// Whether `next` is a path on this site (never another origin: `//host`, `/\\host`).
+pub fn is_local_path(next: &str) -> bool {
+    next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')
 }

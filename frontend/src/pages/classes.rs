@@ -102,7 +102,7 @@ pub fn Classes() -> impl IntoView {
 }
 
 /// An RFC 3339 time in the browser's time zone and locale.
-fn local_time(iso: &str) -> String {
+pub fn local_time(iso: &str) -> String {
     let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(iso));
     if date.get_time().is_nan() {
         return iso.to_owned();
@@ -150,6 +150,14 @@ pub fn ClassPage() -> impl IntoView {
             }
         });
     };
+    // Where to go next (set from async work; navigation needs the router's context).
+    let go_to = RwSignal::new(None::<String>);
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(path) = go_to.get() {
+            navigate(&path, Default::default());
+        }
+    });
     // When to schedule, as the `datetime-local` input has it (local time; empty: now).
     let when = RwSignal::new(String::new());
     let schedule = move |_| {
@@ -211,11 +219,21 @@ pub fn ClassPage() -> impl IntoView {
                                                 let sid = s["id"].as_str().unwrap_or_default().to_owned();
                                                 let state = s["state"].as_str().unwrap_or_default().to_owned();
                                                 let (sid2, sid3) = (sid.clone(), sid.clone());
-                                                let start = move |_| run("mutation($id: ID!) { startSession(id: $id) { id } }", serde_json::json!({ "id": sid2 }));
+                                                // Going live takes the host into the room.
+                                                let start = move |_| {
+                                                    let sid = sid2.clone();
+                                                    leptos::task::spawn_local(async move {
+                                                        match api::graphql("mutation($id: ID!) { startSession(id: $id) { id } }", serde_json::json!({ "id": sid })).await {
+                                                            Ok(_) => go_to.set(Some(format!("/live/{sid}"))),
+                                                            Err(e) => error.set(Some(e.message)),
+                                                        }
+                                                    });
+                                                };
                                                 let end = move |_| run("mutation($id: ID!) { endSession(id: $id) { id } }", serde_json::json!({ "id": sid3 }));
                                                 let live = state == "LIVE";
                                                 let scheduled = state == "SCHEDULED";
                                                 let join_href = format!("/live/{sid}");
+                                                let share_path = join_href.clone();
                                                 view! {
                                                     <li class="session-row" data-session=sid>
                                                         <span class=format!("state {}", state.to_lowercase())>{state.clone()}</span>
@@ -224,7 +242,11 @@ pub fn ClassPage() -> impl IntoView {
                                                             <button class="button small" data-testid="start-session" on:click=start.clone()>"Go live"</button>
                                                         </Show>
                                                         <Show when=move || live>
-                                                            <A href=join_href.clone() attr:class="button small" attr:data-testid="join-link">"Join"</A>
+                                                            <A href=join_href.clone() attr:class="button small" attr:data-testid="join-link"
+                                                                on:click=|_| { if let Some(p) = web_sys::window().and_then(|w| w.performance()) { let _ = p.mark("classroom:join-click"); } }>"Join"</A>
+                                                        </Show>
+                                                        <Show when=move || live || scheduled>
+                                                            <CopyLink path=share_path.clone()/>
                                                         </Show>
                                                         <Show when=move || is_host && live>
                                                             <button class="button secondary small" on:click=end.clone()>"End"</button>
@@ -241,5 +263,32 @@ pub fn ClassPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+    }
+}
+
+/// A button that copies the full join link of `path` (shown instead when the clipboard is refused).
+#[component]
+fn CopyLink(path: String) -> impl IntoView {
+    let state = RwSignal::new(None::<Result<(), String>>);
+    let copy = move |_| {
+        let Some(w) = web_sys::window() else { return };
+        let link = format!("{}{}", w.location().origin().unwrap_or_default(), path);
+        let promise = w.navigator().clipboard().write_text(&link);
+        leptos::task::spawn_local(async move {
+            let done = wasm_bindgen_futures::JsFuture::from(promise).await;
+            state.set(Some(done.map(|_| ()).map_err(|_| link)));
+        });
+    };
+    view! {
+        <button class="button secondary small" data-testid="copy-join-link" on:click=copy>
+            {move || match state.get() {
+                Some(Ok(())) => "Link copied".to_owned(),
+                _ => "Copy join link".to_owned(),
+            }}
+        </button>
+        {move || match state.get() {
+            Some(Err(link)) => Some(view! { <input class="share-link" readonly prop:value=link aria-label="Join link"/> }),
+            _ => None,
+        }}
     }
 }

@@ -1,8 +1,18 @@
-//! `/live/:id`: the classroom. Joins the session, publishes camera and microphone (host, co-hosts
-//! and speakers; with simulcast), shows everyone on stage in a grid with names, role badges, the
-//! active speaker highlighted and each tile's connection quality, and keeps going through a
-//! dropped websocket (it resubscribes) or a failed media connection (it reconnects; the server
-//! keeps the participant's place for 30 s).
+//! `/live/:id`: the classroom, the page a class's join link opens.
+//!
+//! Joins the session, publishes camera and microphone (host, co-hosts and speakers; with
+//! simulcast), shows everyone on stage in a grid with names, role badges, muted camera and
+//! microphone, the active speaker highlighted and each tile's connection quality, and keeps going
+//! through a dropped websocket (it resubscribes) or a failed media connection (it reconnects; the
+//! server keeps the participant's place for 30 s).
+//!
+//! Every state of the room is said on the page: signed out (sign in or sign up, then back here),
+//! not started yet (this page joins by itself when the host goes live), joining, live, the host
+//! away, reconnecting, ended, removed, left (with *Rejoin*).
+//!
+//! Playback never depends on the browser's autoplay policy: remote video plays muted (always
+//! allowed), sound plays from separate audio elements, and when the browser refuses to start them
+//! without a click (a page opened from a link or reloaded) the page offers *Turn on sound*.
 
 use std::collections::HashMap;
 
@@ -12,11 +22,12 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use web_sys::{MediaStream, MediaStreamTrack};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{HtmlMediaElement, MediaStream, MediaStreamTrack};
 
 use crate::api;
 use crate::call::{self, Call, Handlers};
-use crate::pages::classes::role_label;
+use crate::pages::classes::{local_time, role_label};
 use crate::ws::{Subscription, WsStatus};
 
 const EVENTS: &str = "subscription($s: ID!) { sessionEvents(sessionId: $s) { __typename
@@ -31,6 +42,12 @@ const EVENTS: &str = "subscription($s: ID!) { sessionEvents(sessionId: $s) { __t
   ... on LayerChanged { trackId layer }
   ... on SessionEnded { sessionId }
   ... on RemovedFromSession { reason } } }";
+
+const SESSION_INFO: &str =
+    "query($id: ID!) { session(id: $id) { state scheduledStart class { id title myRole } } }";
+
+const STATE_CHANGES: &str =
+    "subscription($s: ID!) { sessionStateChanged(sessionId: $s) { state } }";
 
 #[derive(Clone, Debug, PartialEq)]
 struct Person {
@@ -51,12 +68,37 @@ struct Track {
 #[derive(Clone, Debug, PartialEq)]
 enum Phase {
     Joining,
+    /// Not signed in: sign in or sign up, then come back.
+    SignedOut,
+    /// Scheduled, not live yet (the scheduled start, RFC 3339).
+    NotStarted(String),
     Live,
     Reconnecting(&'static str),
     Ended,
     Removed(String),
     Failed(String),
     Left,
+}
+
+impl Phase {
+    /// In the room: the stage and the controls are shown.
+    fn in_room(&self) -> bool {
+        matches!(self, Phase::Joining | Phase::Live | Phase::Reconnecting(_))
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Phase::Joining => "joining",
+            Phase::SignedOut => "signed-out",
+            Phase::NotStarted(_) => "not-started",
+            Phase::Live => "live",
+            Phase::Reconnecting(_) => "reconnecting",
+            Phase::Ended => "ended",
+            Phase::Removed(_) => "removed",
+            Phase::Failed(_) => "failed",
+            Phase::Left => "left",
+        }
+    }
 }
 
 fn can_publish(role: &str) -> bool {
@@ -74,27 +116,98 @@ fn layer_for_width(width: f64) -> &'static str {
     }
 }
 
+/// How a connection looks to a person: `good`, `fair` or `poor`, from loss (%) and round trip
+/// (ms). Bitrate alone says nothing (a muted camera sends little).
+fn quality_level(loss_pct: f64, rtt_ms: f64) -> &'static str {
+    if loss_pct >= 10.0 || rtt_ms >= 500.0 {
+        "poor"
+    } else if loss_pct >= 3.0 || rtt_ms >= 250.0 {
+        "fair"
+    } else {
+        "good"
+    }
+}
+
+/// A camera's or microphone's name as people read it: without the `Default - ` prefix, the USB
+/// id suffix (`(046d:0825)`) and underscores; a numbered name when the browser gives none.
+fn device_label(raw: &str, kind: &str, index: usize) -> String {
+    let mut s = raw.trim();
+    for prefix in ["Default - ", "Communications - "] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            s = rest;
+        }
+    }
+    if let Some(open) = s.rfind(" (")
+        && let Some(inner) = s[open + 2..].strip_suffix(')')
+        && inner.len() == 9
+        && inner
+            .split(':')
+            .all(|h| h.len() == 4 && h.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        s = &s[..open];
+    }
+    let s = s.replace('_', " ");
+    let s = s.trim();
+    if s.is_empty() {
+        let what = if kind == "videoinput" {
+            "Camera"
+        } else {
+            "Microphone"
+        };
+        return format!("{what} {}", index + 1);
+    }
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// A `performance.mark`, so where the join time goes can be read from the page.
+fn mark(name: &str) {
+    if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
+        let _ = p.mark(name);
+    }
+}
+
+/// Starts playback of `el`, handling the browser's answer: a refusal for lack of a user gesture
+/// sets `blocked` (sound), an interrupted start (a new source) is ignored. Never an uncaught error.
+fn play(el: HtmlMediaElement, blocked: Option<RwSignal<bool>>) {
+    let Ok(promise) = el.play() else { return };
+    leptos::task::spawn_local(async move {
+        if let Err(e) = JsFuture::from(promise).await {
+            let name = js_sys::Reflect::get(&e, &"name".into())
+                .ok()
+                .and_then(|n| n.as_string())
+                .unwrap_or_default();
+            if name == "NotAllowedError"
+                && let Some(b) = blocked
+            {
+                b.set(true);
+            }
+        }
+    });
+}
+
+/// The classroom route. A *Rejoin* (or the session going live while waiting) builds the room anew.
 #[component]
 pub fn Classroom() -> impl IntoView {
     let params = use_params_map();
-    let session_id = params.read_untracked().get("id").unwrap_or_default();
+    let generation = RwSignal::new(0u32);
+    move || {
+        generation.get();
+        let session_id = params.read().get("id").unwrap_or_default();
+        let rejoin = Callback::new(move |_: ()| generation.update(|g| *g += 1));
+        view! { <Room session_id=session_id rejoin=rejoin/> }
+    }
+}
 
+#[component]
+fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
+    mark("classroom:join-start");
     let me = RwSignal::new(None::<(String, String)>); // (participant id, role)
     let title = RwSignal::new("Live class".to_owned());
-    {
-        let session_id = session_id.clone();
-        leptos::task::spawn_local(async move {
-            if let Ok(d) = api::graphql(
-                "query($id: ID!) { session(id: $id) { class { title } } }",
-                serde_json::json!({ "id": session_id }),
-            )
-            .await
-                && let Some(t) = d["session"]["class"]["title"].as_str()
-            {
-                title.set(t.to_owned());
-            }
-        });
-    }
+    let class_id = RwSignal::new(None::<String>);
     let people = RwSignal::new(Vec::<Person>::new());
     let tracks = RwSignal::new(Vec::<Track>::new());
     let streams = RwSignal::new(HashMap::<String, MediaStream>::new());
@@ -105,12 +218,33 @@ pub fn Classroom() -> impl IntoView {
     let cam_off = RwSignal::new(false);
     let mic_off = RwSignal::new(false);
     let compact = RwSignal::new(false);
+    // The browser refused to start sound without a click.
+    let sound_blocked = RwSignal::new(false);
+    // A host was here and left (the stage says so instead of standing empty).
+    let host_away = RwSignal::new(false);
+    let confirm_end = RwSignal::new(false);
+    let copied = RwSignal::new(false);
     let devices = RwSignal::new(Vec::<(String, String, String)>::new());
     let ice_servers = StoredValue::new(Vec::<String>::new());
     let call = StoredValue::new_local(None::<Call>);
     let pending_offers = StoredValue::new(Vec::<String>::new());
     let subscription = StoredValue::new_local(None::<Subscription>);
+    let waiting = StoredValue::new_local(None::<Subscription>);
     let requested_layers = StoredValue::new(HashMap::<String, &'static str>::new());
+    let sid = StoredValue::new(session_id.clone());
+
+    // The class's title and id, in parallel with joining.
+    leptos::task::spawn_local(async move {
+        if let Ok(d) =
+            api::graphql(SESSION_INFO, serde_json::json!({ "id": sid.get_value() })).await
+        {
+            let class = &d["session"]["class"];
+            if let Some(t) = class["title"].as_str() {
+                title.set(t.to_owned());
+            }
+            class_id.set(class["id"].as_str().map(str::to_owned));
+        }
+    });
 
     let apply_offer = move |sdp: String| match call.get_value() {
         Some(c) => leptos::task::spawn_local(async move {
@@ -119,6 +253,24 @@ pub fn Classroom() -> impl IntoView {
             }
         }),
         None => pending_offers.update_value(|p| p.push(sdp)),
+    };
+
+    // Closes the media connection and the subscriptions, and releases camera and microphone.
+    let hang_up = move || {
+        if let Some(c) = call.get_value() {
+            c.close();
+        }
+        for s in [subscription.get_value(), waiting.get_value()]
+            .into_iter()
+            .flatten()
+        {
+            s.close();
+        }
+        if let Some(stream) = local.get_untracked() {
+            for t in stream.get_tracks().iter() {
+                t.unchecked_into::<MediaStreamTrack>().stop();
+            }
+        }
     };
 
     let on_event = move |data: serde_json::Value| {
@@ -133,6 +285,9 @@ pub fn Classroom() -> impl IntoView {
                     name: s(&p["name"]),
                     role: s(&p["role"]),
                 };
+                if person.role == "HOST" {
+                    host_away.set(false);
+                }
                 people.update(|list| {
                     list.retain(|x| x.id != person.id);
                     list.push(person);
@@ -140,6 +295,13 @@ pub fn Classroom() -> impl IntoView {
             }
             "ParticipantLeft" => {
                 let id = s(&e["participantId"]);
+                let was_host = people
+                    .get_untracked()
+                    .iter()
+                    .any(|p| p.id == id && p.role == "HOST");
+                if was_host {
+                    host_away.set(true);
+                }
                 people.update(|list| list.retain(|x| x.id != id));
                 tracks.update(|list| list.retain(|t| t.participant_id != id));
             }
@@ -182,180 +344,206 @@ pub fn Classroom() -> impl IntoView {
             "ActiveSpeakerChanged" => speaker.set(Some(s(&e["participantId"]))),
             "SessionEnded" => {
                 phase.set(Phase::Ended);
-                if let Some(c) = call.get_value() {
-                    c.close();
-                }
+                hang_up();
             }
             "RemovedFromSession" => {
                 phase.set(Phase::Removed(s(&e["reason"])));
-                if let Some(c) = call.get_value() {
-                    c.close();
-                }
+                hang_up();
             }
             _ => {}
         }
     };
 
+    // Waits for a scheduled session to go live, then joins.
+    let wait_for_start = move || {
+        let sub = Subscription::start(
+            STATE_CHANGES,
+            serde_json::json!({ "s": sid.get_value() }),
+            move |data: serde_json::Value| match data["sessionStateChanged"]["state"].as_str() {
+                Some("LIVE") => rejoin.run(()),
+                Some("ENDED") => phase.set(Phase::Ended),
+                _ => {}
+            },
+            move |message| notice.set(Some(message)),
+            |_| {},
+        );
+        waiting.set_value(Some(sub));
+    };
+
     // Join, get media, subscribe, connect.
-    {
-        let session_id = session_id.clone();
-        leptos::task::spawn_local(async move {
-            let joined = match api::graphql(
-                "mutation($s: ID!) { joinSession(sessionId: $s) { participantId role iceServers { urls } } }",
-                serde_json::json!({ "s": session_id }),
-            )
-            .await
-            {
-                Ok(d) => d["joinSession"].clone(),
-                Err(e) => {
-                    let message = match e.code.as_str() {
-                        "UNAUTHENTICATED" => "Sign in to join this class.".to_owned(),
-                        "CONFLICT" => format!("{} — it may not have started yet, or it has ended.", e.message),
-                        _ => e.message,
-                    };
-                    phase.set(Phase::Failed(message));
-                    return;
-                }
-            };
-            let pid = joined["participantId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let role = joined["role"].as_str().unwrap_or_default().to_owned();
-            ice_servers.set_value(
-                joined["iceServers"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .flat_map(|s| s["urls"].as_array().cloned().unwrap_or_default())
-                            .filter_map(|u| u.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            );
-            me.set(Some((pid, role.clone())));
-            if can_publish(&role) {
-                match call::local_media(None, None).await {
-                    Ok(stream) => {
-                        local.set(Some(stream));
-                        devices.set(call::devices().await);
-                    }
-                    Err(message) => notice.set(Some(message)),
-                }
-            }
-            let sub = Subscription::start(
-                EVENTS,
-                serde_json::json!({ "s": session_id }),
-                on_event,
-                move |message| notice.set(Some(message)),
-                move |status| match status {
-                    WsStatus::Open => {
-                        // A (re)subscription starts with a full picture: rebuild from it.
-                        people.set(Vec::new());
-                        tracks.set(Vec::new());
-                        if matches!(phase.get_untracked(), Phase::Reconnecting(_)) {
-                            phase.set(Phase::Live);
-                        }
-                    }
-                    WsStatus::Reconnecting => {
-                        if matches!(phase.get_untracked(), Phase::Live) {
-                            phase.set(Phase::Reconnecting(
-                                "Connection to the server lost. Reconnecting…",
-                            ));
-                        }
-                    }
-                    _ => {}
-                },
-            );
-            // Test and support hook: drop the websocket as a network failure would.
-            {
-                let sub = sub.clone();
-                let drop_ws = Closure::<dyn Fn()>::new(move || sub.drop_connection());
-                if let Some(w) = web_sys::window() {
-                    let _ =
-                        js_sys::Reflect::set(&w, &"__classroomDropSocket".into(), drop_ws.as_ref());
-                }
-                drop_ws.forget();
-            }
-            subscription.set_value(Some(sub));
-            let handlers = Handlers {
-                on_track: Box::new(move |stream_id: String, track: MediaStreamTrack| {
-                    // One media stream per publisher (its audio and video), rebuilt with each
-                    // new track so that the tile's element picks it up.
-                    let tracks_now = js_sys::Array::new();
-                    if let Some(old) = streams.get_untracked().get(&stream_id) {
-                        for t in old.get_tracks().iter() {
-                            let t: MediaStreamTrack = t.unchecked_into();
-                            if t.kind() != track.kind()
-                                && t.ready_state() == web_sys::MediaStreamTrackState::Live
-                            {
-                                tracks_now.push(&t);
+    leptos::task::spawn_local(async move {
+        let session_id = sid.get_value();
+        let joined = match api::graphql(
+            "mutation($s: ID!) { joinSession(sessionId: $s) { participantId role iceServers { urls } } }",
+            serde_json::json!({ "s": session_id }),
+        )
+        .await
+        {
+            Ok(d) => d["joinSession"].clone(),
+            Err(e) => {
+                match e.code.as_str() {
+                    "UNAUTHENTICATED" => phase.set(Phase::SignedOut),
+                    "NOT_FOUND" => phase.set(Phase::Failed(
+                        "This class session does not exist, or its class is invite-only and you are not invited.".into(),
+                    )),
+                    "CONFLICT" => {
+                        // Not live: ended, or not started yet.
+                        let info = api::graphql(SESSION_INFO, serde_json::json!({ "id": session_id })).await;
+                        match info {
+                            Ok(d) if d["session"]["state"] == "ENDED" => phase.set(Phase::Ended),
+                            Ok(d) if d["session"]["state"] == "SCHEDULED" => {
+                                let start = d["session"]["scheduledStart"].as_str().unwrap_or_default();
+                                phase.set(Phase::NotStarted(start.to_owned()));
+                                wait_for_start();
                             }
+                            // It went live in between: try again.
+                            Ok(_) => rejoin.run(()),
+                            Err(e) => phase.set(Phase::Failed(e.message)),
                         }
                     }
-                    tracks_now.push(&track);
-                    if let Ok(stream) = MediaStream::new_with_tracks(&tracks_now) {
-                        streams.update(|m| {
-                            m.insert(stream_id, stream);
-                        });
-                    }
-                }),
-                on_state: Box::new(move |state: String| match state.as_str() {
-                    "connected"
-                        if !matches!(
-                            phase.get_untracked(),
-                            Phase::Ended | Phase::Removed(_) | Phase::Left
-                        ) =>
-                    {
+                    _ => phase.set(Phase::Failed(e.message)),
+                }
+                return;
+            }
+        };
+        mark("classroom:joined");
+        let pid = joined["participantId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let role = joined["role"].as_str().unwrap_or_default().to_owned();
+        ice_servers.set_value(
+            joined["iceServers"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .flat_map(|s| s["urls"].as_array().cloned().unwrap_or_default())
+                        .filter_map(|u| u.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        );
+        me.set(Some((pid, role.clone())));
+        // The subscription connects while the media connection is negotiated.
+        let sub = Subscription::start(
+            EVENTS,
+            serde_json::json!({ "s": session_id }),
+            on_event,
+            move |message| notice.set(Some(message)),
+            move |status| match status {
+                WsStatus::Open => {
+                    mark("classroom:subscribed");
+                    // A (re)subscription starts with a full picture: rebuild from it.
+                    people.set(Vec::new());
+                    tracks.set(Vec::new());
+                    if matches!(phase.get_untracked(), Phase::Reconnecting(_)) {
                         phase.set(Phase::Live);
                     }
-                    "failed" => {
-                        if matches!(phase.get_untracked(), Phase::Live | Phase::Reconnecting(_)) {
-                            phase.set(Phase::Reconnecting("Media connection lost. Reconnecting…"));
-                            leptos::task::spawn_local(async move {
-                                if let Some(c) = call.get_value() {
-                                    let servers = ice_servers.get_value();
-                                    let stream = local.get_untracked();
-                                    if let Err(e) = c.restart(&servers, stream.as_ref()).await {
-                                        phase.set(Phase::Failed(format!(
-                                            "Could not reconnect: {e}"
-                                        )));
-                                    }
-                                }
-                            });
-                        }
-                    }
-                    _ => {}
-                }),
-            };
-            let stream = local.get_untracked();
-            match Call::start(
-                &session_id,
-                &ice_servers.get_value(),
-                stream.as_ref(),
-                handlers,
-            )
-            .await
-            {
-                Ok(c) => {
-                    if let Some(w) = web_sys::window() {
-                        let _ = js_sys::Reflect::set(&w, &"__classroomCall".into(), &JsValue::TRUE);
-                    }
-                    call.set_value(Some(c));
-                    for sdp in pending_offers
-                        .try_update_value(std::mem::take)
-                        .unwrap_or_default()
-                    {
-                        apply_offer(sdp);
+                }
+                WsStatus::Reconnecting => {
+                    if matches!(phase.get_untracked(), Phase::Live) {
+                        phase.set(Phase::Reconnecting(
+                            "Connection to the server lost. Reconnecting…",
+                        ));
                     }
                 }
-                Err(e) => phase.set(Phase::Failed(e)),
+                _ => {}
+            },
+        );
+        // Test and support hook: drop the websocket as a network failure would.
+        {
+            let sub = sub.clone();
+            let drop_ws = Closure::<dyn Fn()>::new(move || sub.drop_connection());
+            if let Some(w) = web_sys::window() {
+                let _ = js_sys::Reflect::set(&w, &"__classroomDropSocket".into(), drop_ws.as_ref());
             }
-        });
-    }
+            drop_ws.forget();
+        }
+        subscription.set_value(Some(sub));
+        if can_publish(&role) {
+            match call::local_media(None, None).await {
+                Ok(stream) => {
+                    local.set(Some(stream));
+                    devices.set(call::devices().await);
+                }
+                Err(message) => notice.set(Some(message)),
+            }
+        }
+        let handlers = Handlers {
+            on_track: Box::new(move |stream_id: String, track: MediaStreamTrack| {
+                mark("classroom:track");
+                // One media stream per publisher (its audio and video), rebuilt with each new
+                // track so that the tile's elements pick it up.
+                let tracks_now = js_sys::Array::new();
+                if let Some(old) = streams.get_untracked().get(&stream_id) {
+                    for t in old.get_tracks().iter() {
+                        let t: MediaStreamTrack = t.unchecked_into();
+                        if t.kind() != track.kind()
+                            && t.ready_state() == web_sys::MediaStreamTrackState::Live
+                        {
+                            tracks_now.push(&t);
+                        }
+                    }
+                }
+                tracks_now.push(&track);
+                if let Ok(stream) = MediaStream::new_with_tracks(&tracks_now) {
+                    streams.update(|m| {
+                        m.insert(stream_id, stream);
+                    });
+                }
+            }),
+            on_state: Box::new(move |state: String| match state.as_str() {
+                "connected" if phase.get_untracked().in_room() => {
+                    mark("classroom:connected");
+                    phase.set(Phase::Live);
+                }
+                "failed" => {
+                    if matches!(phase.get_untracked(), Phase::Live | Phase::Reconnecting(_)) {
+                        phase.set(Phase::Reconnecting("Media connection lost. Reconnecting…"));
+                        leptos::task::spawn_local(async move {
+                            if let Some(c) = call.get_value() {
+                                let servers = ice_servers.get_value();
+                                let stream = local.get_untracked();
+                                if let Err(e) = c.restart(&servers, stream.as_ref()).await {
+                                    phase.set(Phase::Failed(format!("Could not reconnect: {e}")));
+                                }
+                            }
+                        });
+                    }
+                }
+                _ => {}
+            }),
+        };
+        let stream = local.get_untracked();
+        match Call::start(
+            &session_id,
+            &ice_servers.get_value(),
+            stream.as_ref(),
+            handlers,
+        )
+        .await
+        {
+            Ok(c) => {
+                mark("classroom:answered");
+                if !phase.get_untracked().in_room() {
+                    // Left or ended while connecting.
+                    c.close();
+                    return;
+                }
+                call.set_value(Some(c));
+                for sdp in pending_offers
+                    .try_update_value(std::mem::take)
+                    .unwrap_or_default()
+                {
+                    apply_offer(sdp);
+                }
+            }
+            Err(e) => phase.set(Phase::Failed(e)),
+        }
+    });
 
-    // Quality per remote video track, every 2 s: (loss %, kbit/s, rtt ms).
-    let quality = RwSignal::new(HashMap::<String, String>::new());
+    // Quality per remote video track, every 2 s: (level, details for the tooltip).
+    let quality = RwSignal::new(HashMap::<String, (&'static str, String)>::new());
     let last_bytes =
         std::rc::Rc::new(std::cell::RefCell::new(HashMap::<String, (f64, f64)>::new()));
     let poll = Closure::<dyn Fn()>::new(move || {
@@ -387,12 +575,13 @@ pub fn Classroom() -> impl IntoView {
                     } else {
                         0.0
                     };
+                    let rtt_ms = rtt * 1000.0;
+                    let level = quality_level(loss, rtt_ms);
                     let text = format!(
-                        "{kbps:.0} kbit/s · {loss:.1} % loss · {:.0} ms",
-                        rtt * 1000.0
+                        "Connection {level}: {kbps:.0} kbit/s · {loss:.1} % loss · {rtt_ms:.0} ms round trip"
                     );
                     quality.update(|q| {
-                        q.insert(id, text);
+                        q.insert(id, (level, text));
                     });
                 }
             }
@@ -407,32 +596,62 @@ pub fn Classroom() -> impl IntoView {
     });
     poll.forget();
 
-    // Closes the media connection and the subscription, and releases camera and microphone.
-    let hang_up = move || {
-        if let Some(c) = call.get_value() {
-            c.close();
-        }
-        if let Some(s) = subscription.get_value() {
-            s.close();
-        }
-        if let Some(stream) = local.get_untracked() {
-            for t in stream.get_tracks().iter() {
-                t.unchecked_into::<MediaStreamTrack>().stop();
-            }
-        }
-    };
-    let session_for_leave = session_id.clone();
     let leave = move |_| {
         phase.set(Phase::Left);
         hang_up();
-        let sid = session_for_leave.clone();
         leptos::task::spawn_local(async move {
             let _ = api::graphql(
                 "mutation($s: ID!) { leaveSession(sessionId: $s) }",
-                serde_json::json!({ "s": sid }),
+                serde_json::json!({ "s": sid.get_value() }),
             )
             .await;
         });
+    };
+    let end_session = move |_| {
+        confirm_end.set(false);
+        leptos::task::spawn_local(async move {
+            // Everyone, this page included, is told by `SessionEnded`.
+            if let Err(e) = api::graphql(
+                "mutation($id: ID!) { endSession(id: $id) { id } }",
+                serde_json::json!({ "id": sid.get_value() }),
+            )
+            .await
+            {
+                notice.set(Some(e.message));
+            }
+        });
+    };
+    let copy_link = move |_| {
+        let Some(w) = web_sys::window() else { return };
+        let link = format!(
+            "{}/live/{}",
+            w.location().origin().unwrap_or_default(),
+            sid.get_value()
+        );
+        let clipboard = w.navigator().clipboard();
+        leptos::task::spawn_local(async move {
+            match JsFuture::from(clipboard.write_text(&link)).await {
+                Ok(_) => copied.set(true),
+                Err(_) => notice.set(Some(format!("Share this link: {link}"))),
+            }
+        });
+    };
+    let enable_sound = move |_| {
+        // A click: the browser now lets every remote sound start.
+        sound_blocked.set(false);
+        let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
+            return;
+        };
+        if let Ok(list) = doc.query_selector_all("audio[data-remote]") {
+            for i in 0..list.length() {
+                if let Some(el) = list
+                    .item(i)
+                    .and_then(|n| n.dyn_into::<HtmlMediaElement>().ok())
+                {
+                    play(el, Some(sound_blocked));
+                }
+            }
+        }
     };
     on_cleanup(move || {
         if let (Some(w), Some(i)) = (web_sys::window(), interval) {
@@ -450,7 +669,6 @@ pub fn Classroom() -> impl IntoView {
             .find(|t| t.participant_id == pid && t.video == video)
             .map(|t| t.id)
     };
-    let session_for_mute = session_id.clone();
     let toggle = move |video: bool| {
         let off = if video { cam_off } else { mic_off };
         let now_off = !off.get_untracked();
@@ -466,21 +684,15 @@ pub fn Classroom() -> impl IntoView {
             }
         }
         if let Some(track_id) = my_track(video) {
-            let sid = session_for_mute.clone();
             leptos::task::spawn_local(async move {
                 let _ = api::graphql(
                     "mutation($s: ID!, $t: ID!, $m: Boolean!) { setTrackMuted(sessionId: $s, trackId: $t, muted: $m) }",
-                    serde_json::json!({ "s": sid, "t": track_id, "m": now_off }),
+                    serde_json::json!({ "s": sid.get_value(), "t": track_id, "m": now_off }),
                 )
                 .await;
             });
         }
     };
-    let toggle_cam = {
-        let toggle = toggle.clone();
-        move |_: leptos::ev::MouseEvent| toggle(true)
-    };
-    let toggle_mic = move |_: leptos::ev::MouseEvent| toggle(false);
     let switch_device = move |kind: &'static str, device: String| {
         leptos::task::spawn_local(async move {
             let (cam, mic) = if kind == "videoinput" {
@@ -499,6 +711,12 @@ pub fn Classroom() -> impl IntoView {
                         list.get(0).dyn_into::<MediaStreamTrack>().ok(),
                         local.get_untracked(),
                     ) {
+                        let off = if kind == "videoinput" {
+                            cam_off
+                        } else {
+                            mic_off
+                        };
+                        track.set_enabled(!off.get_untracked());
                         if let Some(c) = call.get_value() {
                             c.replace_track(&track);
                         }
@@ -519,6 +737,18 @@ pub fn Classroom() -> impl IntoView {
                 Err(e) => notice.set(Some(e)),
             }
         });
+    };
+    let device_options = move |kind: &'static str| {
+        devices
+            .get()
+            .into_iter()
+            .filter(|d| d.0 == kind && d.1 != "default" && d.1 != "communications")
+            .enumerate()
+            .map(|(i, (_, id, raw))| {
+                let label = device_label(&raw, kind, i);
+                view! { <option value=id title=raw>{label}</option> }
+            })
+            .collect_view()
     };
 
     // Who is on stage: hosts, co-hosts and speakers, and anyone publishing video.
@@ -541,37 +771,117 @@ pub fn Classroom() -> impl IntoView {
             .filter(|p| !can_publish(&p.role))
             .count()
     };
-    let session_for_layers = session_id.clone();
+    let is_host = move || me.get().is_some_and(|(_, r)| r == "HOST");
+    let class_href = move || {
+        class_id
+            .get()
+            .map(|c| format!("/classes/{c}"))
+            .unwrap_or_else(|| "/classes".to_owned())
+    };
+    let back_link = move || {
+        view! { <A href=class_href attr:class="button secondary" attr:data-testid="back-to-class">"Back to the class"</A> }
+    };
+    let sign_in_href = format!("/signin?next=/live/{session_id}");
+    let sign_up_href = format!("/signin?next=/live/{session_id}&mode=signup");
 
     view! {
         <section class="classroom" class:compact=move || compact.get()>
             <div class="room-head">
                 <div>
                     <h1 data-testid="room-title">{move || title.get()}</h1>
-                    <p class="muted" data-testid="room-counts">
-                        {move || format!("{} on stage · {} watching", stage().len(), viewers())}
-                    </p>
+                    <Show when=move || phase.get().in_room()>
+                        <p class="muted" data-testid="room-counts">
+                            {move || format!("{} on stage · {} watching", stage().len(), viewers())}
+                        </p>
+                    </Show>
                 </div>
-                <div class="room-state" data-testid="room-state" data-phase=move || match phase.get() {
-                    Phase::Joining => "joining", Phase::Live => "live", Phase::Reconnecting(_) => "reconnecting",
-                    Phase::Ended => "ended", Phase::Removed(_) => "removed", Phase::Failed(_) => "failed", Phase::Left => "left",
-                }>
+                <div class="room-state" data-testid="room-state" data-phase=move || phase.get().name()>
                     {move || match phase.get() {
                         Phase::Joining => view! { <span class="badge warn">"Joining…"</span> }.into_any(),
                         Phase::Live => view! { <span class="badge good">"● Live"</span> }.into_any(),
                         Phase::Reconnecting(m) => view! { <span class="badge warn">{m}</span> }.into_any(),
-                        Phase::Ended => view! { <span class="badge">"The session has ended."</span> }.into_any(),
-                        Phase::Removed(r) => view! { <span class="badge bad">{format!("You were removed: {r}")}</span> }.into_any(),
-                        Phase::Failed(m) => view! { <span class="badge bad">{m}</span> }.into_any(),
-                        Phase::Left => view! { <span class="badge">"You left the class."</span> }.into_any(),
+                        Phase::NotStarted(_) => view! { <span class="badge warn">"Not started yet"</span> }.into_any(),
+                        Phase::Ended => view! { <span class="badge">"Ended"</span> }.into_any(),
+                        Phase::Removed(_) => view! { <span class="badge bad">"Removed"</span> }.into_any(),
+                        Phase::Failed(_) => view! { <span class="badge bad">"Cannot join"</span> }.into_any(),
+                        Phase::Left => view! { <span class="badge">"You left"</span> }.into_any(),
+                        Phase::SignedOut => view! { <span class="badge">"Signed out"</span> }.into_any(),
                     }}
                 </div>
             </div>
             <Show when=move || notice.get().is_some()>
                 <p class="notice" role="alert" data-testid="notice">{move || notice.get().unwrap_or_default()}</p>
             </Show>
-            <Show when=move || matches!(phase.get(), Phase::Ended | Phase::Left | Phase::Failed(_) | Phase::Removed(_))>
-                <p><A href="/classes">"Back to classes"</A></p>
+            {move || {
+                let sign_in_href = sign_in_href.clone();
+                let sign_up_href = sign_up_href.clone();
+                match phase.get() {
+                    Phase::SignedOut => view! {
+                        <div class="card room-card" data-testid="room-message">
+                            <h2>"Sign in to join this live class"</h2>
+                            <p class="muted">"You need an account to watch, ask questions and chat. You will come straight back here."</p>
+                            <div class="actions">
+                                <a class="button" href=sign_in_href data-testid="room-sign-in">"Sign in"</a>
+                                <a class="button secondary" href=sign_up_href data-testid="room-sign-up">"Create an account"</a>
+                            </div>
+                        </div>
+                    }.into_any(),
+                    Phase::NotStarted(start) => view! {
+                        <div class="card room-card" data-testid="room-message">
+                            <h2>"This class has not started yet"</h2>
+                            <p class="muted">{format!("It is scheduled for {}. Keep this page open: it joins by itself when the host goes live.", local_time(&start))}</p>
+                            {back_link()}
+                        </div>
+                    }.into_any(),
+                    Phase::Ended => view! {
+                        <div class="card room-card" data-testid="room-message">
+                            <h2>"This session has ended"</h2>
+                            <p class="muted">"Thanks for joining. The class page lists its other sessions."</p>
+                            {back_link()}
+                        </div>
+                    }.into_any(),
+                    Phase::Left => view! {
+                        <div class="card room-card" data-testid="room-message">
+                            <h2>"You left the class"</h2>
+                            <p class="muted">"The class goes on without you. You can come back while it is live."</p>
+                            <div class="actions">
+                                <button class="button" data-testid="rejoin" on:click=move |_| rejoin.run(())>"Rejoin"</button>
+                                {back_link()}
+                            </div>
+                        </div>
+                    }.into_any(),
+                    Phase::Removed(reason) => view! {
+                        <div class="card room-card" data-testid="room-message">
+                            <h2>"You were removed from this session"</h2>
+                            <p class="muted">{reason}</p>
+                            {back_link()}
+                        </div>
+                    }.into_any(),
+                    Phase::Failed(message) => view! {
+                        <div class="card room-card" data-testid="room-message">
+                            <h2>"You cannot join this class"</h2>
+                            <p class="muted">{message}</p>
+                            {back_link()}
+                        </div>
+                    }.into_any(),
+                    Phase::Joining | Phase::Live | Phase::Reconnecting(_) => ().into_any(),
+                }
+            }}
+            <Show when=move || phase.get().in_room()>
+            <Show when=move || sound_blocked.get()>
+                <div class="sound-prompt" role="alert">
+                    <span>"Sound is off: your browser waits for a click before playing it."</span>
+                    <button class="button" data-testid="enable-sound" on:click=enable_sound>"Turn on sound"</button>
+                </div>
+            </Show>
+            <Show when=move || phase.get() == Phase::Live && stage().is_empty()>
+                <div class="card stage-empty" data-testid="stage-empty">
+                    {move || if host_away.get() {
+                        "The host has left for a moment. Stay here: the class continues when they are back."
+                    } else {
+                        "Nobody is on stage yet. The class appears here when the host turns on their camera."
+                    }}
+                </div>
             </Show>
             <div class="stage" data-testid="stage">
                 <For each=stage key=|p| (p.id.clone(), p.role.clone()) let:person>
@@ -579,13 +889,18 @@ pub fn Classroom() -> impl IntoView {
                         let pid = person.id.clone();
                         let pid_s = StoredValue::new(pid.clone());
                         let is_me = move || me.get().is_some_and(|(m, _)| pid_s.with_value(|p| *p == m));
-                        let video_track = move || {
+                        let track_of = move |video: bool| {
                             let p = pid_s.get_value();
-                            tracks.get().into_iter().find(|t| t.participant_id == p && t.video)
+                            tracks.get().into_iter().find(|t| t.participant_id == p && t.video == video)
                         };
+                        let video_track = move || track_of(true);
+                        let audio_track = move || track_of(false);
                         let video_ref = NodeRef::<html::Video>::new();
-                        let session_id = StoredValue::new(session_for_layers.clone());
-                        // Attach the right stream: my camera, or the stream the SFU sends.
+                        let audio_ref = NodeRef::<html::Audio>::new();
+                        let tile_ref = NodeRef::<html::Figure>::new();
+                        let volume = RwSignal::new(1.0f64);
+                        // The picture: my camera, or the stream the SFU sends. Always muted, so
+                        // the browser lets it play without a click.
                         Effect::new(move |_| {
                             let Some(el) = video_ref.get() else { return };
                             let stream = if is_me() {
@@ -596,11 +911,14 @@ pub fn Classroom() -> impl IntoView {
                             let current = el.src_object();
                             if current.as_ref().map(|s| s.id()) != stream.as_ref().map(|s| s.id()) {
                                 el.set_src_object(stream.as_ref());
-                                let _ = el.play();
+                                if stream.is_some() {
+                                    play(el.clone().into(), None);
+                                }
                                 if !is_me() && stream.is_some() {
                                     // When the first remote picture shows, since the page opened
                                     // (`playing` does not bubble, so it is listened to here).
                                     let first = Closure::once_into_js(|| {
+                                        mark("classroom:first-frame");
                                         if let Some(w) = web_sys::window()
                                             && js_sys::Reflect::get(&w, &"__classroomFirstFrame".into())
                                                 .is_ok_and(|v| v.is_undefined())
@@ -620,55 +938,144 @@ pub fn Classroom() -> impl IntoView {
                                 }
                             }
                         });
+                        // The sound of someone else, from its own element; a refusal to start it
+                        // without a click shows *Turn on sound*.
+                        Effect::new(move |_| {
+                            let Some(el) = audio_ref.get() else { return };
+                            let stream = audio_track().and_then(|t| streams.get().get(&t.stream_id).cloned());
+                            let current = el.src_object();
+                            if current.as_ref().map(|s| s.id()) != stream.as_ref().map(|s| s.id()) {
+                                el.set_src_object(stream.as_ref());
+                                if stream.is_some() {
+                                    play(el.into(), Some(sound_blocked));
+                                }
+                            }
+                        });
+                        Effect::new(move |_| {
+                            let v = volume.get();
+                            if let Some(el) = audio_ref.get() {
+                                el.set_volume(v);
+                            }
+                        });
+                        // The tile's width as laid out, from a ResizeObserver (it reports the
+                        // size once laid out, then on every change: small tiles, window size).
+                        let width = RwSignal::new(0.0f64);
+                        // The layer this tile asked the server for.
+                        let asked = RwSignal::new(None::<&'static str>);
+                        let observer = StoredValue::new_local(None::<web_sys::ResizeObserver>);
+                        Effect::new(move |_| {
+                            let Some(el) = video_ref.get() else { return };
+                            let on_resize = Closure::<dyn FnMut(js_sys::Array)>::new(move |entries: js_sys::Array| {
+                                if let Ok(entry) = entries.get(0).dyn_into::<web_sys::ResizeObserverEntry>() {
+                                    width.set(entry.content_rect().width());
+                                }
+                            });
+                            if let Ok(o) = web_sys::ResizeObserver::new(on_resize.as_ref().unchecked_ref()) {
+                                o.observe(&el);
+                                if let Some(old) = observer.try_update_value(|v| v.replace(o)).flatten() {
+                                    old.disconnect();
+                                }
+                            }
+                            on_resize.forget();
+                        });
+                        on_cleanup(move || {
+                            if let Some(o) = observer.try_update_value(Option::take).flatten() {
+                                o.disconnect();
+                            }
+                        });
                         // Ask for the layer this tile's size needs.
                         Effect::new(move |_| {
-                            compact.get();
+                            let w = width.get();
                             let Some(track) = video_track() else { return };
-                            if is_me() { return; }
-                            let Some(el) = video_ref.get() else { return };
-                            let width = if compact.get() { 160.0 } else { f64::from(el.client_width().max(1)) };
-                            let layer = layer_for_width(width);
+                            if is_me() || w <= 0.0 { return; }
+                            // Only once the track arrives: the server has its consumer then (a
+                            // preference sent earlier would find none).
+                            if !streams.with(|m| m.contains_key(&track.stream_id)) { return; }
+                            let layer = layer_for_width(w);
+                            asked.set(Some(layer));
                             let previous = requested_layers.try_update_value(|m| m.insert(track.id.clone(), layer)).flatten();
                             if previous != Some(layer) {
-                                let sid = session_id.get_value();
                                 leptos::task::spawn_local(async move {
-                                    let _ = api::graphql(
+                                    let done = api::graphql(
                                         "mutation($s: ID!, $t: ID!, $l: VideoLayer) { setPreferredLayer(sessionId: $s, trackId: $t, layer: $l) }",
-                                        serde_json::json!({ "s": sid, "t": track.id, "l": layer }),
+                                        serde_json::json!({ "s": sid.get_value(), "t": track.id, "l": layer }),
                                     ).await;
+                                    if !matches!(done, Ok(ref d) if d["setPreferredLayer"] == true) {
+                                        // Asked again at the next change.
+                                        requested_layers.update_value(|m| { m.remove(&track.id); });
+                                    }
                                 });
                             }
                         });
                         let initials = initials(&person.name);
-                        let muted = move || video_track().is_some_and(|t| t.muted) || (is_me() && cam_off.get());
+                        let cam_muted = move || video_track().is_some_and(|t| t.muted) || (is_me() && cam_off.get());
+                        let mic_muted = move || {
+                            if is_me() {
+                                local.get().is_some() && mic_off.get()
+                            } else {
+                                audio_track().is_some_and(|t| t.muted)
+                            }
+                        };
                         let has_video = move || is_me() && local.get().is_some() || video_track().is_some();
-                        let quality_text = move || {
+                        let quality_of = move || {
                             let t = video_track()?;
                             let stream = streams.get().get(&t.stream_id).cloned()?;
                             let id = stream.get_video_tracks().get(0).dyn_into::<MediaStreamTrack>().ok()?.id();
                             quality.get().get(&id).cloned()
                         };
+                        let fullscreen = move |_| {
+                            if let Some(el) = tile_ref.get() {
+                                let _ = el.request_fullscreen();
+                            }
+                        };
                         view! {
-                            <figure class="tile"
+                            <figure class="tile" node_ref=tile_ref
                                 class:speaking=move || speaker.get().is_some_and(|s| pid_s.with_value(|p| *p == s))
                                 class:self=is_me
                                 data-testid="tile" data-participant=pid.clone()
-                                data-muted=move || muted().to_string()
+                                data-muted=move || cam_muted().to_string()
+                                data-mic-muted=move || mic_muted().to_string()
+                                data-width=move || width.get().to_string()
+                                data-layer=move || asked.get().unwrap_or_default()
                                 data-track=move || video_track().map(|t| t.id).unwrap_or_default()>
-                                <video node_ref=video_ref autoplay=true playsinline=true
-                                    prop:muted=is_me
-
-                                    class:hidden=move || muted() || !has_video()></video>
-                                <Show when=move || muted() || !has_video()>
+                                <video node_ref=video_ref autoplay=true playsinline=true prop:muted=true
+                                    class:hidden=move || cam_muted() || !has_video()></video>
+                                <Show when=move || !is_me()>
+                                    <audio node_ref=audio_ref autoplay=true data-remote="true"></audio>
+                                </Show>
+                                <Show when=move || cam_muted() || !has_video()>
                                     <div class="placeholder" aria-hidden="true">{initials.clone()}</div>
                                 </Show>
+                                <div class="tile-tools">
+                                    <Show when=move || !is_me() && audio_track().is_some()>
+                                        <input type="range" min="0" max="1" step="0.05" aria-label="Volume" title="Volume"
+                                            data-testid="volume"
+                                            prop:value=move || volume.get().to_string()
+                                            on:input=move |ev| volume.set(event_target_value(&ev).parse().unwrap_or(1.0))/>
+                                    </Show>
+                                    <button class="icon-button" title="Full screen" aria-label="Full screen"
+                                        data-testid="fullscreen" on:click=fullscreen>
+                                        <svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2">
+                                            <path d="M1 5V1h4M11 1h4v4M15 11v4h-4M5 15H1v-4"/>
+                                        </svg>
+                                    </button>
+                                </div>
                                 <figcaption>
                                     <span class="name">{person.name.clone()}{move || if is_me() { " (you)" } else { "" }}</span>
                                     <span class="role-badge">{role_label(&person.role)}</span>
-                                    <Show when=muted>
+                                    <Show when=mic_muted>
+                                        <span class="muted-flag" data-testid="mic-muted" title="Microphone off">"mic off"</span>
+                                    </Show>
+                                    <Show when=cam_muted>
                                         <span class="muted-flag" data-testid="muted-flag">"camera off"</span>
                                     </Show>
-                                    <span class="quality" data-testid="quality">{move || quality_text().unwrap_or_default()}</span>
+                                    <Show when=move || !is_me()>
+                                        <span class="quality" data-testid="quality"
+                                        data-level=move || quality_of().map(|q| q.0).unwrap_or("unknown")
+                                        title=move || quality_of().map(|q| q.1).unwrap_or_else(|| "Measuring the connection…".into())>
+                                        <span class="bar b1"></span><span class="bar b2"></span><span class="bar b3"></span>
+                                    </span>
+                                    </Show>
                                 </figcaption>
                             </figure>
                         }
@@ -677,26 +1084,47 @@ pub fn Classroom() -> impl IntoView {
             </div>
             <div class="toolbar">
                 <Show when=move || local.get().is_some()>
-                    <button class="button secondary" data-testid="toggle-camera" on:click=toggle_cam.clone()
+                    <button class="button secondary" data-testid="toggle-camera" on:click=move |_| toggle(true)
                         aria-pressed=move || cam_off.get().to_string()>
                         {move || if cam_off.get() { "Turn camera on" } else { "Turn camera off" }}
                     </button>
-                    <button class="button secondary" data-testid="toggle-mic" on:click=toggle_mic.clone()
+                    <button class="button secondary" data-testid="toggle-mic" on:click=move |_| toggle(false)
                         aria-pressed=move || mic_off.get().to_string()>
-                        {move || if mic_off.get() { "Unmute" } else { "Mute" }}
+                        {move || if mic_off.get() { "Unmute microphone" } else { "Mute microphone" }}
                     </button>
-                    <select aria-label="Camera" on:change=move |ev| switch_device("videoinput", event_target_value(&ev))>
-                        {move || devices.get().into_iter().filter(|d| d.0 == "videoinput").map(|(_, id, label)| view! { <option value=id>{label}</option> }).collect_view()}
-                    </select>
-                    <select aria-label="Microphone" on:change=move |ev| switch_device("audioinput", event_target_value(&ev))>
-                        {move || devices.get().into_iter().filter(|d| d.0 == "audioinput").map(|(_, id, label)| view! { <option value=id>{label}</option> }).collect_view()}
-                    </select>
+                    <label class="device">"Camera"
+                        <select aria-label="Camera" on:change=move |ev| switch_device("videoinput", event_target_value(&ev))>
+                            {move || device_options("videoinput")}
+                        </select>
+                    </label>
+                    <label class="device">"Microphone"
+                        <select aria-label="Microphone" on:change=move |ev| switch_device("audioinput", event_target_value(&ev))>
+                            {move || device_options("audioinput")}
+                        </select>
+                    </label>
                 </Show>
                 <button class="button secondary" data-testid="toggle-layout" on:click=move |_| compact.update(|c| *c = !*c)>
                     {move || if compact.get() { "Large tiles" } else { "Small tiles" }}
                 </button>
+                <Show when=is_host>
+                    <button class="button secondary" data-testid="copy-link" on:click=copy_link>
+                        {move || if copied.get() { "Link copied" } else { "Copy join link" }}
+                    </button>
+                </Show>
                 <button class="button danger" data-testid="leave" on:click=leave>"Leave"</button>
+                <Show when=is_host>
+                    <Show when=move || confirm_end.get()
+                        fallback=move || view! {
+                            <button class="button danger" data-testid="end-session" on:click=move |_| confirm_end.set(true)>"End session"</button>
+                        }>
+                        <span class="confirm">"End the session for everyone?"
+                            <button class="button danger" data-testid="confirm-end" on:click=end_session>"End now"</button>
+                            <button class="button secondary" on:click=move |_| confirm_end.set(false)>"Cancel"</button>
+                        </span>
+                    </Show>
+                </Show>
             </div>
+            </Show>
         </section>
     }
 }
@@ -707,4 +1135,36 @@ fn initials(name: &str) -> String {
         .take(2)
         .collect::<String>()
         .to_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_read_as_people_say_them() {
+        assert_eq!(
+            device_label("Default - Built-in Audio Analog Stereo", "audioinput", 0),
+            "Built-in Audio Analog Stereo"
+        );
+        assert_eq!(
+            device_label("HD Pro Webcam C920 (046d:082d)", "videoinput", 0),
+            "HD Pro Webcam C920"
+        );
+        assert_eq!(
+            device_label("fake_device_0", "videoinput", 0),
+            "Fake device 0"
+        );
+        assert_eq!(device_label("", "audioinput", 1), "Microphone 2");
+        // A parenthesis that is not a USB id stays.
+        assert_eq!(device_label("Mic (front)", "audioinput", 0), "Mic (front)");
+    }
+
+    #[test]
+    fn quality_comes_from_loss_and_round_trip() {
+        assert_eq!(quality_level(0.0, 1.0), "good");
+        assert_eq!(quality_level(4.0, 20.0), "fair");
+        assert_eq!(quality_level(0.0, 300.0), "fair");
+        assert_eq!(quality_level(12.0, 20.0), "poor");
+    }
 }

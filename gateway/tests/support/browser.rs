@@ -3,7 +3,8 @@
 //! Every [`Browser`] has its own chromedriver process (on a port it picks itself and announces) and
 //! its own fresh profile directory, so a scenario can open several browsers side by side (a host and
 //! two viewers). The flags are the ones known to work here (see shared/E2E.md): fake camera and
-//! microphone, no sandbox (root), loopback-only networking.
+//! microphone, no sandbox (root), loopback-only networking. Chromium keeps its normal autoplay
+//! policy: a page opened from a link may not start sound without a click, as for real users.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -67,7 +68,6 @@ impl Browser {
             "--disable-features=WebRtcHideLocalIpsWithMdns".to_owned(),
             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1".to_owned(),
             "--window-size=1280,800".to_owned(),
-            "--autoplay-policy=no-user-gesture-required".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let mut caps = serde_json::Map::new();
