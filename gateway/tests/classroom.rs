@@ -229,6 +229,25 @@ async fn video_consumer_layers(
     out
 }
 
+/// The titles on the person's Classes page, once it has loaded.
+async fn listed_titles(b: &Browser, url: &str) -> Vec<String> {
+    b.goto(&format!("{url}/classes")).await;
+    let v = until("the class list", || async {
+        let v = b
+            .eval(
+                "if (document.querySelector('.class-list')) return [...document.querySelectorAll('.class-list li a')].map(a => a.textContent);
+                 if ([...document.querySelectorAll('p.muted')].some(p => p.textContent.startsWith('No classes'))) return [];
+                 return null;",
+            )
+            .await;
+        v.as_array().cloned()
+    })
+    .await;
+    v.into_iter()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -263,6 +282,30 @@ async fn a_live_class_in_chromium() {
     host.wait_for("[data-testid=copy-join-link]").await;
     host.screenshot(SCENARIO, "class-page").await;
     let class_path = host.path().await;
+
+    // A new class is unlisted: another student does not find it in their list; made public,
+    // they do.
+    let vera = Browser::launch("viewer1").await;
+    sign_up(&vera, &url, "Vera Viewer", "viewer0@example.org").await;
+    assert_eq!(listed_titles(&vera, &url).await, Vec::<String>::new());
+    assert_eq!(
+        host.text_of("[data-testid=class-visibility]").await,
+        "Anyone with the link"
+    );
+    host.eval(
+        "const s = document.querySelector('[data-testid=change-visibility]'); s.value = 'PUBLIC';
+         s.dispatchEvent(new Event('change', { bubbles: true })); return true;",
+    )
+    .await;
+    until("the class shown as public", || async {
+        (host.text_of("[data-testid=class-visibility]").await == "Public").then_some(())
+    })
+    .await;
+    assert_eq!(
+        listed_titles(&vera, &url).await,
+        vec!["Optics 101".to_owned()]
+    );
+
     host.click("[data-testid=start-session]").await;
     host.wait_for("[data-testid=room-state][data-phase=live]")
         .await;
@@ -275,8 +318,6 @@ async fn a_live_class_in_chromium() {
 
     // A signed-in student opens the shared link (no click on the page: Chromium refuses sound
     // until one): sees the host at once, and hears them after *Turn on sound*.
-    let vera = Browser::launch("viewer1").await;
-    sign_up(&vera, &url, "Vera Viewer", "viewer0@example.org").await;
     vera.goto(&live_url).await;
     vera.wait_for("[data-testid=room-state][data-phase=live]")
         .await;

@@ -29,7 +29,7 @@ pub fn Classes() -> impl IntoView {
         reload.get();
         async move {
             api::graphql(
-                "{ classes(first: 50) { nodes { id title description myRole owner { displayName } } } }",
+                "{ classes(first: 50) { nodes { id title description myRole visibility owner { displayName } } } }",
                 serde_json::json!({}),
             )
             .await
@@ -37,16 +37,18 @@ pub fn Classes() -> impl IntoView {
         }
     });
     let title = RwSignal::new(String::new());
+    let visibility = RwSignal::new("UNLISTED".to_owned());
     let error = RwSignal::new(None::<String>);
     let navigate = use_navigate();
     let create = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let navigate = navigate.clone();
         let t = title.get_untracked();
+        let v = visibility.get_untracked();
         leptos::task::spawn_local(async move {
             match api::graphql(
                 "mutation($i: CreateClassInput!) { createClass(input: $i) { id } }",
-                serde_json::json!({ "i": { "title": t } }),
+                serde_json::json!({ "i": { "title": t, "visibility": v } }),
             )
             .await
             {
@@ -68,6 +70,13 @@ pub fn Classes() -> impl IntoView {
                 <form class="inline-form" on:submit=create>
                     <input name="title" placeholder="A new class, e.g. Optics 101" required maxlength="200"
                         prop:value=move || title.get() on:input=move |ev| title.set(event_target_value(&ev))/>
+                    <select name="visibility" aria-label="Who can find and join it" data-testid="visibility"
+                        title=move || visibility_help(&visibility.get())
+                        on:change=move |ev| visibility.set(event_target_value(&ev))>
+                        <option value="UNLISTED" selected=true>"Anyone with the link"</option>
+                        <option value="PUBLIC">"Public: listed for everyone"</option>
+                        <option value="INVITE_ONLY">"Invited people only"</option>
+                    </select>
                     <button class="button" type="submit" data-testid="create-class">"Create class"</button>
                 </form>
                 <Show when=move || error.get().is_some()>
@@ -88,6 +97,7 @@ pub fn Classes() -> impl IntoView {
                                     <li class="card class-item">
                                         <A href=href>{title}</A>
                                         <span class="muted">{by}</span>
+                                        <span class="visibility-badge">{visibility_label(c["visibility"].as_str().unwrap_or_default())}</span>
                                         <span class="role-badge">{role}</span>
                                     </li>
                                 }
@@ -134,7 +144,7 @@ pub fn ClassPage() -> impl IntoView {
         let id = id();
         async move {
             api::graphql(
-                "query($id: ID!) { class(id: $id) { id title description myRole owner { displayName } sessions { id state scheduledStart } } }",
+                "query($id: ID!) { class(id: $id) { id title description myRole visibility owner { displayName } sessions { id state scheduledStart } } }",
                 serde_json::json!({ "id": id }),
             )
             .await
@@ -183,6 +193,8 @@ pub fn ClassPage() -> impl IntoView {
                 Err(e) => view! { <p class="error">{e.message}</p> }.into_any(),
                 Ok(c) => {
                     let is_host = c["myRole"] == "HOST";
+                    let can_invite = is_host || c["myRole"] == "CO_HOST";
+                    let current_visibility = c["visibility"].as_str().unwrap_or_default().to_owned();
                     let sessions = c["sessions"].as_array().cloned().unwrap_or_default();
                     view! {
                         <section class="stack">
@@ -191,7 +203,28 @@ pub fn ClassPage() -> impl IntoView {
                                     <h1>{c["title"].as_str().unwrap_or_default().to_owned()}</h1>
                                     <span class="role-badge">{role_label(c["myRole"].as_str().unwrap_or_default())}</span>
                                 </div>
-                                <p class="muted">{format!("Hosted by {}", c["owner"]["displayName"].as_str().unwrap_or_default())}</p>
+                                <p class="muted">
+                                    {format!("Hosted by {} · ", c["owner"]["displayName"].as_str().unwrap_or_default())}
+                                    <span data-testid="class-visibility">{visibility_label(c["visibility"].as_str().unwrap_or_default())}</span>
+                                </p>
+                                <Show when=move || is_host>
+                                    <div class="inline-form">
+                                        <label class="muted">"Who can find and join it"
+                                            <select aria-label="Visibility" data-testid="change-visibility"
+                                                on:change=move |ev| run(
+                                                    "mutation($id: ID!, $i: UpdateClassInput!) { updateClass(id: $id, input: $i) { id } }",
+                                                    serde_json::json!({ "id": id(), "i": { "visibility": event_target_value(&ev) } }),
+                                                )>
+                                                {["UNLISTED", "PUBLIC", "INVITE_ONLY"].into_iter().map(|v| view! {
+                                                    <option value=v selected=current_visibility == v>{visibility_label(v)}</option>
+                                                }).collect_view()}
+                                            </select>
+                                        </label>
+                                    </div>
+                                </Show>
+                                <Show when=move || can_invite>
+                                    <Invitations class_id=id()/>
+                                </Show>
                                 <Show when=move || is_host>
                                     <div class="inline-form">
                                         <label class="muted">"Starts"
@@ -290,5 +323,109 @@ fn CopyLink(path: String) -> impl IntoView {
             Some(Err(link)) => Some(view! { <input class="share-link" readonly prop:value=link aria-label="Join link"/> }),
             _ => None,
         }}
+    }
+}
+
+pub fn visibility_label(v: &str) -> &'static str {
+    match v {
+        "PUBLIC" => "Public",
+        "INVITE_ONLY" => "Invited people only",
+        _ => "Anyone with the link",
+    }
+}
+
+fn visibility_help(v: &str) -> &'static str {
+    match v {
+        "PUBLIC" => "Listed on everyone's Classes page; anyone signed in can join.",
+        "INVITE_ONLY" => "Only people you invite (and co-hosts and speakers) can see and join it.",
+        _ => "Not listed; anyone signed in who has the link can join.",
+    }
+}
+
+/// Invited people of a class (host and co-hosts): invite by email, take an invitation back.
+#[component]
+fn Invitations(class_id: String) -> impl IntoView {
+    let reload = RwSignal::new(0u32);
+    let class_id = StoredValue::new(class_id);
+    let members = LocalResource::new(move || {
+        reload.get();
+        async move {
+            api::graphql(
+                "query($id: ID!) { class(id: $id) { members { id displayName email } } }",
+                serde_json::json!({ "id": class_id.get_value() }),
+            )
+            .await
+            .map(|d| {
+                d["class"]["members"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+        }
+    });
+    let email = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let invite = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let e = email.get_untracked();
+        leptos::task::spawn_local(async move {
+            match api::graphql(
+                "mutation($c: ID!, $e: String!) { inviteToClass(classId: $c, email: $e) }",
+                serde_json::json!({ "c": class_id.get_value(), "e": e }),
+            )
+            .await
+            {
+                Ok(_) => {
+                    error.set(None);
+                    email.set(String::new());
+                    reload.update(|n| *n += 1);
+                }
+                Err(e) if e.code == "NOT_FOUND" => error.set(Some(
+                    "No account has this email yet: ask them to sign up first.".into(),
+                )),
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    let remove = move |user: String| {
+        leptos::task::spawn_local(async move {
+            match api::graphql(
+                "mutation($c: ID!, $u: ID!) { removeFromClass(classId: $c, userId: $u) }",
+                serde_json::json!({ "c": class_id.get_value(), "u": user }),
+            )
+            .await
+            {
+                Ok(_) => reload.update(|n| *n += 1),
+                Err(e) => error.set(Some(e.message)),
+            }
+        });
+    };
+    view! {
+        <div class="invitations">
+            <h2>"Invited people"</h2>
+            <form class="inline-form" on:submit=invite>
+                <input name="invite-email" type="email" required placeholder="student@example.org"
+                    aria-label="Email of the person to invite"
+                    prop:value=move || email.get() on:input=move |ev| email.set(event_target_value(&ev))/>
+                <button class="button secondary" type="submit" data-testid="invite">"Invite"</button>
+            </form>
+            <Show when=move || error.get().is_some()>
+                <p class="error" role="alert">{move || error.get().unwrap_or_default()}</p>
+            </Show>
+            <ul class="members" data-testid="members">
+                {move || members.get().map(|list| list.to_vec().into_iter().map(|m| {
+                    let uid = m["id"].as_str().unwrap_or_default().to_owned();
+                    let name = m["displayName"].as_str().unwrap_or_default().to_owned();
+                    let mail = m["email"].as_str().unwrap_or_default().to_owned();
+                    view! {
+                        <li>
+                            <span>{name}</span>" "<span class="muted">{mail}</span>
+                            <button class="link" on:click=move |_| remove(uid.clone())>"Remove"</button>
+                        </li>
+                    }
+                }).collect_view())}
+            </ul>
+        </div>
     }
 }
