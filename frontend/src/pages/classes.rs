@@ -414,7 +414,7 @@ fn Invitations(class_id: String) -> impl IntoView {
                 <p class="error" role="alert">{move || error.get().unwrap_or_default()}</p>
             </Show>
             <ul class="members" data-testid="members">
-                {move || members.get().map(|list| list.iter().cloned().map(|m| {
+                {move || members.get().map(|list| list.iter().map(|m| {
                     let uid = m["id"].as_str().unwrap_or_default().to_owned();
                     let name = m["displayName"].as_str().unwrap_or_default().to_owned();
                     let mail = m["email"].as_str().unwrap_or_default().to_owned();
