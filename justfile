@@ -98,6 +98,8 @@ test: setup
     just lint
     just frontend release
     cargo test --workspace --exclude frontend
+    # The app's pure logic (reducers, labels, return addresses), natively.
+    cargo test -p frontend
 
 # Clippy with warnings as errors, native crates and the wasm app.
 lint:

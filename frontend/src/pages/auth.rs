@@ -131,3 +131,18 @@ pub fn SignIn() -> impl IntoView {
 pub fn is_local_path(next: &str) -> bool {
     next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_path;
+
+    #[test]
+    fn only_paths_of_this_site_are_return_addresses() {
+        assert!(is_local_path("/live/42"));
+        assert!(is_local_path("/classes?x=1"));
+        assert!(!is_local_path("//evil.example/live/42"));
+        assert!(!is_local_path("/\\evil.example"));
+        assert!(!is_local_path("https://evil.example/"));
+        assert!(!is_local_path("live/42"));
+    }
+}
