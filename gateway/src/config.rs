@@ -46,8 +46,10 @@ pub struct AuthConfig {
     pub session_ttl_hours: u32,
     /// Sign-in attempts per minute from one IP address.
     pub sign_in_per_ip_per_minute: u32,
-    /// Sign-in attempts per minute for one account.
+    /// Sign-in attempts per minute for one account from one IP address.
     pub sign_in_per_account_per_minute: u32,
+    /// Sign-in attempts per minute for one account from all IP addresses together.
+    pub sign_in_per_account_all_ips_per_minute: u32,
     /// Sign-ups per minute from one IP address.
     pub sign_up_per_ip_per_minute: u32,
     /// OpenID Connect providers by name (`[auth.oidc.<name>]` in the file).
@@ -72,6 +74,7 @@ impl Default for AuthConfig {
             session_ttl_hours: 720,
             sign_in_per_ip_per_minute: 30,
             sign_in_per_account_per_minute: 5,
+            sign_in_per_account_all_ips_per_minute: 50,
             sign_up_per_ip_per_minute: 10,
             oidc: Default::default(),
         }
@@ -89,6 +92,9 @@ pub struct HttpConfig {
     /// URL browsers use to reach the gateway (for OIDC redirects and Secure cookies); empty means
     /// `http://<http.addr>`.
     pub public_url: String,
+    /// How long a new GraphQL websocket may take to send `connection_init`, in milliseconds;
+    /// then it is closed (4408).
+    pub ws_init_timeout_ms: u64,
 }
 
 /// `[database]`
@@ -172,6 +178,7 @@ impl Default for HttpConfig {
             addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
             static_dir: PathBuf::from("frontend/dist"),
             public_url: String::new(),
+            ws_init_timeout_ms: 10_000,
         }
     }
 }
@@ -249,6 +256,11 @@ pub const KEYS: &[KeyDoc] = &[
         help: "URL browsers reach the gateway at (https:// makes cookies Secure); empty = http://<http.addr>",
     },
     KeyDoc {
+        key: "http.ws_init_timeout_ms",
+        default: "10000",
+        help: "milliseconds a GraphQL websocket has to send connection_init before it is closed (100-600000)",
+    },
+    KeyDoc {
         key: "database.url",
         default: "sqlite://./data/classroom.db",
         help: "database URL: sqlite://<path>",
@@ -311,7 +323,12 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "auth.sign_in_per_account_per_minute",
         default: "5",
-        help: "sign-in attempts allowed per minute for one account (1-100000)",
+        help: "sign-in attempts allowed per minute for one account from one IP (1-100000)",
+    },
+    KeyDoc {
+        key: "auth.sign_in_per_account_all_ips_per_minute",
+        default: "50",
+        help: "sign-in attempts allowed per minute for one account from all IPs together (1-100000)",
     },
     KeyDoc {
         key: "auth.sign_up_per_ip_per_minute",
@@ -507,6 +524,13 @@ impl Config {
                 "must start with http:// or https://".into(),
             );
         }
+        if !(100..=600_000).contains(&self.http.ws_init_timeout_ms) {
+            bad(
+                "http.ws_init_timeout_ms",
+                self.http.ws_init_timeout_ms.to_string(),
+                "allowed: 100 to 600000".into(),
+            );
+        }
         if !(1..=8760).contains(&self.auth.session_ttl_hours) {
             bad(
                 "auth.session_ttl_hours",
@@ -522,6 +546,10 @@ impl Config {
             (
                 "auth.sign_in_per_account_per_minute",
                 self.auth.sign_in_per_account_per_minute,
+            ),
+            (
+                "auth.sign_in_per_account_all_ips_per_minute",
+                self.auth.sign_in_per_account_all_ips_per_minute,
             ),
             (
                 "auth.sign_up_per_ip_per_minute",

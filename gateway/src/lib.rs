@@ -5,6 +5,7 @@
 //! call [`start`] or [`router`] directly.
 
 pub mod auth;
+pub mod body_limit;
 pub mod config;
 pub mod graphql;
 pub mod health;
@@ -102,10 +103,7 @@ pub enum StartError {
 pub fn router(state: AppState) -> Router {
     let graphql = Router::new()
         .route("/graphql", get(graphql::graphiql).post(graphql::execute))
-        .layer(axum::middleware::from_fn(auth::csrf::protect))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            graphql::MAX_BODY_BYTES,
-        ));
+        .layer(axum::middleware::from_fn(auth::csrf::protect));
     let api = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -116,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .merge(graphql);
     let static_service = static_files::service(&state.config.http.static_dir);
     api.fallback_service(static_service)
+        .layer(axum::middleware::from_fn(body_limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -160,7 +159,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
 
     let rate_limits = auth::rate_limit::RateLimits::new(auth::rate_limit::Limits {
         sign_in_per_ip: config.auth.sign_in_per_ip_per_minute,
-        sign_in_per_account: config.auth.sign_in_per_account_per_minute,
+        sign_in_per_account_and_ip: config.auth.sign_in_per_account_per_minute,
+        sign_in_per_account: config.auth.sign_in_per_account_all_ips_per_minute,
         sign_up_per_ip: config.auth.sign_up_per_ip_per_minute,
     });
     let oidc = auth::oidc::Providers::new(&config.auth.oidc);

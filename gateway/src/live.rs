@@ -14,7 +14,7 @@ use std::time::Duration;
 use sfu::{PeerId, Sfu, SfuEvent};
 use tokio::sync::broadcast;
 
-use crate::roles::Role;
+use crate::roles::{self, Role};
 
 /// How long a participant whose connection dropped keeps its place.
 pub const GRACE: Duration = Duration::from_secs(30);
@@ -186,6 +186,43 @@ impl Live {
             .values()
             .find(|p| p.info.user_id == user_id)
             .map(|p| p.info.clone())
+    }
+
+    /// The role of `user_id` in the session changed: their participant (if present) takes it,
+    /// everyone is told, and their SFU peer may publish or not by it (revoking unpublishes its
+    /// tracks at once; the SFU's events tell everyone).
+    pub fn set_role(&self, session_id: i64, user_id: i64, role: Role) {
+        let peer = {
+            let mut state = self.state();
+            let Some(session) = state.sessions.get_mut(&session_id) else {
+                return;
+            };
+            let Some(p) = session
+                .participants
+                .values_mut()
+                .find(|p| p.info.user_id == user_id)
+            else {
+                return;
+            };
+            if p.info.role == role {
+                return;
+            }
+            p.info.role = role;
+            let (participant_id, peer) = (p.info.id, p.peer);
+            Live::send(
+                session,
+                None,
+                Event::ParticipantRoleChanged {
+                    participant_id,
+                    role,
+                },
+            );
+            peer
+        };
+        if let Some(peer) = peer {
+            self.sfu
+                .set_publish(peer, roles::allowed(role, roles::Action::Publish));
+        }
     }
 
     /// The participant `id` of the session, if present.

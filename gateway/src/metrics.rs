@@ -336,7 +336,7 @@ impl Collector for SfuCollector {
             "SFU shards whose thread is serving its socket",
             &ConstGauge::new(running),
         )?;
-        let families: [ShardCounter; 8] = [
+        let families: [ShardCounter; 9] = [
             (
                 "sfu_shard_packets_received",
                 "UDP datagrams read by a shard",
@@ -361,6 +361,11 @@ impl Collector for SfuCollector {
                 "sfu_shard_rtp_piped",
                 "RTP packets a shard handed to other shards of their room",
                 |s| s.rtp_piped,
+            ),
+            (
+                "sfu_shard_rtp_refused",
+                "RTP packets a shard dropped unrouted: from peers without the right to publish",
+                |s| s.rtp_refused,
             ),
             (
                 "sfu_shard_forward_errors",

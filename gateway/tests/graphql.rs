@@ -232,23 +232,61 @@ async fn bad_input_gets_codes_and_fields_and_writes_nothing() {
     server.stop().await;
 }
 
+/// A client whose requests come from `ip` (any 127.x.y.z reaches a loopback server).
+fn from_ip(server: &TestServer, ip: &str) -> Api {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    Api::with_client(client, &server.url)
+}
+
 #[tokio::test]
-async fn sign_in_is_rate_limited_per_account() {
-    let server = server().await;
+async fn sign_in_is_limited_per_account_and_source_so_nobody_locks_the_owner_out() {
+    // These tests use only the API; the static directory does not need to exist.
+    let static_dir = std::path::PathBuf::from("/nonexistent/classroom-static");
+    let server = TestServer::start_with(static_dir, |c| {
+        c.auth.sign_in_per_account_all_ips_per_minute = 12;
+    })
+    .await;
     Api::new(&server.url).sign_up("r@example.org", "R").await;
-    let attacker = Api::new(&server.url);
-    let attempt = json!({ "i": { "email": "r@example.org", "password": "wrong password!" } });
     let sign_in = "mutation($i: SignInInput!) { signIn(input: $i) { id } }";
+    let wrong = json!({ "i": { "email": "r@example.org", "password": "wrong password!" } });
+    let right = json!({ "i": { "email": "r@example.org", "password": "correct horse battery" } });
+
+    // An attacker guessing from one address is limited after 5 attempts...
+    let attacker = from_ip(&server, "127.0.0.2");
     let mut codes = Vec::new();
     for _ in 0..6 {
-        codes.push(attacker.error_code(sign_in, attempt.clone()).await);
+        codes.push(attacker.error_code(sign_in, wrong.clone()).await);
     }
     assert_eq!(codes[..5], ["FORBIDDEN"; 5], "{codes:?}");
     assert_eq!(codes[5], "RATE_LIMITED", "{codes:?}");
-    // The right password is refused too while limited: the limit is per account, not per guess.
-    let right = json!({ "i": { "email": "r@example.org", "password": "correct horse battery" } });
+    // ... even with the right password from there ...
     assert_eq!(
-        Api::new(&server.url).error_code(sign_in, right).await,
+        attacker.error_code(sign_in, right.clone()).await,
+        "RATE_LIMITED"
+    );
+    // ... while the owner, elsewhere, signs in.
+    from_ip(&server, "127.0.0.1")
+        .ok(sign_in, right.clone())
+        .await;
+
+    // Guesses from many addresses meet the account's own, looser limit (12 here, all sources
+    // together): the account is then limited everywhere.
+    let mut limited = false;
+    for n in 3..10 {
+        let other = from_ip(&server, &format!("127.0.0.{n}"));
+        for _ in 0..2 {
+            limited |= other.error_code(sign_in, wrong.clone()).await == "RATE_LIMITED";
+        }
+    }
+    assert!(limited, "the per-account limit applies across addresses");
+    assert_eq!(
+        from_ip(&server, "127.0.0.1")
+            .error_code(sign_in, right)
+            .await,
         "RATE_LIMITED"
     );
     server.stop().await;

@@ -322,6 +322,13 @@ async fn metrics_are_valid_prometheus_text_with_measured_values() {
         ),
         Some(0.0)
     );
+    // RTP refused from peers without the right to publish, per shard.
+    for shard in ["0", "1"] {
+        assert_eq!(
+            value_of(&samples, "sfu_shard_rtp_refused_total", &[("shard", shard)]),
+            Some(0.0)
+        );
+    }
     assert_eq!(
         value_of(&samples, "db_pool_max_connections", &[]),
         Some(8.0)

@@ -426,6 +426,7 @@ async fn every_operation_against_every_caller() {
     let mut config = support::test_config(data.path(), data.path().join("static"));
     // The matrix signs in many times; the limits are tested elsewhere.
     config.auth.sign_in_per_account_per_minute = 1000;
+    config.auth.sign_in_per_account_all_ips_per_minute = 1000;
     let state = gateway::build_state(config).await.unwrap();
     let hash = gateway::auth::password::hash("matrix password".into())
         .await

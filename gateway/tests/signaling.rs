@@ -29,8 +29,9 @@ const EVENTS: &str = "subscription($s: ID!) { sessionEvents(sessionId: $s) { __t
   ... on ServerOffer { sdp }
   ... on ParticipantJoined { participant { id name role } }
   ... on ParticipantLeft { participantId }
+  ... on ParticipantRoleChanged { participantId role }
   ... on TrackPublished { track { id streamId participantId kind muted } }
-  ... on TrackUnpublished { trackId }
+  ... on TrackUnpublished { trackId participantId }
   ... on TrackMuted { trackId muted }
   ... on LayerChanged { trackId layer }
   ... on SessionEnded { sessionId }
@@ -152,11 +153,29 @@ async fn next_of(events: &mut mpsc::UnboundedReceiver<Value>, types: &[&str]) ->
 
 /// Offers (after gathering), sends it through GraphQL, applies the answer.
 async fn connect(api: &Api, session: &str, c: &mut media::Client) -> Value {
+    connect_as(api, session, c, false, |sdp| sdp).await
+}
+
+/// Like [`connect`], as a new connection replacing the participant's current one when
+/// `restart`, and with the offer the server gets rewritten by `tamper` first (the client keeps
+/// its own): what a client that lies about its media sends.
+async fn connect_as(
+    api: &Api,
+    session: &str,
+    c: &mut media::Client,
+    restart: bool,
+    tamper: impl FnOnce(String) -> String,
+) -> Value {
     let offer = c.pc.create_offer(None).await.unwrap();
     c.pc.set_local_description(offer).await.unwrap();
     tokio::time::timeout(WAIT, c.gathered.recv()).await.unwrap();
-    let sdp = c.pc.local_description().await.unwrap().sdp;
-    let body = api.post(OFFER, json!({ "s": session, "sdp": sdp })).await;
+    let sdp = tamper(c.pc.local_description().await.unwrap().sdp);
+    let body = api
+        .post(
+            "mutation($s: ID!, $sdp: String!, $r: Boolean!) { sendOffer(sessionId: $s, sdp: $sdp, restart: $r) }",
+            json!({ "s": session, "sdp": sdp, "r": restart }),
+        )
+        .await;
     if body.get("errors").is_none() {
         let answer = body["data"]["sendOffer"].as_str().unwrap().to_owned();
         c.pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
@@ -296,7 +315,8 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
         }
     }
 
-    // The viewer may not publish: an offer that sends is refused by the server.
+    // The viewer may not publish: a new connection whose offer sends is refused by the server
+    // (and the one it has stays).
     let mut sneaky = media::client().await;
     let track = media::vp8_camera(0x2020_0099, "sneak");
     sneaky
@@ -304,7 +324,7 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
         .add_track(track as Arc<dyn TrackLocal>)
         .await
         .unwrap();
-    let refused = connect(&viewer, &session, &mut sneaky).await;
+    let refused = connect_as(&viewer, &session, &mut sneaky, true, |sdp| sdp).await;
     assert_eq!(
         refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{refused}"
@@ -441,6 +461,323 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
 
     send.abort();
     for pc in [host_pc.pc, host_pc2.pc, viewer_pc.pc, sneaky.pc] {
+        let _ = pc.close().await;
+    }
+    server.stop().await;
+}
+
+/// A live session of a class: (class id, session id), the host's client signed in.
+async fn live_session(host: &Api) -> (Value, String) {
+    let class = host
+        .ok(
+            "mutation($i: CreateClassInput!) { createClass(input: $i) { id } }",
+            json!({ "i": { "title": "Optics" } }),
+        )
+        .await["createClass"]["id"]
+        .clone();
+    let session = host
+        .ok(
+            "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id } }",
+            json!({ "i": { "classId": class, "start": "2030-01-01T10:00:00Z" } }),
+        )
+        .await["scheduleSession"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    host.ok(
+        "mutation($id: ID!) { startSession(id: $id) { id } }",
+        json!({ "id": session }),
+    )
+    .await;
+    (class, session)
+}
+
+/// A client with one receive-only video section.
+async fn receiving_client() -> media::Client {
+    let c = media::client().await;
+    c.pc.add_transceiver_from_kind(
+        RtpCodecKind::Video,
+        Some(RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Recvonly,
+            streams: vec![],
+            send_encodings: vec![],
+        }),
+    )
+    .await
+    .unwrap();
+    c
+}
+
+/// Joins, subscribes and connects a receive-only client: (participant id, events, client).
+async fn join_receiving(
+    server: &TestServer,
+    api: &Api,
+    token: &str,
+    session: &str,
+) -> (String, mpsc::UnboundedReceiver<Value>, media::Client) {
+    let joined = api.ok(JOIN, json!({ "s": session })).await["joinSession"].clone();
+    let pid = joined["participantId"].as_str().unwrap().to_owned();
+    let mut c = receiving_client().await;
+    let current = shared_pc();
+    let events = subscribe(
+        server,
+        token,
+        session,
+        api.with_bearer(token),
+        Arc::clone(&current),
+    )
+    .await;
+    let answered = connect(api, session, &mut c).await;
+    assert!(answered.get("errors").is_none(), "{answered}");
+    current.send_replace(Some(Arc::clone(&c.pc)));
+    (pid, events, c)
+}
+
+/// The SFU's rights for a participant's connection.
+async fn rights_of(server: &TestServer, session: &str, participant: &str) -> sfu::PeerRights {
+    let (sid, pid) = (session.parse().unwrap(), participant.parse().unwrap());
+    let peer = server.state().live.peer_of(sid, pid).expect("connected");
+    server.state().sfu.stats(peer).await.expect("a peer").rights
+}
+
+/// RTP refused by the SFU's shards (from peers without the right to publish), all together.
+fn rtp_refused(server: &TestServer) -> u64 {
+    server
+        .state()
+        .sfu
+        .shards()
+        .iter()
+        .map(|s| s.stats.rtp_refused)
+        .sum()
+}
+
+/// No event of `types` arrives for a while.
+async fn none_of(events: &mut mpsc::UnboundedReceiver<Value>, types: &[&str], wait: Duration) {
+    let found = tokio::time::timeout(wait, next_of(events, types)).await;
+    assert!(found.is_err(), "unexpected {found:?}");
+}
+
+/// A viewer's camera on a media line written `m= video` (which webrtc-rs reads as video, and the
+/// old text check did not): refused on a first offer; on a renegotiation the SFU answers it
+/// without receiving. Nobody gets a track either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_publishes_nothing_however_its_offer_is_written() {
+    let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
+    let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
+    let (viewer, viewer_token) = user(&server, "viewer@example.org", "Vic Viewer").await;
+    let (_, session) = live_session(&host).await;
+    let (_, mut host_events, mut host_pc) =
+        join_receiving(&server, &host, &host_token, &session).await;
+    let spaced = |sdp: String| {
+        let tampered = sdp.replace("m=video ", "m= video ");
+        assert_ne!(tampered, sdp);
+        tampered
+    };
+
+    // A first offer with a camera.
+    let joined = viewer.ok(JOIN, json!({ "s": session })).await["joinSession"].clone();
+    let viewer_pid = joined["participantId"].as_str().unwrap().to_owned();
+    let mut sneaky = media::client().await;
+    const SSRC: u32 = 0x3030_0001;
+    let camera = media::vp8_camera(SSRC, "sneak");
+    let sender = sneaky
+        .pc
+        .add_track(Arc::clone(&camera) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let refused = connect_as(&viewer, &session, &mut sneaky, false, spaced).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    let sneak = media::send_tagged(Arc::clone(&camera), pt, SSRC, [6, 6]);
+
+    // Receive-only first, then a renegotiation that adds the camera.
+    let mut viewer_pc = receiving_client().await;
+    let viewer_current = shared_pc();
+    let _viewer_events = subscribe(
+        &server,
+        &viewer_token,
+        &session,
+        viewer.with_bearer(&viewer_token),
+        Arc::clone(&viewer_current),
+    )
+    .await;
+    let answered = connect(&viewer, &session, &mut viewer_pc).await;
+    assert!(answered.get("errors").is_none(), "{answered}");
+    viewer_current.send_replace(Some(Arc::clone(&viewer_pc.pc)));
+    assert_eq!(
+        rights_of(&server, &session, &viewer_pid).await,
+        sfu::PeerRights::VIEWER
+    );
+    const SSRC2: u32 = 0x3030_0002;
+    let camera2 = media::vp8_camera(SSRC2, "sneak2");
+    let transceiver = viewer_pc
+        .pc
+        .add_transceiver_from_track(
+            Arc::clone(&camera2) as Arc<dyn TrackLocal>,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+    let offer = viewer_pc.pc.create_offer(None).await.unwrap();
+    viewer_pc.pc.set_local_description(offer).await.unwrap();
+    let sdp = spaced(viewer_pc.pc.local_description().await.unwrap().sdp);
+    let answer = viewer.ok(OFFER, json!({ "s": session, "sdp": sdp })).await["sendOffer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    viewer_pc
+        .pc
+        .set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .await
+        .unwrap();
+    let sender2 = transceiver.sender().await.unwrap().unwrap();
+    let pt2 = sender2
+        .get_parameters()
+        .await
+        .unwrap()
+        .rtp_parameters
+        .codecs[0]
+        .payload_type;
+    let sneak2 = media::send_tagged(Arc::clone(&camera2), pt2, SSRC2, [9, 9]);
+
+    // Nothing published, nothing received by the host.
+    none_of(
+        &mut host_events,
+        &["TrackPublished"],
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        host_pc.tracks.try_recv().is_err(),
+        "no track reached the host"
+    );
+    assert_eq!(
+        rights_of(&server, &session, &viewer_pid).await,
+        sfu::PeerRights::VIEWER
+    );
+    sneak.abort();
+    sneak2.abort();
+    for pc in [host_pc.pc, viewer_pc.pc, sneaky.pc] {
+        let _ = pc.close().await;
+    }
+    server.stop().await;
+}
+
+/// A co-host publishes; the host takes the role away: everyone is told, the camera is
+/// unpublished at once, and what the demoted co-host still sends goes nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_co_host_stops_publishing_at_once() {
+    let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
+    let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
+    let co_host = Api::new(&server.url);
+    let co_host_id = co_host.sign_up("co@example.org", "Cora Cohost").await;
+    let co_host_token = co_host
+        .ok(
+            "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret } }",
+            json!({ "i": { "name": "ws", "scopes": ["READ", "WRITE"] } }),
+        )
+        .await["createApiToken"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (class, session) = live_session(&host).await;
+    host.ok(
+        "mutation($c: ID!, $u: ID!) { assignRole(classId: $c, userId: $u, role: CO_HOST) }",
+        json!({ "c": class, "u": co_host_id }),
+    )
+    .await;
+    let (_, mut host_events, mut host_pc) =
+        join_receiving(&server, &host, &host_token, &session).await;
+
+    // The co-host joins and publishes a camera; the host receives it.
+    let joined = co_host.ok(JOIN, json!({ "s": session })).await["joinSession"].clone();
+    assert_eq!(joined["role"], "CO_HOST");
+    let co_pid = joined["participantId"].as_str().unwrap().to_owned();
+    let mut co_pc = media::client().await;
+    const SSRC: u32 = 0x4040_0001;
+    let camera = media::vp8_camera(SSRC, "camera");
+    let sender = co_pc
+        .pc
+        .add_track(Arc::clone(&camera) as Arc<dyn TrackLocal>)
+        .await
+        .unwrap();
+    let co_current = shared_pc();
+    let mut co_events = subscribe(
+        &server,
+        &co_host_token,
+        &session,
+        co_host.with_bearer(&co_host_token),
+        Arc::clone(&co_current),
+    )
+    .await;
+    let answered = connect(&co_host, &session, &mut co_pc).await;
+    assert!(answered.get("errors").is_none(), "{answered}");
+    co_current.send_replace(Some(Arc::clone(&co_pc.pc)));
+    let pt = sender.get_parameters().await.unwrap().rtp_parameters.codecs[0].payload_type;
+    let send = media::send_tagged(Arc::clone(&camera), pt, SSRC, [5, 5]);
+    let published = next_of(&mut host_events, &["TrackPublished"]).await;
+    assert_eq!(published["track"]["participantId"], co_pid.as_str());
+    let track_id = published["track"]["id"].as_str().unwrap().to_owned();
+    let remote = tokio::time::timeout(WAIT, host_pc.tracks.recv())
+        .await
+        .expect("the co-host's camera reaches the host")
+        .unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, remote.poll()).await {
+            Ok(Some(TrackRemoteEvent::OnRtpPacket(_))) => break,
+            Ok(Some(_)) => {}
+            _ => panic!("media reaches the host"),
+        }
+    }
+    assert_eq!(
+        rights_of(&server, &session, &co_pid).await,
+        sfu::PeerRights::PUBLISHER
+    );
+
+    // Demoted.
+    let refused_before = rtp_refused(&server);
+    host.ok(
+        "mutation($c: ID!, $u: ID!) { removeRole(classId: $c, userId: $u) }",
+        json!({ "c": class, "u": co_host_id }),
+    )
+    .await;
+    for events in [&mut host_events, &mut co_events] {
+        let changed = next_of(events, &["ParticipantRoleChanged"]).await;
+        assert_eq!(
+            (changed["participantId"].as_str(), changed["role"].as_str()),
+            (Some(co_pid.as_str()), Some("VIEWER"))
+        );
+    }
+    let gone = next_of(&mut host_events, &["TrackUnpublished"]).await;
+    assert_eq!(
+        (gone["trackId"].as_str(), gone["participantId"].as_str()),
+        (Some(track_id.as_str()), Some(co_pid.as_str()))
+    );
+    assert_eq!(
+        rights_of(&server, &session, &co_pid).await,
+        sfu::PeerRights::VIEWER
+    );
+    // It still sends; the SFU drops it and counts it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while rtp_refused(&server) < refused_before + 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demoted camera's RTP is refused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its role in a rejoin is the new one.
+    let again = co_host.ok(JOIN, json!({ "s": session })).await["joinSession"].clone();
+    assert_eq!(again["role"], "VIEWER");
+    send.abort();
+    for pc in [host_pc.pc, co_pc.pc] {
         let _ = pc.close().await;
     }
     server.stop().await;

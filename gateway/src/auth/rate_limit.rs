@@ -1,4 +1,11 @@
 //! Rate limits on sign-in and sign-up, per client IP and per account (governor, keyed GCRA).
+//!
+//! Sign-in attempts for one account are limited per source address, and more loosely for all
+//! sources together: an attacker guessing from one address is stopped after a few attempts
+//! without locking the owner out (they sign in from elsewhere); only guesses spread over many
+//! addresses (more than the ratio of the two limits) reach the account-wide limit, which then
+//! stops everyone for a while, the owner included. Limits apply to the operation, on every
+//! transport (HTTP and websocket both give the client's address).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -9,7 +16,9 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 pub struct RateLimits {
     /// Sign-in attempts per client IP.
     pub sign_in_ip: DefaultKeyedRateLimiter<IpAddr>,
-    /// Sign-in attempts per account (lower-cased email), whatever the IP.
+    /// Sign-in attempts per account (lower-cased email) and client IP (none when unknown).
+    pub sign_in_account_ip: DefaultKeyedRateLimiter<(String, Option<IpAddr>)>,
+    /// Sign-in attempts per account, from every IP together.
     pub sign_in_account: DefaultKeyedRateLimiter<String>,
     /// Sign-ups per client IP.
     pub sign_up_ip: DefaultKeyedRateLimiter<IpAddr>,
@@ -19,6 +28,7 @@ pub struct RateLimits {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub sign_in_per_ip: u32,
+    pub sign_in_per_account_and_ip: u32,
     pub sign_in_per_account: u32,
     pub sign_up_per_ip: u32,
 }
@@ -31,6 +41,9 @@ impl RateLimits {
     pub fn new(limits: Limits) -> RateLimits {
         RateLimits {
             sign_in_ip: DefaultKeyedRateLimiter::keyed(per_minute(limits.sign_in_per_ip)),
+            sign_in_account_ip: DefaultKeyedRateLimiter::keyed(per_minute(
+                limits.sign_in_per_account_and_ip,
+            )),
             sign_in_account: DefaultKeyedRateLimiter::keyed(per_minute(limits.sign_in_per_account)),
             sign_up_ip: DefaultKeyedRateLimiter::keyed(per_minute(limits.sign_up_per_ip)),
         }

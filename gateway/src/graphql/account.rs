@@ -153,14 +153,15 @@ impl AccountMutation {
         Ok(UserView::of(&created, Some(created.id)))
     }
 
-    /// Signs in with email and password (sets the session cookie).
+    /// Signs in with email and password (sets the session cookie). Attempts are limited per
+    /// client IP, per account from one IP, and per account from all IPs together (looser).
     async fn sign_in(&self, ctx: &Context<'_>, input: SignInInput) -> Result<UserView> {
         let state = state(ctx);
-        if let ClientIp(Some(ip)) = ctx
+        let ClientIp(ip) = ctx
             .data_opt::<ClientIp>()
             .copied()
-            .unwrap_or(ClientIp(None))
-        {
+            .unwrap_or(ClientIp(None));
+        if let Some(ip) = ip {
             check_limit(&state.rate_limits.sign_in_ip, &ip)?;
         }
         let email = errors::email("input.email", &input.email)?;
@@ -171,6 +172,9 @@ impl AccountMutation {
             )
             .into());
         }
+        // Per account and source first: guesses from one place stop there, and do not use up
+        // the account-wide allowance the owner signs in with.
+        check_limit(&state.rate_limits.sign_in_account_ip, &(email.clone(), ip))?;
         check_limit(&state.rate_limits.sign_in_account, &email)?;
         let lookup = email.clone();
         let found = load(ctx, move |c| user::find_by_email(c, &lookup)).await?;

@@ -358,18 +358,31 @@ impl ClassMutation {
     }
 
     /// Gives a user a standing role in a class: co-host (host only) or speaker (host or co-host).
+    /// The user is named by `userId` or by the `email` of their account (one of the two). When
+    /// they are in the class's live session, their right to publish follows at once and everyone
+    /// gets `ParticipantRoleChanged`.
     async fn assign_role(
         &self,
         ctx: &Context<'_>,
         class_id: ID,
-        user_id: ID,
+        user_id: Option<ID>,
+        email: Option<String>,
         role: AssignableRole,
     ) -> Result<bool> {
         let caller_id = require_user(ctx, Scope::Write)?.id;
         let class_id = errors::parse_id("classId", &class_id)?;
-        let target = errors::parse_id("userId", &user_id)?;
+        let (target, field) = match (user_id, email) {
+            (Some(id), None) => (Target::Id(errors::parse_id("userId", &id)?), "userId"),
+            (None, Some(email)) => (Target::Email(errors::email("email", &email)?), "email"),
+            (None, None) => {
+                return Err(ApiError::bad_input("userId", "give userId or email").into());
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_input("email", "give userId or email, not both").into());
+            }
+        };
         let now = schema::now_ms();
-        transaction(ctx, move |c| {
+        let change = transaction(ctx, move |c| {
             let (found, caller_role) = class_and_role(c, class_id, caller_id)?
                 .ok_or_else(|| abort(ApiError::NotFound("class")))?;
             let needed = match role {
@@ -377,12 +390,15 @@ impl ClassMutation {
                 AssignableRole::Speaker => Action::ManageSpeakers,
             };
             require(caller_role, needed)?;
-            if user::find(c, target)?.is_none() {
-                return Err(abort(ApiError::NotFound("user")));
+            let target = match target {
+                Target::Id(id) => user::find(c, id)?,
+                Target::Email(email) => user::find_by_email(c, &email)?,
             }
+            .ok_or_else(|| abort(ApiError::NotFound("user")))?
+            .id;
             if found.owner_id == target {
                 return Err(abort(ApiError::bad_input(
-                    "userId",
+                    field,
                     "the host already has every right in the class",
                 )));
             }
@@ -407,18 +423,21 @@ impl ClassMutation {
                     created_at: now,
                 },
             )?;
-            Ok(true)
+            Ok(role_change(c, &found, target)?)
         })
         .await?;
+        apply_role_change(ctx, change);
         Ok(true)
     }
 
     /// Takes a user's standing role away: a co-host's (host only) or a speaker's (host or co-host).
+    /// In the class's live session they become a viewer at once: what they publish is
+    /// unpublished for everyone, and everyone gets `ParticipantRoleChanged`.
     async fn remove_role(&self, ctx: &Context<'_>, class_id: ID, user_id: ID) -> Result<bool> {
         let caller_id = require_user(ctx, Scope::Write)?.id;
         let class_id = errors::parse_id("classId", &class_id)?;
         let target = errors::parse_id("userId", &user_id)?;
-        transaction(ctx, move |c| {
+        let change = transaction(ctx, move |c| {
             let (found, caller_role) = class_and_role(c, class_id, caller_id)?
                 .ok_or_else(|| abort(ApiError::NotFound("class")))?;
             require(caller_role, Action::ManageSpeakers)?;
@@ -427,9 +446,11 @@ impl ClassMutation {
                 Role::Speaker => {}
                 Role::Host | Role::Viewer => return Err(abort(ApiError::NotFound("role"))),
             }
-            Ok(class_role::remove(c, class_id, target)?)
+            class_role::remove(c, class_id, target)?;
+            Ok(role_change(c, &found, target)?)
         })
         .await?;
+        apply_role_change(ctx, change);
         Ok(true)
     }
 
@@ -493,6 +514,35 @@ impl ClassMutation {
         })
         .await?;
         Ok(true)
+    }
+}
+
+/// Who a role is given to.
+enum Target {
+    Id(i64),
+    Email(String),
+}
+
+/// A role that changed in a class with a live session: (session, user, new role).
+type RoleChange = Option<(i64, i64, Role)>;
+
+/// The user's role in `class` now, if the class has a live session (read in the transaction
+/// that changed it).
+fn role_change(
+    c: &mut Conn,
+    class: &class::Class,
+    user_id: i64,
+) -> diesel::QueryResult<RoleChange> {
+    let Some(live) = class_session::live_in_class(c, class.id)? else {
+        return Ok(None);
+    };
+    Ok(Some((live.id, user_id, roles::role_in(c, class, user_id)?)))
+}
+
+/// A changed role reaches the live session: the participant's role and right to publish.
+fn apply_role_change(ctx: &Context<'_>, change: RoleChange) {
+    if let Some((session_id, user_id, role)) = change {
+        state(ctx).live.set_role(session_id, user_id, role);
     }
 }
 

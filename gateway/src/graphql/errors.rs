@@ -95,14 +95,72 @@ pub fn parse_id(field: &str, id: &ID) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::bad_input(field, "not a valid id"))
 }
 
-/// Trims `value` and checks its length in characters; `min` 1 means it must not be blank.
+/// Whether `c` shows nothing by itself: whitespace, zero-width and other format characters
+/// (joiners, direction marks, the byte order mark, soft hyphen), fillers that render blank, and
+/// variation selectors and tags. Text made only of these is empty to a reader.
+pub fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFF8}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// Invisible characters that may be trimmed from the ends of a text without changing what it
+/// shows (not joiners or variation selectors, which belong to the character before them).
+fn is_blank_padding(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{200B}'
+                | '\u{2060}'
+                | '\u{FEFF}'
+                | '\u{180E}'
+                | '\u{3164}'
+                | '\u{FFA0}'
+                | '\u{2800}'
+        )
+}
+
+/// Every text argument goes through here before it is used or stored: control characters
+/// (NUL first: PostgreSQL refuses it in text, SQLite would store it) are refused, blank padding
+/// is trimmed, and the length is checked in characters. `min` 1 means it must show something: a
+/// text made only of invisible characters (zero-width spaces, say) is empty.
 pub fn text(field: &str, value: &str, min: usize, max: usize) -> ApiResult<String> {
-    let value = value.trim();
-    let n = value.chars().count();
-    if n < min {
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
         return Err(ApiError::bad_input(
             field,
-            if min == 1 {
+            "must not contain control characters (such as NUL)",
+        ));
+    }
+    let value = value.trim_matches(is_blank_padding);
+    let n = value.chars().count();
+    let shows_nothing = value.chars().all(is_invisible);
+    if n < min || (min >= 1 && shows_nothing) {
+        return Err(ApiError::bad_input(
+            field,
+            if min == 1 || shows_nothing {
                 "must not be empty".to_owned()
             } else {
                 format!("must be at least {min} characters")
@@ -157,6 +215,34 @@ mod tests {
         assert_eq!(text("t", "  Physics  ", 1, 10).unwrap(), "Physics");
         assert!(text("t", "   ", 1, 10).is_err());
         assert!(text("t", "abcdefghijk", 1, 10).is_err());
+        // Invisible characters only: empty. Padding goes; joiners inside an emoji stay.
+        for blank in [
+            "\u{200B}\u{200B}",
+            "\u{FEFF} \u{200D}",
+            "\u{2800}",
+            "\u{3164}\u{00AD}",
+        ] {
+            let e = text("t", blank, 1, 10).unwrap_err();
+            assert_eq!(
+                e,
+                ApiError::bad_input("t", "must not be empty"),
+                "{blank:?}"
+            );
+        }
+        assert_eq!(
+            text("t", "\u{200B}Physics\u{200B}", 1, 10).unwrap(),
+            "Physics"
+        );
+        assert_eq!(
+            text("t", "\u{2764}\u{FE0F}", 1, 10).unwrap(),
+            "\u{2764}\u{FE0F}"
+        );
+        assert_eq!(text("t", "", 0, 10).unwrap(), "");
+        // Control characters are refused wherever they are; line breaks and tabs are text.
+        for bad in ["a\0b", "\0", "a\u{7}", "x\u{9B}"] {
+            assert!(text("t", bad, 0, 10).is_err(), "{bad:?}");
+        }
+        assert_eq!(text("t", "a\nb\tc", 1, 10).unwrap(), "a\nb\tc");
         assert_eq!(email("e", " Ada@Example.org ").unwrap(), "ada@example.org");
         for bad in [
             "ada",

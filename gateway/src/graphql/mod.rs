@@ -2,19 +2,26 @@
 //!
 //! Every resolver reads the caller from the request data ([`caller`]) and checks it before doing
 //! anything; `require_user` enforces sign-in and token scope, `roles::allowed` the class role.
-//! Errors carry `extensions.code` (see [`errors`]).
+//! Errors carry `extensions.code` (see [`errors`]). Before async-graphql validates or runs a
+//! document, [`guard`] measures what it costs ([`cost`]) and refuses it over the limits; the
+//! websocket checks the credential for every operation ([`ws`]).
 
 pub mod account;
 pub mod classes;
+pub mod cost;
 pub mod errors;
+pub mod guard;
 pub mod signaling;
 pub mod types;
+pub mod ws;
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql::{Context, Data, MergedObject, MergedSubscription, Schema};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
+use async_graphql_axum::GraphQLResponse;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -26,12 +33,26 @@ use crate::AppState;
 use crate::auth::{self, Caller, Scope};
 use errors::{ApiError, ApiResult};
 
-/// Deepest query accepted.
-pub const MAX_DEPTH: usize = 8;
-/// Highest query complexity accepted (each field counts 1 by default).
-pub const MAX_COMPLEXITY: usize = 500;
-/// Largest request body accepted on `/graphql`.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Deepest query accepted (nested fields; introspection has its own limit).
+pub const MAX_DEPTH: u32 = 8;
+/// Highest query cost accepted: each field counts 1, what is inside a page once per item.
+pub const MAX_COMPLEXITY: u64 = 1000;
+/// Largest request body accepted (every route; websocket messages too).
+pub const MAX_BODY_BYTES: usize = crate::body_limit::MAX_BODY_BYTES;
+
+/// What a document may cost (see [`cost`]).
+pub const LIMITS: cost::Limits = cost::Limits {
+    max_depth: MAX_DEPTH,
+    // The standard introspection query is 13 deep (`ofType` seven times in `TypeRef`).
+    max_introspection_depth: 15,
+    max_cost: MAX_COMPLEXITY,
+    max_fragments: 50,
+    max_aliases: 50,
+    max_tokens: 4000,
+    max_nesting: 64,
+    // async-graphql's own recursion limit (its default), which it checks after us.
+    max_levels: 32,
+};
 
 #[derive(MergedObject, Default)]
 pub struct Query(account::AccountQuery, classes::ClassQuery);
@@ -48,16 +69,24 @@ pub struct Subscription(classes::ClassSubscription, signaling::SignalingSubscrip
 
 pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 
-/// The schema, with limits. Per-request data (state, caller, client IP) is added by the handlers.
-pub fn build_schema() -> ApiSchema {
+fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
     )
-    .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY)
-    .finish()
+    .limit_recursive_depth(LIMITS.max_levels as usize)
+}
+
+/// The schema, with the [`guard`] that enforces [`LIMITS`] (depth and cost are not left to
+/// async-graphql: its checks expand fragments, and count introspection like any query). Page
+/// sizes for the cost come from the schema's own defaults. Per-request data (state, caller,
+/// client IP) is added by the handlers.
+pub fn build_schema() -> ApiSchema {
+    let pages = cost::PageSizes::from_sdl(&schema_builder().finish().sdl());
+    schema_builder()
+        .extension(guard::Guard::new(LIMITS, pages))
+        .finish()
 }
 
 /// The SDL, as checked into `gateway/schema.graphql`.
@@ -122,13 +151,36 @@ pub async fn graphiql() -> Html<String> {
     )
 }
 
+/// Reads a GraphQL request from a JSON body, or says what is wrong with it for a `BAD_REQUEST`
+/// answer (never in serde's own words, which name internal types).
+pub fn parse_request(body: &[u8]) -> Result<async_graphql::Request, String> {
+    serde_json::from_slice::<async_graphql::Request>(body).map_err(|e| {
+        let what = if e.is_data() {
+            "the body is not a GraphQL request: a JSON object with a string `query`, and \
+             optionally `operationName` and `variables`"
+        } else {
+            "the body is not valid JSON"
+        };
+        format!("{what} (line {}, column {})", e.line(), e.column())
+    })
+}
+
 /// `POST /graphql`.
 pub async fn execute(
     State(state): State<AppState>,
     connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    body: Body,
 ) -> Response {
+    let request = match crate::body_limit::read(body).await {
+        Ok(bytes) => match parse_request(&bytes) {
+            Ok(request) => request,
+            Err(message) => {
+                return crate::body_limit::error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
+            }
+        },
+        Err(answer) => return answer,
+    };
     let caller = match auth::resolve(&state.db, auth::presented(&headers)).await {
         Ok(caller) => caller,
         Err(e) => {
@@ -138,51 +190,50 @@ pub async fn execute(
     };
     tracing::debug!(%caller, "graphql request");
     let request = request
-        .into_inner()
         .data(state.clone())
         .data(caller)
         .data(ClientIp(connect.map(|c| c.0.0.ip())));
     GraphQLResponse::from(state.api.execute(request).await).into_response()
 }
 
-/// `GET /graphql/ws`: subscriptions over `graphql-transport-ws` (or the older `graphql-ws`).
+/// `GET /graphql/ws`: queries, mutations and subscriptions over `graphql-transport-ws` (or the
+/// older `graphql-ws`); see [`ws`].
 ///
-/// The caller is resolved in `connection_init`: a `token` (or `Authorization: "Bearer ..."`) in the
-/// payload, else the session cookie of the upgrade request. A cookie-authenticated upgrade from
-/// another origin is refused (cross-site websocket hijacking).
+/// The credential is a `token` (or `Authorization: "Bearer ..."`) in the `connection_init`
+/// payload, else the session cookie of the upgrade request, checked again for every operation.
+/// A cookie-authenticated upgrade from another origin is refused (cross-site websocket
+/// hijacking). Messages are limited to [`MAX_BODY_BYTES`] like request bodies.
 pub async fn websocket(
     State(state): State<AppState>,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let Some(protocol) = ws::protocol(&headers) else {
+        return crate::body_limit::error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "Sec-WebSocket-Protocol must be graphql-transport-ws or graphql-ws",
+        );
+    };
     let cookie = auth::presented(&headers);
     if matches!(cookie, auth::Presented::Cookie(_))
         && auth::csrf::refusal(&axum::http::Method::POST, &with_json(&headers)).is_some()
     {
         return (StatusCode::FORBIDDEN, "cross-site websocket refused").into_response();
     }
+    let connection = ws::Connection {
+        init_timeout: Duration::from_millis(state.config.http.ws_init_timeout_ms),
+        state,
+        protocol,
+        cookie,
+        ip: connect.map(|c| c.0.0.ip()),
+    };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            let schema = state.api.clone();
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let presented = match token_from_payload(&payload) {
-                        Some(token) => auth::Presented::Bearer(token),
-                        None => cookie,
-                    };
-                    let caller = auth::resolve(&state.db, presented)
-                        .await
-                        .map_err(|_| async_graphql::Error::new("authentication unavailable"))?;
-                    let mut data = Data::default();
-                    data.insert(state.clone());
-                    data.insert(caller);
-                    data.insert(ClientIp(None));
-                    Ok(data)
-                })
-                .serve()
-        })
+        .max_message_size(MAX_BODY_BYTES)
+        .max_frame_size(MAX_BODY_BYTES)
+        .on_upgrade(move |socket| connection.serve(socket))
 }
 
 /// The headers with a JSON content type, to reuse the Origin check of [`auth::csrf::refusal`].

@@ -1,7 +1,12 @@
 //! Joining a live session and WebRTC signaling over GraphQL: the browser's offers, answers and
 //! candidates are mutations; the server's offers and everything that happens in the session come
-//! on the `sessionEvents` subscription. The role is checked on the server for every operation: a
-//! viewer's offer that would publish is refused.
+//! on the `sessionEvents` subscription. The role is checked on the server for every operation.
+//!
+//! Whether a participant may publish is the SFU's to enforce: its peer joins with the right its
+//! role gives (and loses or gains it when the role changes), and a peer without it gets no
+//! producer whatever its descriptions say. The only look at SDP here is a courtesy: a first
+//! offer from someone who may not publish that sends media is refused with FORBIDDEN, read with
+//! the SFU's own parser (webrtc-rs), never as text.
 
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject, Subscription, Union};
 use futures_util::{Stream, StreamExt};
@@ -268,35 +273,21 @@ fn item(session_id: i64, event: Event) -> SessionEventItem {
     }
 }
 
-/// Whether an offer sends media: any audio or video section that is `sendrecv` (the default) or
-/// `sendonly`. A viewer's connection must be receive-only.
-pub fn offer_publishes(sdp: &str) -> bool {
-    let mut publishes = false;
-    let mut in_media = false;
-    let mut direction = "sendrecv";
-    let mut close = |in_media: bool, direction: &str| {
-        if in_media && matches!(direction, "sendrecv" | "sendonly") {
-            publishes = true;
-        }
-    };
-    for line in sdp.lines().map(str::trim) {
-        if let Some(m) = line.strip_prefix("m=") {
-            close(in_media, direction);
-            in_media = m.starts_with("audio") || m.starts_with("video");
-            direction = "sendrecv";
-        } else if let Some(d) = line.strip_prefix("a=")
-            && matches!(d, "sendrecv" | "sendonly" | "recvonly" | "inactive")
-        {
-            direction = match d {
-                "sendrecv" => "sendrecv",
-                "sendonly" => "sendonly",
-                "recvonly" => "recvonly",
-                _ => "inactive",
-            };
-        }
-    }
-    close(in_media, direction);
-    publishes
+/// Whether an offer sends media as the SFU reads it: an audio or video section whose direction
+/// (the first direction attribute, as webrtc-rs takes it; none means sendrecv) is sendrecv or
+/// sendonly. `None` when webrtc-rs cannot parse it (the SFU refuses it then).
+pub fn offer_sends_media(sdp: &str) -> Option<bool> {
+    use rtc::sdp::description::session::SessionDescription;
+    let parsed = SessionDescription::unmarshal(&mut std::io::Cursor::new(sdp.as_bytes())).ok()?;
+    Some(parsed.media_descriptions.iter().any(|m| {
+        let media = m.media_name.media.as_str();
+        let direction = m.attributes.iter().find_map(|a| match a.key.as_str() {
+            d @ ("sendrecv" | "sendonly" | "recvonly" | "inactive") => Some(d),
+            _ => None,
+        });
+        matches!(media, "audio" | "video")
+            && matches!(direction, None | Some("sendrecv" | "sendonly"))
+    }))
 }
 
 fn parse_session(session_id: &ID) -> Result<i64, ApiError> {
@@ -406,7 +397,9 @@ impl SignalingMutation {
     /// The browser's offer; returns the SFU's answer. The first offer connects the participant's
     /// media; later ones renegotiate (tracks added or removed). With `restart`, the connection is
     /// replaced by a new one (after an ICE failure): its tracks are published again from the new
-    /// offer. An offer that sends media is refused unless the participant may publish.
+    /// offer. Only participants whose role may publish publish anything: from anyone else a first
+    /// offer that sends media is refused, and later ones get their sending sections answered
+    /// inactive.
     async fn send_offer(
         &self,
         ctx: &Context<'_>,
@@ -417,14 +410,16 @@ impl SignalingMutation {
         let sid = parse_session(&session_id)?;
         let me = me(ctx, sid, Scope::Write)?;
         check_len("sdp", &sdp, MAX_SDP)?;
-        if offer_publishes(&sdp) && !roles::allowed(me.role, Action::Publish) {
+        let app = state(ctx);
+        let may_publish = roles::allowed(me.role, Action::Publish);
+        let connecting = restart || app.live.peer_of(sid, me.id).is_none();
+        if connecting && !may_publish && offer_sends_media(&sdp) == Some(true) {
             return Err(ApiError::Forbidden(format!(
                 "a {} may not publish: raise your hand to be invited on stage",
                 me.role
             ))
             .into());
         }
-        let app = state(ctx);
         if restart {
             // The old connection goes first, so the new one is not offered its own old tracks.
             app.live.detach(sid, me.id);
@@ -442,21 +437,32 @@ impl SignalingMutation {
         match peer {
             Some(peer) => Ok(app.sfu.offer(peer, sdp).await.map_err(bad)?),
             None => {
-                let (peer, answer) = app.sfu.join(&live::room_of(sid), sdp).await.map_err(bad)?;
+                let rights = sfu::PeerRights {
+                    publish: may_publish,
+                };
+                let (peer, answer) = app
+                    .sfu
+                    .join_with(&live::room_of(sid), sdp, rights)
+                    .await
+                    .map_err(bad)?;
                 app.live.attach(sid, me.id, peer);
+                // The role may have changed while the SFU was joining.
+                if let Some(now) = app.live.participant(sid, me.id) {
+                    let allowed = roles::allowed(now.role, Action::Publish);
+                    if allowed != may_publish {
+                        app.sfu.set_publish(peer, allowed);
+                    }
+                }
                 Ok(answer)
             }
         }
     }
 
-    /// The browser's answer to a `ServerOffer`.
+    /// The browser's answer to a `ServerOffer`. (What it may publish is the SFU's to enforce.)
     async fn send_answer(&self, ctx: &Context<'_>, session_id: ID, sdp: String) -> Result<bool> {
         let sid = parse_session(&session_id)?;
         let me = me(ctx, sid, Scope::Write)?;
         check_len("sdp", &sdp, MAX_SDP)?;
-        if offer_publishes(&sdp) && !roles::allowed(me.role, Action::Publish) {
-            return Err(ApiError::Forbidden(format!("a {} may not publish", me.role)).into());
-        }
         let app = state(ctx);
         let peer = app
             .live
@@ -612,22 +618,41 @@ impl SignalingSubscription {
 
 #[cfg(test)]
 mod tests {
-    use super::offer_publishes;
+    use super::offer_sends_media;
+
+    const HEAD: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+
+    fn sdp(media: &str) -> String {
+        format!("{HEAD}{media}")
+    }
 
     #[test]
-    fn only_sending_media_sections_count_as_publishing() {
-        let recv_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\n";
-        assert!(!offer_publishes(recv_only));
-        let sending = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n";
-        assert!(offer_publishes(sending));
+    fn sending_is_read_as_webrtc_rs_reads_it() {
+        let recv_only = sdp(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\n",
+        );
+        assert_eq!(offer_sends_media(&recv_only), Some(false));
+        let sending = sdp(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n",
+        );
+        assert_eq!(offer_sends_media(&sending), Some(true));
         // No direction attribute means sendrecv.
-        assert!(offer_publishes(
-            "v=0\nm=video 9 UDP/TLS/RTP/SAVPF 96\na=mid:0\n"
-        ));
+        assert_eq!(
+            offer_sends_media(&sdp("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n")),
+            Some(true)
+        );
         // A data channel sends no media.
-        assert!(!offer_publishes(
-            "v=0\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\na=sendrecv\n"
-        ));
-        assert!(!offer_publishes(""));
+        assert_eq!(
+            offer_sends_media(&sdp(
+                "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=sendrecv\r\n"
+            )),
+            Some(false)
+        );
+        // What text matching missed: a space after `m=`, and the first of two directions.
+        let spaced = sdp("m= video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n");
+        assert_eq!(offer_sends_media(&spaced), Some(true));
+        let two = sdp("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\na=recvonly\r\n");
+        assert_eq!(offer_sends_media(&two), Some(true));
+        assert_eq!(offer_sends_media("not sdp"), None);
     }
 }
