@@ -52,6 +52,8 @@ use crate::media::keyframes::KeyframeRequests;
 use crate::media::rate::RateMeter;
 use crate::media::speaker::SpeakerDetector;
 use crate::media::vp8;
+use crate::sdp_check::{self, Role, SdpError};
+use crate::throttle::LogThrottle;
 
 /// Identifies a peer across the SFU (allocated by the [`crate::Sfu`] handle).
 pub type PeerId = u64;
@@ -134,6 +136,45 @@ pub enum JoinError {
     UnknownPeer,
 }
 
+impl From<SdpError> for JoinError {
+    fn from(e: SdpError) -> JoinError {
+        JoinError::BadOffer(e.to_string())
+    }
+}
+
+/// Why a peer's answer to a server offer was refused. A refused answer changes nothing: the
+/// server offer stays pending.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    #[error("no such peer")]
+    UnknownPeer,
+    #[error("no server offer is waiting for an answer")]
+    NoOfferPending,
+    #[error("the answer cannot be applied: {0}")]
+    BadAnswer(String),
+    #[error("the SFU is shutting down")]
+    Closed,
+}
+
+impl From<SdpError> for AnswerError {
+    fn from(e: SdpError) -> AnswerError {
+        AnswerError::BadAnswer(e.to_string())
+    }
+}
+
+/// Why a peer's trickled ICE candidate was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CandidateError {
+    #[error("no such peer")]
+    UnknownPeer,
+    #[error("not an ICE candidate: {0}")]
+    BadCandidate(String),
+    #[error("the SFU is shutting down")]
+    Closed,
+}
+
 /// Requests to a shard.
 pub(crate) enum Command {
     Join {
@@ -148,9 +189,11 @@ pub(crate) enum Command {
         peer: PeerId,
         publish: bool,
     },
+    /// The peer's answer to a server offer; the result goes to `reply` when there is one.
     Answer {
         peer: PeerId,
         sdp: String,
+        reply: Option<oneshot::Sender<Result<(), AnswerError>>>,
     },
     /// A renegotiation offer from the peer (tracks added or removed).
     Offer {
@@ -309,6 +352,20 @@ pub(crate) struct EngineCounters {
     pub rtp_refused: u64,
     pub keyframe_requests_sent: u64,
     pub unknown_source: u64,
+    /// Offers, answers and candidates from peers refused (nothing of them applied).
+    pub signaling_refused: u64,
+    /// Server offers that could not be made (tried again on the next round).
+    pub server_offer_errors: u64,
+    /// Datagrams from known peers that `rtc` refused (bad STUN, DTLS or SRTP).
+    pub datagrams_refused: u64,
+}
+
+/// Log lines a peer could make repeat at packet or loop rate, one [`LogThrottle`] each.
+#[derive(Debug, Default)]
+struct Throttles {
+    datagram_refused: LogThrottle,
+    write_failed: LogThrottle,
+    signaling_refused: LogThrottle,
 }
 
 /// Lets inbound RTCP reach the application: `rtc` drops RTCP not marked for delivery. Keeps only
@@ -534,6 +591,8 @@ struct Peer {
     renegotiate: bool,
     /// An offer was sent and not answered yet.
     offer_pending: bool,
+    /// The last attempt at a server offer failed (logged once, until one succeeds).
+    offer_failing: bool,
     /// Send-side bandwidth estimation of what the SFU sends this peer.
     bwe: BandwidthEstimator,
     /// Transport-wide sequence number of the next packet sent to this peer.
@@ -561,6 +620,8 @@ pub(crate) struct Engine {
     events: mpsc::UnboundedSender<SfuEvent>,
     next_ssrc: u32,
     pub counters: EngineCounters,
+    /// Log lines that could repeat at packet rate.
+    throttles: Throttles,
     /// What is being worked on now (see [`Scope`]).
     pub(crate) scope: Option<Scope>,
     /// When subscribers' layers are next reviewed without waiting for feedback.
@@ -712,6 +773,40 @@ fn refuse_receiving(pc: &mut RTCPeerConnection) {
     }
 }
 
+/// Applies a peer's offer (checked) and answers it: the answer's SDP. On error, the offer may
+/// have been taken: the caller rolls it back ([`roll_back_remote`]).
+fn answer_offer(
+    peer: &mut Peer,
+    offer: RTCSessionDescription,
+    now: Instant,
+) -> Result<String, JoinError> {
+    let setup = |e: rtc::shared::error::Error| JoinError::Setup(e.to_string());
+    peer.pc
+        .set_remote_description(now, offer)
+        .map_err(|e| JoinError::BadOffer(e.to_string()))?;
+    if !peer.rights.publish {
+        refuse_receiving(&mut peer.pc);
+    }
+    let answer = peer.pc.create_answer(None).map_err(setup)?;
+    peer.pc.set_local_description(now, answer).map_err(setup)?;
+    Ok(peer
+        .pc
+        .local_description()
+        .ok_or_else(|| JoinError::Setup("no local description".into()))?
+        .sdp)
+}
+
+/// Undoes a remote offer that was taken but not answered, so that the connection is `stable`
+/// again and can negotiate. False if that failed.
+fn roll_back_remote(pc: &mut RTCPeerConnection, now: Instant) -> bool {
+    if pc.pending_remote_description().is_none() {
+        return true;
+    }
+    RTCSessionDescription::rollback(None)
+        .and_then(|rollback| pc.set_remote_description(now, rollback))
+        .is_ok()
+}
+
 fn is_stun(b: &[u8]) -> bool {
     b.len() >= 20 && b[0] < 4 && b[4..8] == [0x21, 0x12, 0xA4, 0x42]
 }
@@ -744,6 +839,7 @@ impl Engine {
             events,
             next_ssrc: 0x5f00_0000 ^ u32::from(local_addr.port()),
             counters: EngineCounters::default(),
+            throttles: Throttles::default(),
             scope: None,
             next_review: None,
             index,
@@ -825,28 +921,33 @@ impl Engine {
                 self.scope = Some(Scope::Peer(peer));
                 self.set_publish(peer, publish);
             }
-            Command::Answer { peer, sdp } => {
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    let result = RTCSessionDescription::answer(sdp)
-                        .and_then(|d| p.pc.set_remote_description(now, d));
-                    if let Err(e) = result {
-                        tracing::warn!(peer, error = %e, "answer refused");
-                    }
-                    p.offer_pending = false;
+            Command::Answer { peer, sdp, reply } => {
+                self.scope = Some(Scope::Peer(peer));
+                let result = self.answer(peer, sdp, now);
+                if let Err(e) = &result {
+                    self.refused(peer, "answer", e, now);
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
                 }
             }
             Command::Offer { peer, sdp, reply } => {
                 self.scope = Some(Scope::Peer(peer));
-                let _ = reply.send(self.client_offer(peer, sdp, now));
+                let result = self.client_offer(peer, sdp, now);
+                if let Err(e) = &result {
+                    self.refused(peer, "offer", e, now);
+                }
+                let _ = reply.send(result);
             }
             Command::Candidate { peer, candidate } => {
+                self.scope = Some(Scope::Peer(peer));
                 if let Some(p) = self.peers.get_mut(&peer) {
                     let init = RTCIceCandidateInit {
                         candidate,
                         ..Default::default()
                     };
                     if let Err(e) = p.pc.add_remote_candidate(init) {
-                        tracing::debug!(peer, error = %e, "candidate refused");
+                        self.refused(peer, "candidate", &e, now);
                     }
                 }
             }
@@ -964,14 +1065,32 @@ impl Engine {
         }
     }
 
+    /// Counts a refused offer, answer or candidate of `peer` and logs it (throttled: a peer
+    /// decides how often it sends them).
+    fn refused(&mut self, peer: PeerId, what: &str, error: &dyn std::fmt::Display, now: Instant) {
+        self.counters.signaling_refused += 1;
+        if let Some(held) = self.throttles.signaling_refused.allow(now) {
+            tracing::info!(peer, error = %error, held, "{what} refused");
+        }
+    }
+
     /// A renegotiation offer from the peer. If a server offer is pending (glare), the server is
     /// the polite side: its offer is rolled back and made again after this exchange.
+    ///
+    /// A refused offer changes nothing: it is checked first ([`sdp_check`]), and if `rtc` still
+    /// fails once it has taken the offer, the offer is rolled back (a connection that cannot
+    /// even be rolled back is closed rather than left unable to negotiate again).
     fn client_offer(&mut self, id: PeerId, sdp: String, now: Instant) -> Result<String, JoinError> {
-        let setup = |e: rtc::shared::error::Error| JoinError::Setup(e.to_string());
         let peer = self.peers.get_mut(&id).ok_or(JoinError::UnknownPeer)?;
+        let checked = sdp_check::check(&sdp, Role::Offer)?;
+        if let Some(current) = peer.pc.current_remote_description() {
+            let current = sdp_check::describe(&current.sdp)?;
+            sdp_check::check_renegotiation(&current, &checked)?;
+        }
         let offer =
             RTCSessionDescription::offer(sdp).map_err(|e| JoinError::BadOffer(e.to_string()))?;
         if peer.offer_pending {
+            let setup = |e: rtc::shared::error::Error| JoinError::Setup(e.to_string());
             let rollback = RTCSessionDescription::rollback(None).map_err(setup)?;
             peer.pc
                 .set_local_description(now, rollback)
@@ -979,19 +1098,44 @@ impl Engine {
             peer.offer_pending = false;
             peer.renegotiate = true;
         }
-        peer.pc
-            .set_remote_description(now, offer)
-            .map_err(|e| JoinError::BadOffer(e.to_string()))?;
-        if !peer.rights.publish {
-            refuse_receiving(&mut peer.pc);
+        let result = answer_offer(peer, offer, now);
+        if result.is_err() && !roll_back_remote(&mut peer.pc, now) {
+            tracing::warn!(
+                peer = id,
+                "a refused offer could not be rolled back: peer closed"
+            );
+            self.remove_peer(id);
         }
-        let answer = peer.pc.create_answer(None).map_err(setup)?;
-        peer.pc.set_local_description(now, answer).map_err(setup)?;
-        Ok(peer
-            .pc
-            .local_description()
-            .ok_or_else(|| JoinError::Setup("no local description".into()))?
-            .sdp)
+        result
+    }
+
+    /// The peer's answer to the pending server offer. A refused answer changes nothing (the
+    /// offer stays pending), unless `rtc` fails after taking it: then a new offer follows.
+    fn answer(&mut self, id: PeerId, sdp: String, now: Instant) -> Result<(), AnswerError> {
+        let peer = self.peers.get_mut(&id).ok_or(AnswerError::UnknownPeer)?;
+        let ours = peer.pc.pending_local_description();
+        let (true, Some(ours)) = (peer.offer_pending, ours) else {
+            return Err(AnswerError::NoOfferPending);
+        };
+        let checked = sdp_check::check(&sdp, Role::Answer)?;
+        let ours = sdp_check::describe(&ours.sdp)?;
+        let current = match peer.pc.current_remote_description() {
+            Some(current) => sdp_check::describe(&current.sdp)?,
+            None => return Err(AnswerError::NoOfferPending),
+        };
+        sdp_check::check_answer(&ours, &current, &checked)?;
+        let answer = RTCSessionDescription::answer(sdp)
+            .map_err(|e| AnswerError::BadAnswer(e.to_string()))?;
+        if let Err(e) = peer.pc.set_remote_description(now, answer) {
+            if peer.pc.pending_local_description().is_none() {
+                // Taken, then failed: the next offer sets things right.
+                peer.offer_pending = false;
+                peer.renegotiate = true;
+            }
+            return Err(AnswerError::BadAnswer(e.to_string()));
+        }
+        peer.offer_pending = false;
+        Ok(())
     }
 
     /// Grants or revokes `id`'s right to publish. Revoking closes its producers now and takes
@@ -1354,6 +1498,7 @@ impl Engine {
         now: Instant,
     ) -> Result<String, JoinError> {
         let setup = |e: rtc::shared::error::Error| JoinError::Setup(e.to_string());
+        sdp_check::check(&offer, Role::Offer)?;
         let ufrag = format!("p{id:x}{}", rtc::shared::util::math_rand_alpha(8));
         let pwd = rtc::shared::util::math_rand_alpha(32);
         let settings = SettingEngineBuilder::new()
@@ -1428,6 +1573,7 @@ impl Engine {
                 consumers: Vec::new(),
                 renegotiate: false,
                 offer_pending: false,
+                offer_failing: false,
                 bwe: BandwidthEstimator::new(BWE_INITIAL_BPS, BWE_MIN_BPS, BWE_MAX_BPS),
                 transport_seq: 0,
                 feedback_seen: false,
@@ -1668,7 +1814,10 @@ impl Engine {
             message: BytesMut::from(data),
         };
         if let Err(e) = peer.pc.handle_read(message) {
-            tracing::debug!(peer = id, error = %e, "datagram refused");
+            self.counters.datagrams_refused += 1;
+            if let Some(held) = self.throttles.datagram_refused.allow(now) {
+                tracing::debug!(peer = id, error = %e, held, "datagram refused");
+            }
         }
         true
     }
@@ -2064,6 +2213,7 @@ impl Engine {
             counters,
             outbox,
             taps,
+            throttles,
             ..
         } = self;
         if !taps.is_empty()
@@ -2111,6 +2261,7 @@ impl Engine {
             now,
             keyframe_wanted,
             layer_changes,
+            &mut throttles.write_failed,
         );
     }
 
@@ -2127,6 +2278,7 @@ impl Engine {
             rooms,
             remote,
             counters,
+            throttles,
             ..
         } = self;
         let Some(publisher) = remote.get_mut(&piped.source) else {
@@ -2158,6 +2310,7 @@ impl Engine {
             now,
             keyframe_wanted,
             layer_changes,
+            &mut throttles.write_failed,
         );
     }
 
@@ -2194,6 +2347,13 @@ impl Engine {
             if !peer.renegotiate || peer.offer_pending {
                 continue;
             }
+            // Only from `stable`; an exchange under way ends in it (refused offers are rolled
+            // back), and the offer follows then.
+            if peer.pc.pending_remote_description().is_some()
+                || peer.pc.pending_local_description().is_some()
+            {
+                continue;
+            }
             if !peer.rights.publish {
                 // A consumer's new transceiver would offer to receive too.
                 refuse_receiving(&mut peer.pc);
@@ -2207,6 +2367,7 @@ impl Engine {
                     if let Some(desc) = peer.pc.local_description() {
                         peer.renegotiate = false;
                         peer.offer_pending = true;
+                        peer.offer_failing = false;
                         offers.push(SfuEvent::Offer {
                             peer: *id,
                             sdp: desc.sdp,
@@ -2214,7 +2375,11 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(peer = *id, error = %e, "cannot create a renegotiation offer")
+                    // Tried again on every round: counted each time, logged once.
+                    self.counters.server_offer_errors += 1;
+                    if !std::mem::replace(&mut peer.offer_failing, true) {
+                        tracing::warn!(peer = *id, error = %e, "cannot create a renegotiation offer");
+                    }
                 }
             }
         }
@@ -2237,6 +2402,7 @@ fn fan_out(
     now: Instant,
     keyframe_wanted: &mut Vec<(PeerId, String)>,
     layer_changes: &mut Vec<SfuEvent>,
+    write_failed: &mut LogThrottle,
 ) {
     let Ingress {
         info,
@@ -2343,7 +2509,9 @@ fn fan_out(
                 }
                 Err(e) => {
                     counters.forward_errors += 1;
-                    tracing::debug!(error = %e, "write_rtp failed");
+                    if let Some(held) = write_failed.allow(now) {
+                        tracing::debug!(error = %e, held, "write_rtp failed");
+                    }
                 }
             }
         }

@@ -11,11 +11,16 @@
 //! [`media`], fed with `now`; the shard driver carries them out.
 
 mod driver;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod media;
+mod sdp_check;
 mod shard;
+mod throttle;
 
 pub use driver::{
-    ConsumerStats, JoinError, PeerId, PeerRights, PeerStats, ProducerStats, SfuEvent, TappedPacket,
+    AnswerError, CandidateError, ConsumerStats, JoinError, PeerId, PeerRights, PeerStats,
+    ProducerStats, SfuEvent, TappedPacket,
 };
 
 pub use shard::{ShardStats, ShardStatus};
@@ -311,6 +316,9 @@ impl Sfu {
     /// no active section would carry no usable ICE candidates). [`Sfu::set_publish`] changes the
     /// right later.
     ///
+    /// An offer that cannot work is refused with [`JoinError::BadOffer`] naming the problem
+    /// (see [`Sfu::offer`]).
+    ///
     /// A room lives on its home shard; beyond [`SfuConfig::spread_after`] members there, new
     /// members go to the least loaded shard and the room's tracks are piped to it.
     pub async fn join_with(
@@ -375,14 +383,51 @@ impl Sfu {
         self.inner.shards.get(index)
     }
 
-    /// The peer's answer to a server offer ([`SfuEvent::Offer`]). False for an unknown peer.
+    /// The peer's answer to a server offer ([`SfuEvent::Offer`]). False for an unknown peer or a
+    /// description that cannot be an answer; the rest of what [`Sfu::answer_checked`] refuses
+    /// is only counted ([`ShardStats::signaling_refused`]). Prefer `answer_checked`.
     pub fn answer(&self, peer: PeerId, sdp: String) -> bool {
-        self.shard_of(peer)
-            .is_some_and(|s| s.send(driver::Command::Answer { peer, sdp }))
+        if sdp_check::check(&sdp, sdp_check::Role::Answer).is_err() {
+            return false;
+        }
+        self.shard_of(peer).is_some_and(|s| {
+            s.send(driver::Command::Answer {
+                peer,
+                sdp,
+                reply: None,
+            })
+        })
+    }
+
+    /// The peer's answer to a server offer ([`SfuEvent::Offer`]), applied, or refused without
+    /// changing anything: when no server offer waits for an answer, when it cannot be parsed,
+    /// does not match the offer's media sections, names another connection (another DTLS
+    /// certificate or ICE credentials), or cannot work (no `a=mid`, a weak fingerprint, a bad
+    /// `a=extmap`...). After a refusal the server offer still waits.
+    pub async fn answer_checked(&self, peer: PeerId, sdp: String) -> Result<(), AnswerError> {
+        let shard = self.shard_of(peer).ok_or(AnswerError::UnknownPeer)?;
+        let (reply, result) = oneshot::channel();
+        let sent = shard.send(driver::Command::Answer {
+            peer,
+            sdp,
+            reply: Some(reply),
+        });
+        if !sent {
+            return Err(AnswerError::Closed);
+        }
+        result.await.map_err(|_| AnswerError::Closed)?
     }
 
     /// A renegotiation offer from the peer (it adds or removes tracks); returns the answer. If a
     /// server offer crossed it, the server's is withdrawn and sent again afterwards.
+    ///
+    /// An offer that cannot work is refused with [`JoinError::BadOffer`] and changes nothing
+    /// (the connection negotiates on as before): one that cannot be parsed or is cut off,
+    /// lacks `a=mid`, `a=ice-ufrag` or `a=ice-pwd`, has two sections with one mid, a passive
+    /// DTLS side, a fingerprint other than SHA-2, an `a=extmap` id outside 1 to 255, changes the
+    /// kind of a mid, or comes from a new connection (another DTLS certificate: "a new
+    /// connection: send it as a restart", i.e. leave and join again). New ICE credentials with
+    /// the same certificate are an ICE restart, which is answered.
     ///
     /// A track published after joining must come on a new send-only m-line
     /// (`addTransceiver(track, {direction: "sendonly"})`): `rtc` 0.21 does not start receiving on
@@ -408,12 +453,32 @@ impl Sfu {
             .is_some_and(|s| s.send(driver::Command::SetPublish { peer, publish }))
     }
 
-    /// A trickled ICE candidate of the peer (`candidate:...` as in SDP). The SFU is ICE-lite and
-    /// learns addresses from the checks it receives, so this is optional. The SFU's own candidates
-    /// are all in its answer.
+    /// A trickled ICE candidate of the peer: [`Sfu::add_ice_candidate_checked`], false when it
+    /// is refused.
     pub fn add_ice_candidate(&self, peer: PeerId, candidate: String) -> bool {
-        self.shard_of(peer)
-            .is_some_and(|s| s.send(driver::Command::Candidate { peer, candidate }))
+        self.add_ice_candidate_checked(peer, candidate).is_ok()
+    }
+
+    /// A trickled ICE candidate of the peer (`candidate:...` as in SDP, or the empty end of
+    /// candidates), refused when it does not parse as one or the peer is unknown. The SFU is
+    /// ICE-lite and learns addresses from the checks it receives, so this is optional. The
+    /// SFU's own candidates are all in its answer.
+    pub fn add_ice_candidate_checked(
+        &self,
+        peer: PeerId,
+        candidate: String,
+    ) -> Result<(), CandidateError> {
+        let line = candidate.strip_prefix("candidate:").unwrap_or(&candidate);
+        if !line.is_empty()
+            && let Err(e) = rtc::ice::candidate::unmarshal_candidate(line)
+        {
+            return Err(CandidateError::BadCandidate(e.to_string()));
+        }
+        let shard = self.shard_of(peer).ok_or(CandidateError::UnknownPeer)?;
+        if !shard.send(driver::Command::Candidate { peer, candidate }) {
+            return Err(CandidateError::Closed);
+        }
+        Ok(())
     }
 
     /// Gives `subscriber` `source`'s `track` again after [`Sfu::unsubscribe`] (every member of a

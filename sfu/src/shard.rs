@@ -19,6 +19,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use tokio::sync::mpsc;
 
 use crate::driver::{Command, Engine, SfuEvent};
+use crate::throttle::LogThrottle;
 use crate::{SfuConfig, StartError};
 
 /// Largest datagram a shard reads; WebRTC keeps its packets below an Ethernet MTU.
@@ -51,6 +52,13 @@ pub struct ShardStats {
     /// RTP packets dropped without being routed: from peers without the right to publish (on
     /// arrival, before decryption), or on a track closed when that right was revoked.
     pub rtp_refused: u64,
+    /// Offers, answers and trickled candidates from peers that were refused (nothing of them
+    /// applied).
+    pub signaling_refused: u64,
+    /// Attempts at a server offer that failed (each is tried again on the next round).
+    pub server_offer_errors: u64,
+    /// Datagrams from known peers that webrtc-rs refused (bad STUN, DTLS or SRTP).
+    pub datagrams_refused: u64,
     /// Rooms closed because their code panicked.
     pub rooms_closed_by_fault: u64,
 }
@@ -81,6 +89,9 @@ struct Counters {
     rtp_piped: AtomicU64,
     forward_errors: AtomicU64,
     rtp_refused: AtomicU64,
+    signaling_refused: AtomicU64,
+    server_offer_errors: AtomicU64,
+    datagrams_refused: AtomicU64,
     rooms_closed_by_fault: AtomicU64,
 }
 
@@ -96,6 +107,9 @@ impl Counters {
             rtp_piped: self.rtp_piped.load(Ordering::Relaxed),
             forward_errors: self.forward_errors.load(Ordering::Relaxed),
             rtp_refused: self.rtp_refused.load(Ordering::Relaxed),
+            signaling_refused: self.signaling_refused.load(Ordering::Relaxed),
+            server_offer_errors: self.server_offer_errors.load(Ordering::Relaxed),
+            datagrams_refused: self.datagrams_refused.load(Ordering::Relaxed),
             rooms_closed_by_fault: self.rooms_closed_by_fault.load(Ordering::Relaxed),
         }
     }
@@ -207,6 +221,8 @@ impl ShardHandle {
             udp: socket,
             listener,
             conns: Vec::new(),
+            send_failed: LogThrottle::default(),
+            receive_failed: LogThrottle::default(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("sfu-shard-{index}"))
@@ -284,6 +300,9 @@ struct Io {
     udp: UdpSocket,
     listener: Option<TcpListener>,
     conns: Vec<TcpConn>,
+    /// Socket errors can repeat at packet rate: logged at most once in a while.
+    send_failed: LogThrottle,
+    receive_failed: LogThrottle,
 }
 
 /// One ICE-TCP connection.
@@ -307,8 +326,10 @@ impl Io {
         match protocol {
             TransportProtocol::TCP => self.send_tcp(data, to),
             _ => {
-                if let Err(err) = self.udp.send_to(data, to) {
-                    tracing::debug!(shard = self.index, error = %err, %to, "UDP send failed");
+                if let Err(err) = self.udp.send_to(data, to)
+                    && let Some(held) = self.send_failed.allow(Instant::now())
+                {
+                    tracing::debug!(shard = self.index, error = %err, %to, held, "UDP send failed");
                 }
             }
         }
@@ -491,6 +512,15 @@ fn run(
         counters
             .rtp_refused
             .store(engine.counters.rtp_refused, Ordering::Relaxed);
+        counters
+            .signaling_refused
+            .store(engine.counters.signaling_refused, Ordering::Relaxed);
+        counters
+            .server_offer_errors
+            .store(engine.counters.server_offer_errors, Ordering::Relaxed);
+        counters
+            .datagrams_refused
+            .store(engine.counters.datagrams_refused, Ordering::Relaxed);
         guarded(index, counters, &mut engine, |e| {
             e.drain_writes(|data, to, protocol| io.send(data, to, protocol))
         });
@@ -550,7 +580,9 @@ fn run(
                     }
                     Err(e) => {
                         counters.socket_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(shard = index, error = %e, "UDP receive failed");
+                        if let Some(held) = io.receive_failed.allow(Instant::now()) {
+                            tracing::warn!(shard = index, error = %e, held, "UDP receive failed");
+                        }
                         break;
                     }
                 }

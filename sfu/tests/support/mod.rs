@@ -269,6 +269,46 @@ pub async fn join_as(
         Some(r) => r.rewrite(&sdp),
         None => sdp,
     };
+    let peer = connect_as(sfu, c, room, rights, tamper, &rewrite).await;
+    let mut server_offers = offers.register(peer);
+    let pc = Arc::clone(&c.pc);
+    let sfu = sfu.clone();
+    tokio::spawn(async move {
+        while let Some(sdp) = server_offers.recv().await {
+            pc.set_remote_description(RTCSessionDescription::offer(rewrite(sdp)).unwrap())
+                .await
+                .unwrap();
+            let answer = pc.create_answer(None).await.unwrap();
+            pc.set_local_description(answer).await.unwrap();
+            let answer = pc.local_description().await.unwrap().sdp;
+            // A panic here would go unseen (a task's): say it on stderr.
+            if let Err(e) = sfu.answer_checked(peer, answer).await {
+                eprintln!("support: peer {peer}: the SFU refused its answer: {e}");
+            }
+        }
+    });
+    peer
+}
+
+/// Offer, wait for candidates, join `room`, apply the answer, wait until connected. Server
+/// offers are left to the caller (they wait in `offers` until it registers the peer).
+pub async fn connect(sfu: &Sfu, c: &mut Client, room: &str) -> PeerId {
+    connect_as(sfu, c, room, PeerRights::PUBLISHER, |offer| offer, &|sdp| {
+        sdp
+    })
+    .await
+}
+
+/// Like [`connect`], with `rights`, the offer rewritten by `tamper`, and every description from
+/// the SFU by `rewrite`.
+async fn connect_as(
+    sfu: &Sfu,
+    c: &mut Client,
+    room: &str,
+    rights: PeerRights,
+    tamper: impl FnOnce(String) -> String,
+    rewrite: &impl Fn(String) -> String,
+) -> PeerId {
     let offer = c.pc.create_offer(None).await.unwrap();
     c.pc.set_local_description(offer).await.unwrap();
     tokio::time::timeout(WAIT, c.gathered.recv())
@@ -301,20 +341,6 @@ pub async fn join_as(
     tokio::time::timeout(WAIT, c.connected.recv())
         .await
         .expect("connected");
-    let mut server_offers = offers.register(peer);
-    let pc = Arc::clone(&c.pc);
-    let sfu = sfu.clone();
-    tokio::spawn(async move {
-        while let Some(sdp) = server_offers.recv().await {
-            pc.set_remote_description(RTCSessionDescription::offer(rewrite(sdp)).unwrap())
-                .await
-                .unwrap();
-            let answer = pc.create_answer(None).await.unwrap();
-            pc.set_local_description(answer).await.unwrap();
-            let answer = pc.local_description().await.unwrap().sdp;
-            assert!(sfu.answer(peer, answer));
-        }
-    });
     peer
 }
 
