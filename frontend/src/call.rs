@@ -30,6 +30,13 @@ fn js_err(e: JsValue) -> String {
         .unwrap_or_else(|| format!("{e:?}"))
 }
 
+/// A `performance.mark` of a step of connecting.
+fn mark(name: &str) {
+    if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
+        let _ = p.mark(name);
+    }
+}
+
 fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
     let _ = Reflect::set(obj, &key.into(), &value.into());
 }
@@ -260,6 +267,7 @@ async fn offer_and_send(
     JsFuture::from(pc.set_local_description(&init))
         .await
         .map_err(js_err)?;
+    mark("classroom:offer-made");
     let data = api::graphql(
         SEND_OFFER,
         serde_json::json!({ "s": session_id, "sdp": sdp, "r": restart }),
@@ -267,6 +275,7 @@ async fn offer_and_send(
     .await
     .map_err(|e| e.message)?;
     let answer = data["sendOffer"].as_str().ok_or("no answer")?.to_owned();
+    mark("classroom:answer-received");
     let init = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
     init.set_sdp(&answer);
     JsFuture::from(pc.set_remote_description(&init))

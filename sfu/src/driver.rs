@@ -17,6 +17,7 @@ use rtc::interceptor::{
 };
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder};
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
@@ -622,6 +623,11 @@ pub(crate) struct Engine {
     pub counters: EngineCounters,
     /// Log lines that could repeat at packet rate.
     throttles: Throttles,
+    /// The shard's DTLS certificate, made once and shared by its connections (as Janus and
+    /// mediasoup do per worker): `rtc` would otherwise make a key pair and a self-signed
+    /// certificate for every connection, the largest part of a join's cost. Renewed when close
+    /// to expiry.
+    certificate: Option<RTCCertificate>,
     /// What is being worked on now (see [`Scope`]).
     pub(crate) scope: Option<Scope>,
     /// When subscribers' layers are next reviewed without waiting for feedback.
@@ -840,6 +846,7 @@ impl Engine {
             next_ssrc: 0x5f00_0000 ^ u32::from(local_addr.port()),
             counters: EngineCounters::default(),
             throttles: Throttles::default(),
+            certificate: None,
             scope: None,
             next_review: None,
             index,
@@ -1470,6 +1477,7 @@ impl Engine {
         let Some(sub) = self.peers.get_mut(&subscriber) else {
             return;
         };
+        let connected = sub.connected;
         for (i, target) in plan {
             let target = match target {
                 Ok(n) => allocated[n],
@@ -1480,13 +1488,42 @@ impl Engine {
                 continue;
             }
             c.forwarder.set_target(target);
-            if c.forwarder.keyframe_needed().is_some() {
+            // Only for a connected subscriber: a keyframe that arrives before its DTLS is up is
+            // lost to it, and the request would hold the stream's next one back by the request
+            // interval (500 ms more before a newcomer's first picture). A newcomer asks with its
+            // first forwarded packet instead.
+            if connected && c.forwarder.keyframe_needed().is_some() {
                 keyframes.push(c.source.clone());
             }
         }
         for (source, track) in keyframes {
             self.request_keyframe(source, &track, now);
         }
+    }
+
+    /// The shard's DTLS certificate (see [`Engine::certificate`]'s field), made on first use and
+    /// renewed a day before it expires.
+    fn certificate(&mut self) -> Result<RTCCertificate, rtc::shared::error::Error> {
+        // Wall clock: certificate validity is calendar time, not the engine's monotonic `now`.
+        let renew_after = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+        if let Some(c) = self
+            .certificate
+            .as_ref()
+            .filter(|c| c.expires > renew_after)
+        {
+            return Ok(c.clone());
+        }
+        let provider = rtc::crypto::default_provider()
+            .map_err(|e| rtc::shared::error::Error::Other(e.to_string()))?;
+        let params = CertificateParams::new(vec![rtc::shared::util::math_rand_alpha(16)])
+            .map_err(|e| rtc::shared::error::Error::Other(e.to_string()))?;
+        let made = RTCCertificate::generate(
+            provider.crypto(),
+            rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+            params,
+        )?;
+        self.certificate = Some(made.clone());
+        Ok(made)
     }
 
     fn join(
@@ -1508,8 +1545,13 @@ impl Engine {
             .with_ice_timeouts(Some(self.ice_timeouts.0), Some(self.ice_timeouts.1), None)
             .build();
         let (media, registry) = media_setup().map_err(setup)?;
+        let certificate = self.certificate().map_err(setup)?;
         let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_certificates(vec![certificate])
+                    .build(),
+            )
             .with_setting_engine(settings)
             .with_media_engine(media)
             .with_interceptor_registry(registry)

@@ -49,6 +49,8 @@ pub struct ShardStats {
     pub rtp_piped: u64,
     /// RTP packets the forwarder chose to send that webrtc-rs refused to write.
     pub forward_errors: u64,
+    /// Keyframe requests (PLI) sent to publishers.
+    pub keyframe_requests_sent: u64,
     /// RTP packets dropped without being routed: from peers without the right to publish (on
     /// arrival, before decryption), or on a track closed when that right was revoked.
     pub rtp_refused: u64,
@@ -87,6 +89,7 @@ struct Counters {
     rtp_received: AtomicU64,
     rtp_forwarded: AtomicU64,
     rtp_piped: AtomicU64,
+    keyframe_requests_sent: AtomicU64,
     forward_errors: AtomicU64,
     rtp_refused: AtomicU64,
     signaling_refused: AtomicU64,
@@ -105,6 +108,7 @@ impl Counters {
             rtp_received: self.rtp_received.load(Ordering::Relaxed),
             rtp_forwarded: self.rtp_forwarded.load(Ordering::Relaxed),
             rtp_piped: self.rtp_piped.load(Ordering::Relaxed),
+            keyframe_requests_sent: self.keyframe_requests_sent.load(Ordering::Relaxed),
             forward_errors: self.forward_errors.load(Ordering::Relaxed),
             rtp_refused: self.rtp_refused.load(Ordering::Relaxed),
             signaling_refused: self.signaling_refused.load(Ordering::Relaxed),
@@ -506,6 +510,9 @@ fn run(
         counters
             .rtp_piped
             .store(engine.counters.rtp_piped, Ordering::Relaxed);
+        counters
+            .keyframe_requests_sent
+            .store(engine.counters.keyframe_requests_sent, Ordering::Relaxed);
         counters
             .forward_errors
             .store(engine.counters.forward_errors, Ordering::Relaxed);
