@@ -782,3 +782,53 @@ async fn a_demoted_co_host_stops_publishing_at_once() {
     }
     server.stop().await;
 }
+
+/// `sendAnswer` and `sendIceCandidate` refuse garbage and answers nobody asked for, with
+/// BAD_USER_INPUT naming the field, instead of answering `true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_unsolicited_answers_and_candidates_are_refused() {
+    let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
+    let (host, _) = user(&server, "host@example.org", "Hannah").await;
+    let (viewer, token) = user(&server, "viewer@example.org", "Vera").await;
+    let (_, session) = live_session(&host).await;
+    let (_, _events, _client) = join_receiving(&server, &viewer, &token, &session).await;
+
+    let field_of = |v: &Value| {
+        (
+            v["errors"][0]["extensions"]["code"].clone(),
+            v["errors"][0]["extensions"]["field"].clone(),
+        )
+    };
+    // No server offer is waiting: an answer (even a well-formed one) is unsolicited.
+    let unsolicited = viewer
+        .post(
+            ANSWER,
+            json!({ "s": session, "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n" }),
+        )
+        .await;
+    assert_eq!(
+        field_of(&unsolicited),
+        (json!("BAD_USER_INPUT"), json!("sdp")),
+        "{unsolicited}"
+    );
+    let garbage = viewer
+        .post(ANSWER, json!({ "s": session, "sdp": "not an answer" }))
+        .await;
+    assert_eq!(
+        field_of(&garbage),
+        (json!("BAD_USER_INPUT"), json!("sdp")),
+        "{garbage}"
+    );
+    let candidate = viewer
+        .post(
+            "mutation($s: ID!, $c: String!) { sendIceCandidate(sessionId: $s, candidate: $c) }",
+            json!({ "s": session, "c": "candidate:garbage" }),
+        )
+        .await;
+    assert_eq!(
+        field_of(&candidate),
+        (json!("BAD_USER_INPUT"), json!("candidate")),
+        "{candidate}"
+    );
+    server.stop().await;
+}

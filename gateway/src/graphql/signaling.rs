@@ -459,6 +459,7 @@ impl SignalingMutation {
     }
 
     /// The browser's answer to a `ServerOffer`. (What it may publish is the SFU's to enforce.)
+    /// BAD_USER_INPUT (`sdp`) when no server offer waits for an answer or it cannot be applied.
     async fn send_answer(&self, ctx: &Context<'_>, session_id: ID, sdp: String) -> Result<bool> {
         let sid = parse_session(&session_id)?;
         let me = me(ctx, sid, Scope::Write)?;
@@ -468,11 +469,23 @@ impl SignalingMutation {
             .live
             .peer_of(sid, me.id)
             .ok_or_else(|| ApiError::Conflict("no media connection: send an offer first".into()))?;
-        Ok(app.sfu.answer(peer, sdp))
+        match app.sfu.answer_checked(peer, sdp).await {
+            Ok(()) => Ok(true),
+            Err(
+                e @ (sfu::AnswerError::NoOfferPending
+                | sfu::AnswerError::BadAnswer(_)
+                | sfu::AnswerError::UnknownPeer),
+            ) => Err(ApiError::bad_input("sdp", e.to_string()).into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "the SFU could not take an answer");
+                Err(ApiError::Internal.into())
+            }
+        }
     }
 
     /// A trickled ICE candidate of the browser (`candidate:...`). Optional: the SFU learns the
-    /// browser's address from its connectivity checks.
+    /// browser's address from its connectivity checks. BAD_USER_INPUT (`candidate`) when it is
+    /// not a candidate.
     async fn send_ice_candidate(
         &self,
         ctx: &Context<'_>,
@@ -483,10 +496,20 @@ impl SignalingMutation {
         let me = me(ctx, sid, Scope::Write)?;
         check_len("candidate", &candidate, MAX_CANDIDATE)?;
         let app = state(ctx);
-        Ok(app
+        let peer = app
             .live
             .peer_of(sid, me.id)
-            .is_some_and(|peer| app.sfu.add_ice_candidate(peer, candidate)))
+            .ok_or_else(|| ApiError::Conflict("no media connection: send an offer first".into()))?;
+        match app.sfu.add_ice_candidate_checked(peer, candidate) {
+            Ok(()) => Ok(true),
+            Err(e @ (sfu::CandidateError::BadCandidate(_) | sfu::CandidateError::UnknownPeer)) => {
+                Err(ApiError::bad_input("candidate", e.to_string()).into())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the SFU could not take a candidate");
+                Err(ApiError::Internal.into())
+            }
+        }
     }
 
     /// The highest simulcast layer the caller wants of a track, from the size it shows it at
