@@ -9,8 +9,6 @@ mod support;
 use std::time::Duration;
 
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use support::{WAIT, start_sfu};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,23 +29,7 @@ async fn no_keyframe_is_asked_for_a_newcomer_before_it_is_connected() {
 
     // A newcomer whose answer is not applied yet (so it cannot be connected) asks for the high
     // layer, as a browser tile does when the track arrives.
-    let mut c = support::client().await;
-    c.pc.add_transceiver_from_kind(
-        RtpCodecKind::Video,
-        Some(RTCRtpTransceiverInit {
-            direction: RTCRtpTransceiverDirection::Recvonly,
-            streams: vec![],
-            send_encodings: vec![],
-        }),
-    )
-    .await
-    .unwrap();
-    let offer = c.pc.create_offer(None).await.unwrap();
-    c.pc.set_local_description(offer).await.unwrap();
-    tokio::time::timeout(WAIT, c.gathered.recv())
-        .await
-        .expect("ICE gathering completes");
-    let offer = c.pc.local_description().await.unwrap().sdp;
+    let (mut c, offer) = support::receiving_offer().await;
     let (peer, answer) = sfu.join("room-1", offer).await.expect("join");
     assert!(sfu.set_preferred_layer(peer, publisher.peer, "camera", Some(2)));
     // Stats queue behind the layer change: it has been handled when they answer.
@@ -93,16 +75,7 @@ async fn a_shard_answers_every_connection_with_its_one_certificate() {
     let (sfu, _offers) = start_sfu();
     let mut answers = Vec::new();
     for _ in 0..2 {
-        let mut c = support::client().await;
-        c.pc.add_transceiver_from_kind(RtpCodecKind::Video, None)
-            .await
-            .unwrap();
-        let offer = c.pc.create_offer(None).await.unwrap();
-        c.pc.set_local_description(offer).await.unwrap();
-        tokio::time::timeout(WAIT, c.gathered.recv())
-            .await
-            .expect("ICE gathering completes");
-        let offer = c.pc.local_description().await.unwrap().sdp;
+        let (_c, offer) = support::receiving_offer().await;
         let (_, answer) = sfu.join("room-1", offer).await.expect("join");
         answers.push(fingerprint(&answer));
     }

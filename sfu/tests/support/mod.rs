@@ -485,6 +485,29 @@ pub async fn subscriber_in(sfu: &Sfu, offers: &Offers, room: &str) -> (Client, P
     subscriber_via(sfu, offers, room, None).await
 }
 
+/// A client with one receive-only video section and its gathered offer, not yet sent.
+pub async fn receiving_offer() -> (Client, String) {
+    let c = client().await;
+    c.pc.add_transceiver_from_kind(
+        RtpCodecKind::Video,
+        Some(RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Recvonly,
+            streams: vec![],
+            send_encodings: vec![],
+        }),
+    )
+    .await
+    .unwrap();
+    let offer = c.pc.create_offer(None).await.unwrap();
+    c.pc.set_local_description(offer).await.unwrap();
+    let mut c = c;
+    tokio::time::timeout(WAIT, c.gathered.recv())
+        .await
+        .expect("ICE gathering completes");
+    let offer = c.pc.local_description().await.unwrap().sdp;
+    (c, offer)
+}
+
 /// Like [`subscriber_in`], reaching the SFU through `relay` when given.
 pub async fn subscriber_via(
     sfu: &Sfu,
