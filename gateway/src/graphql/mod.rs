@@ -78,15 +78,18 @@ fn schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     .limit_recursive_depth(LIMITS.max_levels as usize)
 }
 
-/// The schema, with the [`guard`] that enforces [`LIMITS`] (depth and cost are not left to
-/// async-graphql: its checks expand fragments, and count introspection like any query). Page
-/// sizes for the cost come from the schema's own defaults. Per-request data (state, caller,
-/// client IP) is added by the handlers.
-pub fn build_schema() -> ApiSchema {
+/// The schema's builder with the [`guard`] that enforces [`LIMITS`] (depth and cost are not
+/// left to async-graphql: its checks expand fragments, and count introspection like any query).
+/// Page sizes for the cost come from the schema's own defaults. Fuzzing adds an extension that
+/// stops before execution.
+pub fn guarded_schema_builder() -> SchemaBuilder<Query, Mutation, Subscription> {
     let pages = cost::PageSizes::from_sdl(&schema_builder().finish().sdl());
-    schema_builder()
-        .extension(guard::Guard::new(LIMITS, pages))
-        .finish()
+    schema_builder().extension(guard::Guard::new(LIMITS, pages))
+}
+
+/// The schema. Per-request data (state, caller, client IP) is added by the handlers.
+pub fn build_schema() -> ApiSchema {
+    guarded_schema_builder().finish()
 }
 
 /// The SDL, as checked into `gateway/schema.graphql`.
