@@ -100,6 +100,25 @@ test: setup
     cargo test --workspace --exclude frontend
     # The app's pure logic (reducers, labels, return addresses), natively.
     cargo test -p frontend
+    # Every fuzz target briefly (parsers of what clients send: SDP, datagrams, GraphQL bodies).
+    just fuzz 5
+
+# Run every fuzz target for `seconds` each (nightly toolchain and cargo-fuzz, installed if missing).
+fuzz seconds="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! rustup toolchain list | grep -q '^nightly'; then
+        echo "setup: installing the nightly toolchain (cargo fuzz needs it)"
+        rustup toolchain install nightly --profile minimal
+    fi
+    if ! command -v cargo-fuzz >/dev/null; then
+        echo "setup: installing cargo-fuzz"
+        cargo install --quiet --locked cargo-fuzz
+    fi
+    # One target directory for both fuzz workspaces, so they share what they have in common.
+    export CARGO_TARGET_DIR="{{target_dir}}/fuzz"
+    {{root}}/sfu/fuzz/run.sh {{seconds}}
+    {{root}}/gateway/fuzz/run.sh {{seconds}}
 
 # Clippy with warnings as errors, native crates and the wasm app.
 lint:
