@@ -204,19 +204,7 @@ async fn a_refused_renegotiation_leaves_the_connection_working() {
 async fn an_offer_from_a_new_connection_is_refused() {
     let (sfu, offers) = start_sfu();
     let (_old, id) = support::subscriber(&sfu, &offers).await;
-    let mut new = support::client().await;
-    new.pc
-        .add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                streams: vec![],
-                send_encodings: vec![],
-            }),
-        )
-        .await
-        .unwrap();
-    let offer = first_offer(&mut new).await;
+    let (_new, offer) = support::receiving_offer().await;
     let reason = bad_offer_reason("a new connection", sfu.offer(id, offer).await);
     assert_eq!(reason, "a new connection: send it as a restart");
     support::shutdown(&sfu).await;
