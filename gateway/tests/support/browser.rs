@@ -40,17 +40,7 @@ impl Browser {
                 "{binary} is missing: run `just setup` (installs Debian's chromium and chromium-driver)"
             );
         }
-        // Its own process group, with the Chromium it starts: a test that fails (and drops the
-        // browser without closing it) still takes every process with it.
-        let mut driver = Command::new(CHROMEDRIVER)
-            .arg("--port=0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("chromedriver starts");
-        let port = announced_port(&mut driver).await;
+        let (driver, port) = start_driver().await;
 
         let profile = tempfile::tempdir().expect("profile dir");
         let args = vec![
@@ -165,28 +155,78 @@ impl Browser {
     }
 }
 
-/// Reads chromedriver's stdout until it says which port it listens on.
-async fn announced_port(driver: &mut Child) -> u16 {
+/// Starts chromedriver on a port it picks itself. A driver that exits before announcing its port
+/// (seen once on a fresh CI machine, with no message kept) is started again, up to three times; what
+/// it printed and how it exited are reported, on the retry and in the final failure.
+async fn start_driver() -> (Child, u16) {
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        // Its own process group, with the Chromium it starts: a test that fails (and drops the
+        // browser without closing it) still takes every process with it.
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        match announced_port(&mut driver).await {
+            Ok(port) => return (driver, port),
+            Err(output) => {
+                let status = driver.wait().await.map(|s| s.to_string());
+                let mut stderr = String::new();
+                if let Some(mut pipe) = driver.stderr.take() {
+                    let _ = tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stderr).await;
+                }
+                let failure = format!(
+                    "chromedriver exited ({status:?}) without announcing its port; \
+                     stdout: {output:?}; stderr: {stderr:?}"
+                );
+                eprintln!("{failure}; starting it again");
+                failures.push(failure);
+            }
+        }
+    }
+    panic!("chromedriver never started: {failures:#?}");
+}
+
+/// Reads chromedriver's stdout until it says which port it listens on; what it printed otherwise.
+async fn announced_port(driver: &mut Child) -> Result<u16, String> {
     let stdout = driver.stdout.take().expect("piped stdout");
+    let stderr = driver.stderr.take().expect("piped stderr");
     let mut lines = BufReader::new(stdout).lines();
     let read = async {
-        while let Some(line) = lines.next_line().await.expect("read chromedriver output") {
+        let mut printed = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
             if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                return rest
+                return Ok(rest
                     .trim_end_matches('.')
                     .trim()
                     .parse::<u16>()
-                    .expect("port number");
+                    .expect("port number"));
             }
+            printed.push_str(&line);
+            printed.push('\n');
         }
-        panic!("chromedriver exited without announcing its port");
+        Err(printed)
     };
     let port = tokio::time::timeout(WAIT, read)
         .await
         .expect("chromedriver announces its port");
-    // Keep draining its output so the driver never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    port
+    match port {
+        Ok(port) => {
+            // Keep draining its output so the driver never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            let mut errors = BufReader::new(stderr).lines();
+            tokio::spawn(async move { while let Ok(Some(_)) = errors.next_line().await {} });
+            Ok(port)
+        }
+        Err(printed) => {
+            driver.stderr = Some(stderr);
+            Err(printed)
+        }
+    }
 }
 
 impl Drop for Browser {
