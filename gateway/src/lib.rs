@@ -229,9 +229,14 @@ pub async fn start_on(
     })
 }
 
+/// Room for SFU events waiting for the session hub: a burst of joins produces a few events each.
+const SFU_EVENT_QUEUE: usize = 65_536;
+
 /// The SFU's events feed the live sessions; participants gone longer than the grace period leave.
 fn spawn_live_tasks(state: &AppState) {
-    if let Some(mut events) = state.sfu.take_events() {
+    {
+        // The session hub's own listener; it keeps up (events are applied at once).
+        let mut events = state.sfu.events(SFU_EVENT_QUEUE);
         let (live, shutdown) = (state.live.clone(), state.shutdown.clone());
         tokio::spawn(async move {
             loop {

@@ -11,8 +11,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sfu::{PeerId, Sfu, SfuEvent};
+use sfu::{CloseReason, PeerId, Sfu, SfuEvent, TrackKey};
 use tokio::sync::broadcast;
+
+/// Server offers kept for peers not attached to a participant yet (the SFU may offer before the
+/// join returns); beyond, the oldest is dropped.
+const MAX_EARLY_OFFERS: usize = 1024;
 
 use crate::roles::{self, Role};
 
@@ -387,9 +391,8 @@ impl Live {
             .flat_map(|p| p.tracks.iter().map(move |t| (p, t)))
             .find(|(_, t)| t.id == track_id)
             .and_then(|(p, t)| {
-                let peer = p.peer?;
-                let name = t.id.strip_prefix(&format!("{peer}-"))?.to_owned();
-                Some((peer, name))
+                let key = TrackKey::from_msid_track(&t.id)?;
+                (p.peer == Some(key.peer)).then(|| (key.peer, key.track.to_string()))
             })
     }
 
@@ -472,6 +475,14 @@ impl Live {
                     }
                 }
                 None => {
+                    // Bounded: offers for peers never attached (a join that failed after the
+                    // SFU answered) must not pile up; the oldest goes first.
+                    if state.early_offers.len() >= MAX_EARLY_OFFERS
+                        && let Some(oldest) = state.early_offers.keys().min().copied()
+                    {
+                        state.early_offers.remove(&oldest);
+                        tracing::warn!(peer = %oldest, "early server offer dropped: too many waiting");
+                    }
                     state.early_offers.insert(peer, sdp);
                 }
             },
@@ -480,9 +491,10 @@ impl Live {
                     && let Some(session) = state.sessions.get_mut(&sid)
                     && let Some(p) = session.participants.get_mut(&pid)
                 {
+                    let key = TrackKey::new(peer, track);
                     let info = TrackInfo {
-                        id: format!("{peer}-{track}"),
-                        stream_id: format!("peer-{peer}"),
+                        id: key.msid_track(),
+                        stream_id: key.msid_stream(),
                         participant_id: pid,
                         video,
                         muted: false,
@@ -497,7 +509,7 @@ impl Live {
                     && let Some(session) = state.sessions.get_mut(&sid)
                     && let Some(p) = session.participants.get_mut(&pid)
                 {
-                    let id = format!("{peer}-{track}");
+                    let id = TrackKey::new(peer, track).msid_track();
                     p.tracks.retain(|t| t.id != id);
                     Live::send(
                         session,
@@ -538,7 +550,7 @@ impl Live {
             }
             SfuEvent::ActiveSpeaker { room, peer } => {
                 if let Some((sid, pid)) = locate(&state.peers, peer)
-                    && room == room_of(sid)
+                    && room.as_str() == room_of(sid)
                     && let Some(session) = state.sessions.get_mut(&sid)
                 {
                     session.active_speaker = Some(pid);
@@ -564,7 +576,7 @@ impl Live {
                         session,
                         Some(pid),
                         Event::LayerChanged {
-                            track_id: format!("{source}-{track}"),
+                            track_id: TrackKey::new(source, track).msid_track(),
                             layer,
                         },
                     );
@@ -575,9 +587,9 @@ impl Live {
                     .sessions
                     .keys()
                     .copied()
-                    .find(|sid| room_of(*sid) == room);
+                    .find(|sid| room_of(*sid) == room.as_str());
                 if let Some(session) = sid.and_then(|sid| state.sessions.get(&sid))
-                    && reason != "closed"
+                    && reason != CloseReason::Requested
                 {
                     Live::send(
                         session,

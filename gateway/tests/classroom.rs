@@ -219,7 +219,7 @@ async fn video_consumer_layers(
                 if snapshot
                     .tracks
                     .iter()
-                    .any(|t| t.video && t.id.ends_with(&c.track))
+                    .any(|t| t.video && t.id.ends_with(c.track.as_str()))
                 {
                     out.push((c.preferred_layer, c.current_layer, stats.estimate_bps));
                 }

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use rtc::shared::TransportProtocol;
 use rtc::shared::tcp_framing::TcpFrameDecoder;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::driver::{Command, Engine, JoinError, PeerId, PeerRights};
+use crate::engine::command::Command;
+use crate::engine::{Engine, EngineConfig};
 use crate::sdp_check::{self, Role};
-use crate::{SfuConfig, SfuEvent};
+use crate::{JoinError, PeerId, PeerRights, RoomId, SfuConfig};
 
 /// The longest one offer or one datagram may take; far more than it takes (a slow fuzzing
 /// build included): beyond it, something loops.
@@ -71,20 +72,22 @@ a=ssrc:2002 cname:fuzz\r\n";
 /// A shard's engine with no socket around it.
 struct Harness {
     engine: Engine,
-    /// Kept so that the engine's events have somewhere to go.
-    _events: mpsc::UnboundedReceiver<SfuEvent>,
     now: Instant,
 }
 
 impl Harness {
     fn new() -> Harness {
-        let (tx, events) = mpsc::unbounded_channel();
         let config = SfuConfig::default();
-        let mut engine = Engine::new(0, LOCAL, Some(LOCAL), &config, tx);
-        engine.handle_command(Command::Mailboxes(Vec::new()), Instant::now());
+        let engine = Engine::new(EngineConfig {
+            index: 0,
+            shard_count: 1,
+            local_addr: LOCAL,
+            tcp_addr: Some(LOCAL),
+            ice_address: config.ice_address,
+            ice_timeouts: (config.ice_disconnected_timeout, config.ice_failed_timeout),
+        });
         Harness {
             engine,
-            _events: events,
             now: Instant::now(),
         }
     }
@@ -99,15 +102,18 @@ impl Harness {
     fn round(&mut self) -> usize {
         self.engine.handle_timeout(self.now);
         self.engine.process(self.now);
+        while self.engine.poll_output().is_some() {}
         let mut sent = 0;
-        self.engine.drain_writes(|_, _, _| sent += 1);
+        while self.engine.poll_transmit().is_some() {
+            sent += 1;
+        }
         sent
     }
 
     fn join(&mut self, peer: PeerId, offer: String) -> Result<String, JoinError> {
         let (reply, mut answer) = oneshot::channel();
         self.command(Command::Join {
-            room: "room".to_owned(),
+            room: RoomId::from("room"),
             peer,
             offer,
             rights: PeerRights::PUBLISHER,
@@ -150,8 +156,9 @@ pub fn sdp_offer(data: &[u8]) {
     let checked = bounded("checking", || sdp_check::check(&sdp, Role::Offer));
     let (mut h, peer, newcomer) = CONNECTED.with_borrow_mut(Option::take).unwrap_or_else(|| {
         let mut h = Harness::new();
-        bounded("joining", || h.join(1, OFFER.to_owned())).expect("the reference offer joins");
-        (h, 1, 2)
+        bounded("joining", || h.join(PeerId::from_u64(1), OFFER.to_owned()))
+            .expect("the reference offer joins");
+        (h, PeerId::from_u64(1), PeerId::from_u64(2))
     });
     let joined = bounded("joining", || h.join(newcomer, sdp.clone()));
     match &joined {
@@ -180,7 +187,8 @@ pub fn sdp_offer(data: &[u8]) {
         }
     };
     if keep {
-        CONNECTED.with_borrow_mut(|c| *c = Some((h, peer, newcomer + 1)));
+        CONNECTED
+            .with_borrow_mut(|c| *c = Some((h, peer, PeerId::from_u64(newcomer.as_u64() + 1))));
     }
 }
 
@@ -248,7 +256,7 @@ pub fn datagrams(data: &[u8]) {
 /// to the SFU's own check. What follows reaches DTLS.
 fn connect_ice(h: &mut Harness) {
     let answer = h
-        .join(1, OFFER.to_owned())
+        .join(PeerId::from_u64(1), OFFER.to_owned())
         .expect("the reference offer joins");
     let (ufrag, pwd) = sdp_check::describe(&answer)
         .ok()
@@ -264,8 +272,11 @@ fn connect_ice(h: &mut Harness) {
         );
         h.engine.handle_timeout(h.now);
         h.engine.process(h.now);
+        while h.engine.poll_output().is_some() {}
         let mut out = Vec::new();
-        h.engine.drain_writes(|data, _, _| out.push(data.to_vec()));
+        while let Some(t) = h.engine.poll_transmit() {
+            out.push(t.data.to_vec());
+        }
         for datagram in out {
             if let Some(response) = binding_success(&datagram) {
                 h.engine

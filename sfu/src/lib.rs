@@ -3,27 +3,36 @@
 //! Owns the SFU shards: one OS thread per shard, each with its own UDP socket, its WebRTC peer
 //! connections (webrtc-rs `rtc`, sans-IO), rooms, producers and consumers, so that nothing on the
 //! packet path is shared between cores. A room lives on its home shard; a large room spreads to
-//! other shards, its tracks piped between them over in-process channels. This crate knows nothing
-//! about users, classes or GraphQL; the gateway talks to it through the [`Sfu`] handle and hears
-//! from it through [`SfuEvent`]s.
+//! other shards, its tracks piped between them over in-process queues. This crate knows nothing
+//! about users, classes or GraphQL; its users talk to it through the [`Sfu`] handle and hear
+//! from it through [`SfuEvent`]s (every listener its own bounded queue, [`Sfu::events`]).
+//!
+//! Where a packet goes, in two hops: the shard thread ([`shard`]) reads a datagram and hands it
+//! to its sans-IO [`engine`] (`Engine::handle_datagram`, then `Engine::process`), whose router
+//! (`engine::router::route`) sends it to each consumer of its producer. The design, with the
+//! mediasoup / str0m / LiveKit parallels, is in `sfu/README.md`.
 //!
 //! The decisions (what to forward, which layer, how much bandwidth) are plain structs in
-//! [`media`], fed with `now`; the shard driver carries them out.
+//! [`media`], fed with `now`; the engine carries them out.
 
-mod driver;
+mod engine;
+mod errors;
+mod events;
 #[doc(hidden)]
 pub mod fuzz;
+mod ids;
 pub mod media;
 mod sdp_check;
 mod shard;
+mod stats;
 mod throttle;
 
-pub use driver::{
-    AnswerError, CandidateError, ConsumerStats, JoinError, PeerId, PeerRights, PeerStats,
-    ProducerStats, SfuEvent, TappedPacket,
-};
-
+pub use engine::{LocalConsumer, LocalItem, LocalOptions, PeerRights, Priority};
+pub use errors::{AnswerError, CandidateError, JoinError};
+pub use events::{CloseReason, SfuEvent};
+pub use ids::{LocalConsumerId, PeerId, RoomId, TrackId, TrackKey};
 pub use shard::{ShardStats, ShardStatus};
+pub use stats::{ConsumerStats, PeerStats, ProducerStats};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -31,29 +40,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shard::ShardHandle;
+use engine::command::{Command, ConsumerChange, ProducerChange};
+use events::EventBus;
+use ids::PeerIds;
+use shard::{Refused, ShardHandle};
 use tokio::sync::{mpsc, oneshot};
-
-/// How a subscriber shows a track: the order in which its tracks share its bandwidth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    /// A small tile.
-    Thumbnail,
-    /// A tile of the grid (the default).
-    Grid,
-    /// Pinned or large: served before the grid, like the active speaker.
-    Pinned,
-}
-
-impl Priority {
-    fn rank(self) -> u8 {
-        match self {
-            Priority::Thumbnail => driver::PRIORITY_THUMBNAIL,
-            Priority::Grid => driver::PRIORITY_GRID,
-            Priority::Pinned => driver::PRIORITY_SPEAKER,
-        }
-    }
-}
 
 /// How to start the shards.
 #[derive(Debug, Clone)]
@@ -136,10 +127,12 @@ pub struct Sfu {
 struct Inner {
     config: SfuConfig,
     shards: Vec<ShardHandle>,
-    /// Events of every shard, until someone takes them.
-    events: Mutex<Option<mpsc::UnboundedReceiver<SfuEvent>>>,
-    /// The next peer id.
-    next_peer: AtomicU64,
+    /// The listeners of every shard's events.
+    events: Arc<EventBus>,
+    /// Hands out peer ids unique across nodes.
+    peer_ids: PeerIds,
+    /// The next in-process consumer id.
+    next_local: AtomicU64,
     /// Where peers and rooms are. A std mutex: held for map updates, never across I/O.
     placement: Mutex<Placement>,
 }
@@ -147,9 +140,9 @@ struct Inner {
 /// Which shard each peer is on, and which shards host each room.
 #[derive(Default)]
 struct Placement {
-    peers: HashMap<PeerId, (usize, String)>,
+    peers: HashMap<PeerId, (usize, RoomId)>,
     /// For each room: (shard, members on it), the room's home shard first.
-    rooms: HashMap<String, Vec<(usize, usize)>>,
+    rooms: HashMap<RoomId, Vec<(usize, usize)>>,
     /// Peers on each shard.
     load: Vec<usize>,
 }
@@ -161,11 +154,11 @@ impl Placement {
     fn place(
         &mut self,
         peer: PeerId,
-        room: &str,
+        room: &RoomId,
         home: usize,
         spread_after: usize,
     ) -> (usize, Option<Vec<usize>>) {
-        let hosts = self.rooms.entry(room.to_owned()).or_default();
+        let hosts = self.rooms.entry(room.clone()).or_default();
         let at_home = hosts.iter().find(|h| h.0 == home).map_or(0, |h| h.1);
         let shard = if at_home < spread_after {
             home
@@ -185,7 +178,7 @@ impl Placement {
             }
         };
         self.load[shard] += 1;
-        self.peers.insert(peer, (shard, room.to_owned()));
+        self.peers.insert(peer, (shard, room.clone()));
         (shard, spread)
     }
 
@@ -217,7 +210,7 @@ impl Sfu {
             return Err(StartError::NoShards);
         }
         let mut shards = Vec::with_capacity(config.shards);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let events = Arc::new(EventBus::default());
         for index in 0..config.shards {
             let port = if config.udp_port_start == 0 {
                 0
@@ -233,7 +226,7 @@ impl Sfu {
                 index,
                 SocketAddr::new(config.bind_address, port),
                 &config,
-                events_tx.clone(),
+                Arc::clone(&events),
             ) {
                 Ok(shard) => shards.push(shard),
                 Err(e) => {
@@ -245,7 +238,7 @@ impl Sfu {
         // Each shard can reach every other (pipes between the shards of a room).
         let mailboxes: Vec<shard::Mailbox> = shards.iter().map(ShardHandle::mailbox).collect();
         for shard in &shards {
-            shard.send(driver::Command::Mailboxes(mailboxes.clone()));
+            let _ = shard.send(Command::Mailboxes(mailboxes.clone()));
         }
         let shard_count = shards.len();
         tracing::info!(
@@ -258,8 +251,9 @@ impl Sfu {
             inner: Arc::new(Inner {
                 config,
                 shards,
-                events: Mutex::new(Some(events_rx)),
-                next_peer: AtomicU64::new(1),
+                events,
+                peer_ids: PeerIds::random(),
+                next_local: AtomicU64::new(1),
                 placement: Mutex::new(Placement {
                     load: vec![0; shard_count],
                     ..Placement::default()
@@ -268,18 +262,21 @@ impl Sfu {
         })
     }
 
-    /// The stream of events of every shard. The first caller gets it; later calls get `None`.
-    pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<SfuEvent>> {
-        self.inner
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+    /// A new listener of every shard's events, with room for `capacity` of them: each listener
+    /// gets every event from now on. A listener that falls further behind loses events (counted
+    /// in [`Sfu::events_dropped`]); the shards never wait. Dropping the receiver ends it.
+    pub fn events(&self, capacity: usize) -> mpsc::Receiver<SfuEvent> {
+        self.inner.events.listen(capacity)
+    }
+
+    /// Events lost to listeners that were full.
+    pub fn events_dropped(&self) -> u64 {
+        self.inner.events.dropped()
     }
 
     /// The shard a room lives on first: a stable hash of its name.
     fn shard_for_room(&self, room: &str) -> usize {
-        driver::home_shard(room, self.inner.shards.len())
+        engine::home_shard(room, self.inner.shards.len())
     }
 
     fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
@@ -290,10 +287,10 @@ impl Sfu {
     }
 
     /// Tells the shards of `room` which shards host it now, and `left` (if any) that it does not.
-    fn link_room(&self, room: &str, shards: &[usize], left: Option<usize>) {
+    fn link_room(&self, room: &RoomId, shards: &[usize], left: Option<usize>) {
         for &s in shards.iter().chain(left.as_ref()) {
-            self.inner.shards[s].send(driver::Command::LinkRoom {
-                room: room.to_owned(),
+            let _ = self.inner.shards[s].send(Command::LinkRoom {
+                room: room.clone(),
                 shards: shards.to_vec(),
             });
         }
@@ -307,7 +304,7 @@ impl Sfu {
     }
 
     /// Adds a peer to `room` with the browser's SDP offer and what it may do there; returns its
-    /// id and the SDP answer. Tracks already published in the room follow in an
+    /// id and the SDP answer. Tracks already published in the room follow in one
     /// [`SfuEvent::Offer`].
     ///
     /// A peer without the publish right gets no producer whatever its descriptions say: RTP it
@@ -317,7 +314,7 @@ impl Sfu {
     /// right later.
     ///
     /// An offer that cannot work is refused with [`JoinError::BadOffer`] naming the problem
-    /// (see [`Sfu::offer`]).
+    /// (see [`Sfu::offer`]). A shard whose queue is full refuses with [`JoinError::Busy`].
     ///
     /// A room lives on its home shard; beyond [`SfuConfig::spread_after`] members there, new
     /// members go to the least loaded shard and the room's tracks are piped to it.
@@ -327,44 +324,37 @@ impl Sfu {
         offer: String,
         rights: PeerRights,
     ) -> Result<(PeerId, String), JoinError> {
-        let peer = self.inner.next_peer.fetch_add(1, Ordering::Relaxed);
-        let home = self.shard_for_room(room);
+        let room = RoomId::from(room);
+        let peer = self.inner.peer_ids.next();
+        let home = self.shard_for_room(room.as_str());
         let (shard, spread) =
             self.placement()
-                .place(peer, room, home, self.inner.config.spread_after.max(1));
+                .place(peer, &room, home, self.inner.config.spread_after.max(1));
         if let Some(shards) = spread
             && shards.len() > 1
         {
-            self.link_room(room, &shards, None);
+            self.link_room(&room, &shards, None);
         }
-        let result = self.join_on(shard, room, peer, offer, rights).await;
-        if result.is_err() {
-            self.unplace(peer);
-        }
-        result
-    }
-
-    async fn join_on(
-        &self,
-        shard: usize,
-        room: &str,
-        peer: PeerId,
-        offer: String,
-        rights: PeerRights,
-    ) -> Result<(PeerId, String), JoinError> {
         let (reply, answer) = oneshot::channel();
-        let sent = self.inner.shards[shard].send(driver::Command::Join {
-            room: room.to_owned(),
+        let sent = self.inner.shards[shard].send(Command::Join {
+            room,
             peer,
             offer,
             rights,
             reply,
         });
-        if !sent {
-            return Err(JoinError::Closed);
+        let result = match sent {
+            Ok(()) => answer
+                .await
+                .map_err(|_| JoinError::Closed)
+                .and_then(|r| r.map(|sdp| (peer, sdp))),
+            Err(Refused::Busy) => Err(JoinError::Busy),
+            Err(Refused::Closed) => Err(JoinError::Closed),
+        };
+        if result.is_err() {
+            self.unplace(peer);
         }
-        let answer = answer.await.map_err(|_| JoinError::Closed)??;
-        Ok((peer, answer))
+        result
     }
 
     /// Forgets where a peer was; unlinks its shard from its room if it was the last member there.
@@ -383,6 +373,11 @@ impl Sfu {
         self.inner.shards.get(index)
     }
 
+    /// Sends a command to `peer`'s shard; false for an unknown peer or a refused command.
+    fn to_peer(&self, peer: PeerId, command: Command) -> bool {
+        self.shard_of(peer).is_some_and(|s| s.send(command).is_ok())
+    }
+
     /// The peer's answer to a server offer ([`SfuEvent::Offer`]). False for an unknown peer or a
     /// description that cannot be an answer; the rest of what [`Sfu::answer_checked`] refuses
     /// is only counted ([`ShardStats::signaling_refused`]). Prefer `answer_checked`.
@@ -390,13 +385,14 @@ impl Sfu {
         if sdp_check::check(&sdp, sdp_check::Role::Answer).is_err() {
             return false;
         }
-        self.shard_of(peer).is_some_and(|s| {
-            s.send(driver::Command::Answer {
+        self.to_peer(
+            peer,
+            Command::Answer {
                 peer,
                 sdp,
                 reply: None,
-            })
-        })
+            },
+        )
     }
 
     /// The peer's answer to a server offer ([`SfuEvent::Offer`]), applied, or refused without
@@ -407,14 +403,13 @@ impl Sfu {
     pub async fn answer_checked(&self, peer: PeerId, sdp: String) -> Result<(), AnswerError> {
         let shard = self.shard_of(peer).ok_or(AnswerError::UnknownPeer)?;
         let (reply, result) = oneshot::channel();
-        let sent = shard.send(driver::Command::Answer {
-            peer,
-            sdp,
-            reply: Some(reply),
-        });
-        if !sent {
-            return Err(AnswerError::Closed);
-        }
+        shard
+            .send(Command::Answer {
+                peer,
+                sdp,
+                reply: Some(reply),
+            })
+            .map_err(|_| AnswerError::Closed)?;
         result.await.map_err(|_| AnswerError::Closed)?
     }
 
@@ -438,9 +433,12 @@ impl Sfu {
     pub async fn offer(&self, peer: PeerId, sdp: String) -> Result<String, JoinError> {
         let shard = self.shard_of(peer).ok_or(JoinError::UnknownPeer)?;
         let (reply, answer) = oneshot::channel();
-        if !shard.send(driver::Command::Offer { peer, sdp, reply }) {
-            return Err(JoinError::Closed);
-        }
+        shard
+            .send(Command::Offer { peer, sdp, reply })
+            .map_err(|r| match r {
+                Refused::Busy => JoinError::Busy,
+                Refused::Closed => JoinError::Closed,
+            })?;
         answer.await.map_err(|_| JoinError::Closed)?
     }
 
@@ -449,8 +447,35 @@ impl Sfu {
     /// RTP it sends from then on is dropped. Granting lets its next offer publish (a new
     /// send-only m-line, see [`Sfu::offer`]). False for an unknown peer.
     pub fn set_publish(&self, peer: PeerId, publish: bool) -> bool {
-        self.shard_of(peer)
-            .is_some_and(|s| s.send(driver::Command::SetPublish { peer, publish }))
+        self.to_peer(peer, Command::SetPublish { peer, publish })
+    }
+
+    /// Pauses (`true`) or resumes a published track, by the server (moderation: "muted by the
+    /// host"): while paused nothing of it reaches anyone (its packets are dropped on arrival,
+    /// counted in [`ShardStats::rtp_paused`]); resuming asks the publisher for a keyframe and each
+    /// subscriber's stream goes on from it. Everyone hears of it in
+    /// [`SfuEvent::ProducerPaused`]. False for an unknown peer.
+    pub fn pause_producer(&self, peer: PeerId, track: &str, paused: bool) -> bool {
+        self.to_peer(
+            peer,
+            Command::Producer {
+                source: TrackKey::new(peer, track),
+                change: ProducerChange::Pause(paused),
+            },
+        )
+    }
+
+    /// Closes a published track, by the server: its consumers go, [`SfuEvent::TrackUnpublished`]
+    /// follows, and packets the publisher still sends on it are dropped (counted in
+    /// [`ShardStats::rtp_refused`]). False for an unknown peer.
+    pub fn close_producer(&self, peer: PeerId, track: &str) -> bool {
+        self.to_peer(
+            peer,
+            Command::Producer {
+                source: TrackKey::new(peer, track),
+                change: ProducerChange::Close,
+            },
+        )
     }
 
     /// A trickled ICE candidate of the peer: [`Sfu::add_ice_candidate_checked`], false when it
@@ -475,49 +500,45 @@ impl Sfu {
             return Err(CandidateError::BadCandidate(e.to_string()));
         }
         let shard = self.shard_of(peer).ok_or(CandidateError::UnknownPeer)?;
-        if !shard.send(driver::Command::Candidate { peer, candidate }) {
-            return Err(CandidateError::Closed);
-        }
-        Ok(())
+        shard
+            .send(Command::Candidate { peer, candidate })
+            .map_err(|_| CandidateError::Closed)
+    }
+
+    /// Changes `subscriber`'s consumer of `source`'s `track`.
+    fn change_consumer(
+        &self,
+        subscriber: PeerId,
+        source: PeerId,
+        track: &str,
+        change: ConsumerChange,
+    ) -> bool {
+        self.to_peer(
+            subscriber,
+            Command::Consumer {
+                subscriber,
+                source: TrackKey::new(source, track),
+                change,
+            },
+        )
     }
 
     /// Gives `subscriber` `source`'s `track` again after [`Sfu::unsubscribe`] (every member of a
     /// room is subscribed to every track published in it when it is published).
     pub fn subscribe(&self, subscriber: PeerId, source: PeerId, track: &str) -> bool {
-        self.shard_of(subscriber).is_some_and(|s| {
-            s.send(driver::Command::Subscribe {
-                subscriber,
-                source,
-                track: track.to_owned(),
-                subscribe: true,
-            })
-        })
+        self.change_consumer(subscriber, source, track, ConsumerChange::Subscribe(true))
     }
 
     /// Stops sending `source`'s `track` to `subscriber`; the track leaves its connection (a server
     /// offer follows).
     pub fn unsubscribe(&self, subscriber: PeerId, source: PeerId, track: &str) -> bool {
-        self.shard_of(subscriber).is_some_and(|s| {
-            s.send(driver::Command::Subscribe {
-                subscriber,
-                source,
-                track: track.to_owned(),
-                subscribe: false,
-            })
-        })
+        self.change_consumer(subscriber, source, track, ConsumerChange::Subscribe(false))
     }
 
     /// Pauses (`true`) or resumes a consumer, keeping its track on the connection and its
     /// preferred layer. Resuming waits for a keyframe, which is requested.
     pub fn pause(&self, subscriber: PeerId, source: PeerId, track: &str, paused: bool) -> bool {
-        self.shard_of(subscriber).is_some_and(|s| {
-            s.send(driver::Command::Pause {
-                subscriber,
-                source,
-                track: track.to_owned(),
-                paused,
-            })
-        })
+        self.change_consumer(subscriber, source, track, ConsumerChange::Pause(paused))
     }
 
     /// The highest VP8 temporal layer (TID) forwarded to `subscriber` of `source`'s `track`: 0
@@ -530,64 +551,65 @@ impl Sfu {
         track: &str,
         max: u8,
     ) -> bool {
-        self.shard_of(subscriber).is_some_and(|s| {
-            s.send(driver::Command::SetTemporal {
-                subscriber,
-                source,
-                track: track.to_owned(),
-                max,
-            })
-        })
+        self.change_consumer(subscriber, source, track, ConsumerChange::MaxTemporal(max))
     }
 
     /// Asks `peer` for a keyframe of its `track` (at most one request per 500 ms per stream).
     pub fn request_keyframe(&self, peer: PeerId, track: &str) -> bool {
-        self.shard_of(peer).is_some_and(|s| {
-            s.send(driver::Command::RequestKeyframe {
-                peer,
-                track: track.to_owned(),
-            })
-        })
+        self.to_peer(
+            peer,
+            Command::RequestKeyframe {
+                source: TrackKey::new(peer, track),
+            },
+        )
     }
 
     /// Closes a room: every member on every shard is disconnected and forgotten, and
     /// [`SfuEvent::RoomClosed`] follows. Rooms are created by their first member joining.
     pub fn close_room(&self, room: &str) {
-        let shards: Vec<usize> = {
+        let room = RoomId::from(room);
+        {
             let mut placement = self.placement();
             let peers: Vec<PeerId> = placement
                 .peers
                 .iter()
-                .filter(|(_, (_, r))| r == room)
+                .filter(|(_, (_, r))| *r == room)
                 .map(|(p, _)| *p)
                 .collect();
             for peer in peers {
                 placement.remove(peer);
             }
-            // Every shard: members the handle no longer knows of (a room closed before they
-            // joined completely) go too.
-            (0..self.inner.shards.len()).collect()
-        };
-        for s in shards {
-            self.inner.shards[s].send(driver::Command::CloseRoom {
-                room: room.to_owned(),
-            });
+        }
+        // Every shard: members the handle no longer knows of (a room closed before they joined
+        // completely) go too.
+        for shard in &self.inner.shards {
+            let _ = shard.send(Command::CloseRoom { room: room.clone() });
         }
     }
 
-    /// Plain (decrypted) RTP of every track published in `room` from now on, for an in-process
-    /// consumer such as the recorder. Packets are dropped, never waited for, when the receiver
-    /// falls more than `capacity` packets behind; dropping the receiver ends the tap.
-    pub fn tap(&self, room: &str, capacity: usize) -> mpsc::Receiver<TappedPacket> {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    /// An in-process consumer of `room` (the recorder's input; see [`LocalItem`]): every track
+    /// published in the room from now on and already, one layer per video track (up to
+    /// [`LocalOptions::max_layer`]), sender reports for A/V sync, track starts and ends. The
+    /// reader has [`LocalOptions::capacity`] items of slack; beyond, packets are dropped (counted
+    /// in [`LocalConsumer::dropped`]), never waited for. Dropping the consumer ends it.
+    pub fn local_consumer(&self, room: &str, options: LocalOptions) -> LocalConsumer {
+        let (tx, rx) = mpsc::channel(options.capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let id = LocalConsumerId(self.inner.next_local.fetch_add(1, Ordering::Relaxed));
         // Every shard: a room's publishers may be on any of them.
         for shard in &self.inner.shards {
-            shard.send(driver::Command::Tap {
-                room: room.to_owned(),
-                tap: tx.clone(),
+            let _ = shard.send(Command::AddLocal {
+                room: RoomId::from(room),
+                id,
+                max_layer: options.max_layer.min(2),
+                sink: engine::local::LocalSink::new(tx.clone(), Arc::clone(&dropped)),
             });
         }
-        rx
+        LocalConsumer {
+            id,
+            items: rx,
+            dropped,
+        }
     }
 
     /// The highest simulcast layer (0 lowest) `subscriber` wants of `source`'s `track`, from the
@@ -600,14 +622,12 @@ impl Sfu {
         track: &str,
         layer: Option<u8>,
     ) -> bool {
-        self.shard_of(subscriber).is_some_and(|s| {
-            s.send(driver::Command::SetLayer {
-                subscriber,
-                source,
-                track: track.to_owned(),
-                layer,
-            })
-        })
+        self.change_consumer(
+            subscriber,
+            source,
+            track,
+            ConsumerChange::PreferredLayer(layer),
+        )
     }
 
     /// How `subscriber` shows `source`'s `track`, which orders the share of its bandwidth each
@@ -619,40 +639,37 @@ impl Sfu {
         track: &str,
         priority: Priority,
     ) -> bool {
-        self.shard_of(subscriber).is_some_and(|s| {
-            s.send(driver::Command::SetPriority {
-                subscriber,
-                source,
-                track: track.to_owned(),
-                priority: priority.rank(),
-            })
-        })
+        self.change_consumer(
+            subscriber,
+            source,
+            track,
+            ConsumerChange::Priority(priority),
+        )
     }
 
     /// What `peer` publishes and receives now; `None` for an unknown peer.
     pub async fn stats(&self, peer: PeerId) -> Option<PeerStats> {
         let shard = self.shard_of(peer)?;
         let (reply, answer) = oneshot::channel();
-        if !shard.send(driver::Command::Stats { peer, reply }) {
-            return None;
-        }
+        shard.send(Command::Stats { peer, reply }).ok()?;
         answer.await.ok().flatten()
     }
 
     /// Fault injection for tests: makes the shard of `room` panic while working on it. The room
     /// is closed ([`SfuEvent::RoomClosed`]); the shard and its other rooms go on.
+    #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fn inject_fault(&self, room: &str) {
         let shard = self.shard_for_room(room);
-        self.inner.shards[shard].send(driver::Command::InjectPanic {
-            room: room.to_owned(),
+        let _ = self.inner.shards[shard].send(Command::InjectPanic {
+            room: RoomId::from(room),
         });
     }
 
     /// Removes a peer: its connection closes and its tracks leave the other peers.
     pub fn leave(&self, peer: PeerId) {
         if let Some(s) = self.unplace(peer) {
-            self.inner.shards[s].send(driver::Command::Leave { peer });
+            let _ = self.inner.shards[s].send(Command::Leave { peer });
         }
     }
 

@@ -1,24 +1,39 @@
 //! One shard: a thread that owns one UDP socket and everything that arrives on it.
 //!
 //! The thread waits in `poll(2)` on its UDP socket and, for ICE over TCP, its TCP listener and
-//! connections (RFC 4571 framing). Commands arrive on a queue; a sleeping shard is woken by an empty
-//! datagram to its own UDP port, and stopping sets a flag and does the same. Counters are atomics
-//! written only by the shard thread (relaxed ordering: they are statistics, not synchronisation).
+//! connections (RFC 4571 framing), feeds what arrives to its [`Engine`] and carries out what the
+//! engine returns: datagrams to send, events for the listeners, messages to other shards, items
+//! for in-process consumers.
+//!
+//! Two bounded queues feed it: commands (from the handle, and pipe control from other shards)
+//! and pipe batches (packets from other shards of a room). A full command queue refuses the
+//! command (the caller is told); a full pipe queue drops the batch (counted). Each round serves
+//! at most [`COMMANDS_PER_ROUND`] commands and [`PIPE_BATCHES_PER_ROUND`] batches, and reads the
+//! sockets whatever is queued, so steady pipe traffic cannot starve them. A sleeping shard is
+//! woken by an empty datagram to its own UDP port; stopping sets a flag and does the same.
+//! Counters are atomics written only by the shard thread (relaxed ordering: they are statistics,
+//! not synchronisation).
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rtc::shared::TransportProtocol;
 use rtc::shared::tcp_framing::TcpFrameDecoder;
 use rustix::event::{PollFd, PollFlags, Timespec};
-use tokio::sync::mpsc;
 
-use crate::driver::{Command, Engine, SfuEvent};
+use crate::engine::command::Command;
+use crate::engine::local::{Delivery, LocalSink};
+use crate::engine::pipe::{PipedPacket, ShardMessage};
+use crate::engine::{Engine, EngineConfig, Output};
+use crate::events::{CloseReason, EventBus};
+use crate::ids::LocalConsumerId;
 use crate::throttle::LogThrottle;
 use crate::{SfuConfig, StartError};
 
@@ -29,40 +44,83 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 /// Longest wait without looking at the stop flag and the command queue. Wake-up datagrams are
 /// the fast path, but a full receive buffer can drop them.
 const MAX_WAIT: Duration = Duration::from_millis(50);
+/// Commands a shard's queue holds; beyond, commands are refused.
+pub(crate) const COMMAND_QUEUE: usize = 8192;
+/// Pipe batches (one per round of another shard) a shard's queue holds; beyond, batches are
+/// dropped (counted in [`ShardStats::pipe_batches_dropped`]).
+pub(crate) const PIPE_QUEUE: usize = 256;
+/// Commands served per round before the sockets are read again.
+pub(crate) const COMMANDS_PER_ROUND: usize = 64;
+/// Pipe batches served per round before the sockets are read again.
+pub(crate) const PIPE_BATCHES_PER_ROUND: usize = 8;
 
-/// Counters of one shard since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ShardStats {
+macro_rules! shard_counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Counters of one shard since it started.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct ShardStats {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        #[derive(Default)]
+        struct Counters {
+            $($name: AtomicU64,)*
+        }
+
+        impl Counters {
+            fn snapshot(&self) -> ShardStats {
+                ShardStats {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
+}
+
+shard_counters! {
     /// Datagrams read from the socket.
-    pub packets_received: u64,
+    packets_received,
     /// Bytes in those datagrams.
-    pub bytes_received: u64,
+    bytes_received,
     /// Datagrams dropped because no peer on this shard matches their source or STUN username.
-    pub packets_dropped_unknown_peer: u64,
+    packets_dropped_unknown_peer,
     /// Socket errors other than the wake-up of a stop request.
-    pub socket_errors: u64,
+    socket_errors,
     /// RTP packets received from publishers.
-    pub rtp_received: u64,
-    /// RTP packets sent to subscribers.
-    pub rtp_forwarded: u64,
+    rtp_received,
+    /// RTP packets sent to subscribers (retransmissions included).
+    rtp_forwarded,
     /// RTP packets handed to other shards of their room.
-    pub rtp_piped: u64,
+    rtp_piped,
     /// RTP packets the forwarder chose to send that webrtc-rs refused to write.
-    pub forward_errors: u64,
+    forward_errors,
     /// Keyframe requests (PLI) sent to publishers.
-    pub keyframe_requests_sent: u64,
+    keyframe_requests_sent,
     /// RTP packets dropped without being routed: from peers without the right to publish (on
-    /// arrival, before decryption), or on a track closed when that right was revoked.
-    pub rtp_refused: u64,
+    /// arrival, before decryption), or on a track closed by the server or when that right was
+    /// revoked.
+    rtp_refused,
+    /// RTP packets of producers paused by the server ([`crate::Sfu::pause_producer`]).
+    rtp_paused,
+    /// Packets sent again because a subscriber reported them lost (NACK).
+    rtp_retransmitted,
+    /// Packets subscribers reported lost that were no longer held.
+    nacks_unanswered,
     /// Offers, answers and trickled candidates from peers that were refused (nothing of them
     /// applied).
-    pub signaling_refused: u64,
+    signaling_refused,
     /// Attempts at a server offer that failed (each is tried again on the next round).
-    pub server_offer_errors: u64,
+    server_offer_errors,
     /// Datagrams from known peers that webrtc-rs refused (bad STUN, DTLS or SRTP).
-    pub datagrams_refused: u64,
+    datagrams_refused,
     /// Rooms closed because their code panicked.
-    pub rooms_closed_by_fault: u64,
+    rooms_closed_by_fault,
+    /// Commands refused because the shard's queue was full.
+    commands_refused,
+    /// Batches of piped packets dropped because the receiving shard's queue was full (counted
+    /// by the sending shard).
+    pipe_batches_dropped,
 }
 
 /// What the gateway can see of a shard.
@@ -80,72 +138,67 @@ pub struct ShardStatus {
     pub stats: ShardStats,
 }
 
-#[derive(Default)]
-struct Counters {
-    packets_received: AtomicU64,
-    bytes_received: AtomicU64,
-    packets_dropped_unknown_peer: AtomicU64,
-    socket_errors: AtomicU64,
-    rtp_received: AtomicU64,
-    rtp_forwarded: AtomicU64,
-    rtp_piped: AtomicU64,
-    keyframe_requests_sent: AtomicU64,
-    forward_errors: AtomicU64,
-    rtp_refused: AtomicU64,
-    signaling_refused: AtomicU64,
-    server_offer_errors: AtomicU64,
-    datagrams_refused: AtomicU64,
-    rooms_closed_by_fault: AtomicU64,
-}
-
-impl Counters {
-    fn snapshot(&self) -> ShardStats {
-        ShardStats {
-            packets_received: self.packets_received.load(Ordering::Relaxed),
-            bytes_received: self.bytes_received.load(Ordering::Relaxed),
-            packets_dropped_unknown_peer: self.packets_dropped_unknown_peer.load(Ordering::Relaxed),
-            socket_errors: self.socket_errors.load(Ordering::Relaxed),
-            rtp_received: self.rtp_received.load(Ordering::Relaxed),
-            rtp_forwarded: self.rtp_forwarded.load(Ordering::Relaxed),
-            rtp_piped: self.rtp_piped.load(Ordering::Relaxed),
-            keyframe_requests_sent: self.keyframe_requests_sent.load(Ordering::Relaxed),
-            forward_errors: self.forward_errors.load(Ordering::Relaxed),
-            rtp_refused: self.rtp_refused.load(Ordering::Relaxed),
-            signaling_refused: self.signaling_refused.load(Ordering::Relaxed),
-            server_offer_errors: self.server_offer_errors.load(Ordering::Relaxed),
-            datagrams_refused: self.datagrams_refused.load(Ordering::Relaxed),
-            rooms_closed_by_fault: self.rooms_closed_by_fault.load(Ordering::Relaxed),
-        }
-    }
-}
-
 struct Shared {
     stop: AtomicBool,
     counters: Counters,
 }
 
-/// Where commands to one shard go: its queue, and a wake-up for its blocking receive, sent only
-/// when the shard is asleep (so a busy shard is not sent a datagram per command). Cheap to clone;
-/// the shards hold one for each other shard (for pipes) and the handle one for each shard.
+/// Why a command did not reach a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Its queue is full.
+    Busy,
+    /// It has stopped.
+    Closed,
+}
+
+/// Where commands and pipe batches to one shard go: its two bounded queues, and a wake-up for
+/// its blocking wait, sent only when the shard is asleep (so a busy shard is not sent a datagram
+/// per command). Cheap to clone; the shards hold one for each other shard (for pipes) and the
+/// handle one for each shard.
 #[derive(Clone)]
 pub(crate) struct Mailbox {
-    commands: std::sync::mpsc::Sender<Command>,
+    commands: SyncSender<Command>,
+    pipes: SyncSender<Vec<PipedPacket>>,
     waker: Arc<UdpSocket>,
     target: SocketAddr,
     /// Set by the shard before it blocks; whoever clears it owes the shard a wake-up.
     asleep: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 impl Mailbox {
-    /// Queues a command, waking the shard if it sleeps. False when the shard has stopped.
-    pub(crate) fn send(&self, command: Command) -> bool {
-        if self.commands.send(command).is_err() {
+    /// Queues a command, waking the shard if it sleeps.
+    pub(crate) fn send(&self, command: Command) -> Result<(), Refused> {
+        match self.commands.try_send(command) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.shared
+                    .counters
+                    .commands_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Refused::Busy);
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(Refused::Closed),
+        }
+        self.wake_if_asleep();
+        Ok(())
+    }
+
+    /// Queues a batch of piped packets; false when it was dropped (the queue is full, or the
+    /// shard stopped).
+    fn send_pipe(&self, batch: Vec<PipedPacket>) -> bool {
+        if self.pipes.try_send(batch).is_err() {
             return false;
         }
+        self.wake_if_asleep();
+        true
+    }
+
+    fn wake_if_asleep(&self) {
         if self.asleep.swap(false, Ordering::SeqCst) {
             self.wake();
         }
-        true
     }
 
     /// Makes the shard's blocking receive return (an empty datagram to itself).
@@ -172,7 +225,7 @@ impl ShardHandle {
         index: usize,
         addr: SocketAddr,
         config: &SfuConfig,
-        events: mpsc::UnboundedSender<SfuEvent>,
+        events: Arc<EventBus>,
     ) -> Result<ShardHandle, StartError> {
         let bind_err = |source| StartError::Bind {
             index,
@@ -203,8 +256,8 @@ impl ShardHandle {
             stop: AtomicBool::new(false),
             counters: Counters::default(),
         });
-        let thread_shared = Arc::clone(&shared);
-        let (commands, command_rx) = std::sync::mpsc::channel();
+        let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
+        let (pipes, pipe_rx) = std::sync::mpsc::sync_channel(PIPE_QUEUE);
         let mut target = local_addr;
         if target.ip().is_unspecified() {
             target.set_ip(match target {
@@ -214,12 +267,20 @@ impl ShardHandle {
         }
         let mailbox = Mailbox {
             commands,
+            pipes,
             waker,
             target,
             asleep: Arc::new(AtomicBool::new(false)),
+            shared: Arc::clone(&shared),
         };
-        let asleep = Arc::clone(&mailbox.asleep);
-        let engine = Engine::new(index, local_addr, tcp_addr, config, events);
+        let engine = Engine::new(EngineConfig {
+            index,
+            shard_count: config.shards,
+            local_addr,
+            tcp_addr,
+            ice_address: config.ice_address,
+            ice_timeouts: (config.ice_disconnected_timeout, config.ice_failed_timeout),
+        });
         let io = Io {
             index,
             udp: socket,
@@ -228,9 +289,22 @@ impl ShardHandle {
             send_failed: LogThrottle::default(),
             receive_failed: LogThrottle::default(),
         };
+        let shard = Shard {
+            index,
+            shared: Arc::clone(&shared),
+            engine,
+            events,
+            mailboxes: Vec::new(),
+            sinks: HashMap::new(),
+            asleep: Arc::clone(&mailbox.asleep),
+            commands: command_rx,
+            pipes: pipe_rx,
+            next_command: None,
+            next_batch: None,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("sfu-shard-{index}"))
-            .spawn(move || run(io, &thread_shared, engine, &command_rx, &asleep))
+            .spawn(move || shard.run(io))
             .map_err(|source| StartError::Spawn { index, source })?;
         Ok(ShardHandle {
             index,
@@ -242,8 +316,8 @@ impl ShardHandle {
         })
     }
 
-    /// Hands a command to the shard, waking it if needed. False when the shard has stopped.
-    pub(crate) fn send(&self, command: Command) -> bool {
+    /// Hands a command to the shard, waking it if needed.
+    pub(crate) fn send(&self, command: Command) -> Result<(), Refused> {
         self.mailbox.send(command)
     }
 
@@ -477,211 +551,292 @@ fn wait_ready(io: &Io, wait: Duration) -> Ready {
     }
 }
 
-fn run(
-    mut io: Io,
-    shared: &Shared,
-    mut engine: Engine,
-    commands: &std::sync::mpsc::Receiver<Command>,
-    asleep: &AtomicBool,
-) {
-    let index = io.index;
-    let counters = &shared.counters;
-    let mut buf = [0u8; MAX_DATAGRAM];
-    let mut tcp_buf = vec![0u8; 64 * 1024];
-    if let Err(e) = io.udp.set_nonblocking(true) {
-        tracing::error!(shard = index, error = %e, "cannot make the UDP socket non-blocking");
-    }
-    if let Some(l) = &io.listener
-        && let Err(e) = l.set_nonblocking(true)
-    {
-        tracing::error!(shard = index, error = %e, "cannot make the TCP listener non-blocking");
-    }
-    loop {
-        let now = Instant::now();
-        guarded(index, counters, &mut engine, |e| e.handle_timeout(now));
-        guarded(index, counters, &mut engine, |e| e.process(now));
-        // Published before the packets leave, so a peer that got them sees them counted.
-        counters
-            .rtp_received
-            .store(engine.counters.rtp_in, Ordering::Relaxed);
-        counters
-            .rtp_forwarded
-            .store(engine.counters.rtp_forwarded, Ordering::Relaxed);
-        counters
-            .rtp_piped
-            .store(engine.counters.rtp_piped, Ordering::Relaxed);
-        counters
-            .keyframe_requests_sent
-            .store(engine.counters.keyframe_requests_sent, Ordering::Relaxed);
-        counters
-            .forward_errors
-            .store(engine.counters.forward_errors, Ordering::Relaxed);
-        counters
-            .rtp_refused
-            .store(engine.counters.rtp_refused, Ordering::Relaxed);
-        counters
-            .signaling_refused
-            .store(engine.counters.signaling_refused, Ordering::Relaxed);
-        counters
-            .server_offer_errors
-            .store(engine.counters.server_offer_errors, Ordering::Relaxed);
-        counters
-            .datagrams_refused
-            .store(engine.counters.datagrams_refused, Ordering::Relaxed);
-        guarded(index, counters, &mut engine, |e| {
-            e.drain_writes(|data, to, protocol| io.send(data, to, protocol))
-        });
-        io.conns.retain(|c| !c.closed);
+/// The shard thread's state: its engine and what carries out the engine's outputs.
+struct Shard {
+    index: usize,
+    shared: Arc<Shared>,
+    engine: Engine,
+    events: Arc<EventBus>,
+    /// Every shard's mailbox, in shard order (empty until the handle sends them).
+    mailboxes: Vec<Mailbox>,
+    /// Queues of the in-process consumers with tracks on this shard.
+    sinks: HashMap<LocalConsumerId, LocalSink>,
+    asleep: Arc<AtomicBool>,
+    commands: Receiver<Command>,
+    pipes: Receiver<Vec<PipedPacket>>,
+    /// Taken from a queue while checking whether it had anything, served next round.
+    next_command: Option<Command>,
+    next_batch: Option<Vec<PipedPacket>>,
+}
 
-        let wait = engine
-            .poll_timeout()
-            .map_or(MAX_WAIT, |t| t.saturating_duration_since(Instant::now()))
-            .clamp(MIN_WAIT, MAX_WAIT);
-        // Asleep from here: a command queued from now on comes with a wake-up; one queued before
-        // is taken now, without blocking.
-        asleep.store(true, Ordering::SeqCst);
-        if let Ok(command) = commands.try_recv() {
-            asleep.store(false, Ordering::SeqCst);
-            guarded(index, counters, &mut engine, |e| {
-                e.handle_command(command, Instant::now())
-            });
-            drain_commands(index, counters, &mut engine, commands);
-            if shared.stop.load(Ordering::Acquire) {
+impl Shard {
+    fn run(mut self, mut io: Io) {
+        let index = self.index;
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let mut tcp_buf = vec![0u8; 64 * 1024];
+        if let Err(e) = io.udp.set_nonblocking(true) {
+            tracing::error!(shard = index, error = %e, "cannot make the UDP socket non-blocking");
+        }
+        if let Some(l) = &io.listener
+            && let Err(e) = l.set_nonblocking(true)
+        {
+            tracing::error!(shard = index, error = %e, "cannot make the TCP listener non-blocking");
+        }
+        loop {
+            let now = Instant::now();
+            self.guarded(|e| e.handle_timeout(now));
+            self.guarded(|e| e.process(now));
+            self.publish_counters();
+            self.carry_out(&mut io);
+            io.conns.retain(|c| !c.closed);
+
+            let wait = self
+                .engine
+                .poll_timeout()
+                .map_or(MAX_WAIT, |t| t.saturating_duration_since(Instant::now()))
+                .clamp(MIN_WAIT, MAX_WAIT);
+            // Asleep from here: what is queued from now on comes with a wake-up; what was queued
+            // before is seen now, and the sockets are then only looked at, not waited on.
+            self.asleep.store(true, Ordering::SeqCst);
+            let queued = self.peek_queues();
+            let ready = wait_ready(&io, if queued { Duration::ZERO } else { wait });
+            self.asleep.store(false, Ordering::SeqCst);
+            if ready.udp {
+                self.read_udp(&mut io, &mut buf);
+            }
+            if ready.listener {
+                io.accept();
+            }
+            if ready.tcp {
+                self.read_tcp(&mut io, &mut tcp_buf);
+            }
+            self.serve_queues();
+            if self.shared.stop.load(Ordering::Acquire) {
                 break;
             }
-            continue;
         }
-        let ready = wait_ready(&io, wait);
-        asleep.store(false, Ordering::SeqCst);
-        if ready.udp {
-            for _ in 0..UDP_BATCH {
-                match io.udp.recv_from(&mut buf) {
-                    // An empty datagram is a wake-up: stop, or commands to read.
-                    Ok((0, _)) => {}
-                    Ok((len, from)) => {
-                        counters.packets_received.fetch_add(1, Ordering::Relaxed);
-                        counters
-                            .bytes_received
-                            .fetch_add(len as u64, Ordering::Relaxed);
-                        let known = guarded(index, counters, &mut engine, |e| {
-                            e.handle_datagram(
-                                &buf[..len],
-                                from,
-                                TransportProtocol::UDP,
-                                Instant::now(),
-                            )
-                        });
-                        if known != Some(true) {
-                            counters
-                                .packets_dropped_unknown_peer
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
+        // Account for what is still queued, so that stopping loses no count.
+        while let Ok((len, from)) = io.udp.recv_from(&mut buf) {
+            if len > 0 {
+                self.datagram(&buf[..len], from, TransportProtocol::UDP);
+            }
+        }
+        tracing::debug!(shard = index, "shard stopped");
+    }
+
+    /// Whether a command or a pipe batch waits (one of each is taken out to know).
+    fn peek_queues(&mut self) -> bool {
+        if self.next_command.is_none() {
+            self.next_command = self.commands.try_recv().ok();
+        }
+        if self.next_batch.is_none() {
+            self.next_batch = self.pipes.try_recv().ok();
+        }
+        self.next_command.is_some() || self.next_batch.is_some()
+    }
+
+    /// Serves up to a round's budget of commands and pipe batches.
+    fn serve_queues(&mut self) {
+        for _ in 0..COMMANDS_PER_ROUND {
+            let Some(command) = self
+                .next_command
+                .take()
+                .or_else(|| self.commands.try_recv().ok())
+            else {
+                break;
+            };
+            self.command(command);
+        }
+        for _ in 0..PIPE_BATCHES_PER_ROUND {
+            let Some(batch) = self
+                .next_batch
+                .take()
+                .or_else(|| self.pipes.try_recv().ok())
+            else {
+                break;
+            };
+            let now = Instant::now();
+            self.guarded(|e| e.handle_shard_message(ShardMessage::Packets(batch), now));
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        if let Command::Mailboxes(mailboxes) = command {
+            self.mailboxes = mailboxes;
+            return;
+        }
+        let now = Instant::now();
+        if let Some(Some((id, sink))) = self.guarded(|e| e.handle_command(command, now)) {
+            self.sinks.insert(id, sink);
+        }
+    }
+
+    fn read_udp(&mut self, io: &mut Io, buf: &mut [u8]) {
+        for _ in 0..UDP_BATCH {
+            match io.udp.recv_from(buf) {
+                // An empty datagram is a wake-up: stop, or commands to read.
+                Ok((0, _)) => {}
+                Ok((len, from)) => self.datagram(&buf[..len], from, TransportProtocol::UDP),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
+                Err(e) => {
+                    self.shared
+                        .counters
+                        .socket_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let Some(held) = io.receive_failed.allow(Instant::now()) {
+                        tracing::warn!(shard = self.index, error = %e, held, "UDP receive failed");
                     }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        break;
-                    }
-                    Err(e) => {
-                        counters.socket_errors.fetch_add(1, Ordering::Relaxed);
-                        if let Some(held) = io.receive_failed.allow(Instant::now()) {
-                            tracing::warn!(shard = index, error = %e, held, "UDP receive failed");
-                        }
-                        break;
-                    }
+                    break;
                 }
             }
         }
-        if ready.listener {
-            io.accept();
+    }
+
+    fn read_tcp(&mut self, io: &mut Io, buf: &mut [u8]) {
+        let mut frames = Vec::new();
+        for conn in &mut io.conns {
+            conn.flush();
+            conn.read(buf, |packet, from| frames.push((packet.to_vec(), from)));
         }
-        if ready.tcp {
-            for conn in &mut io.conns {
-                conn.flush();
-                conn.read(&mut tcp_buf, |packet, from| {
-                    counters.packets_received.fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .bytes_received
-                        .fetch_add(packet.len() as u64, Ordering::Relaxed);
-                    let known = guarded(index, counters, &mut engine, |e| {
-                        e.handle_datagram(packet, from, TransportProtocol::TCP, Instant::now())
-                    });
-                    if known != Some(true) {
-                        counters
-                            .packets_dropped_unknown_peer
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-            }
-        }
-        drain_commands(index, counters, &mut engine, commands);
-        if shared.stop.load(Ordering::Acquire) {
-            break;
+        for (packet, from) in frames {
+            self.datagram(&packet, from, TransportProtocol::TCP);
         }
     }
-    // Account for what is still queued, so that stopping loses no count.
-    while let Ok((len, from)) = io.udp.recv_from(&mut buf) {
-        if len == 0 {
-            continue;
-        }
+
+    /// One datagram (or ICE-TCP frame) into the engine, counted.
+    fn datagram(&mut self, data: &[u8], from: SocketAddr, protocol: TransportProtocol) {
+        let counters = &self.shared.counters;
         counters.packets_received.fetch_add(1, Ordering::Relaxed);
         counters
             .bytes_received
-            .fetch_add(len as u64, Ordering::Relaxed);
-        if !engine.handle_datagram(&buf[..len], from, TransportProtocol::UDP, Instant::now()) {
-            counters
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let known = self.guarded(|e| e.handle_datagram(data, from, protocol, Instant::now()));
+        if known != Some(true) {
+            self.shared
+                .counters
                 .packets_dropped_unknown_peer
                 .fetch_add(1, Ordering::Relaxed);
         }
     }
-    tracing::debug!(shard = index, "shard stopped");
-}
 
-fn drain_commands(
-    index: usize,
-    counters: &Counters,
-    engine: &mut Engine,
-    commands: &std::sync::mpsc::Receiver<Command>,
-) {
-    while let Ok(command) = commands.try_recv() {
-        guarded(index, counters, engine, |e| {
-            e.handle_command(command, Instant::now())
-        });
-    }
-}
-
-/// Runs engine work; a panic in it closes the room it was working on (the shard and its other
-/// rooms go on) and returns `None`.
-fn guarded<T>(
-    index: usize,
-    counters: &Counters,
-    engine: &mut Engine,
-    work: impl FnOnce(&mut Engine) -> T,
-) -> Option<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(engine))) {
-        Ok(value) => Some(value),
-        Err(payload) => {
-            let reason = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".to_owned());
-            match engine.faulty_room() {
-                Some(room) => {
-                    tracing::error!(shard = index, room = %room, reason = %reason, "room closed after a fault");
-                    // Counted before the room's events go out, so whoever sees them sees the count.
-                    counters
-                        .rooms_closed_by_fault
-                        .fetch_add(1, Ordering::Relaxed);
-                    engine.close_room(&room, &reason);
+    /// Carries out what the engine asked for: events, messages to other shards, items for
+    /// in-process consumers, then the datagrams.
+    fn carry_out(&mut self, io: &mut Io) {
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                Output::Event(event) => self.events.publish(event),
+                Output::ToShard { shard, message } => self.to_shard(shard, message),
+                Output::Local { consumer, item } => {
+                    let delivered = self.sinks.get_mut(&consumer).map(|s| s.deliver(item));
+                    if delivered == Some(Delivery::Closed) {
+                        self.sinks.remove(&consumer);
+                        self.guarded(|e| e.remove_local(consumer));
+                    }
                 }
-                None => tracing::error!(shard = index, reason = %reason, "fault outside any room"),
+                Output::LocalEnd { consumer } => {
+                    self.sinks.remove(&consumer);
+                }
             }
-            engine.scope = None;
-            None
         }
+        for sink in self.sinks.values_mut() {
+            sink.flush();
+        }
+        while let Some(transmit) = self.guarded(Engine::poll_transmit).flatten() {
+            io.send(&transmit.data, transmit.to, transmit.protocol);
+        }
+    }
+
+    fn to_shard(&mut self, shard: usize, message: ShardMessage) {
+        let Some(mailbox) = self.mailboxes.get(shard) else {
+            return;
+        };
+        match message {
+            ShardMessage::Packets(batch) => {
+                if !mailbox.send_pipe(batch) {
+                    self.shared
+                        .counters
+                        .pipe_batches_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            control => {
+                if let Err(refused) = mailbox.send(Command::Shard(control)) {
+                    tracing::warn!(
+                        shard = self.index,
+                        to = shard,
+                        ?refused,
+                        "pipe message lost"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Copies the engine's counters into the shared ones (before the round's packets leave, so
+    /// a peer that got them sees them counted).
+    fn publish_counters(&self) {
+        let (c, e) = (&self.shared.counters, &self.engine.counters);
+        for (counter, value) in [
+            (&c.rtp_received, e.rtp_in),
+            (&c.rtp_forwarded, e.rtp_forwarded),
+            (&c.rtp_piped, e.rtp_piped),
+            (&c.keyframe_requests_sent, e.keyframe_requests_sent),
+            (&c.forward_errors, e.forward_errors),
+            (&c.rtp_refused, e.rtp_refused),
+            (&c.rtp_paused, e.rtp_paused),
+            (&c.rtp_retransmitted, e.rtp_retransmitted),
+            (&c.nacks_unanswered, e.nacks_unanswered),
+            (&c.signaling_refused, e.signaling_refused),
+            (&c.server_offer_errors, e.server_offer_errors),
+            (&c.datagrams_refused, e.datagrams_refused),
+        ] {
+            counter.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs engine work; a panic in it closes the room it was working on (the shard and its
+    /// other rooms go on) and returns `None`.
+    fn guarded<T>(&mut self, work: impl FnOnce(&mut Engine) -> T) -> Option<T> {
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut self.engine)));
+        let payload = match result {
+            Ok(value) => {
+                self.engine.clear_scope();
+                return Some(value);
+            }
+            Err(payload) => payload,
+        };
+        let reason = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        match self.engine.faulty_room() {
+            Some(room) => {
+                tracing::error!(shard = self.index, room = %room, reason = %reason, "room closed after a fault");
+                // Counted before the room's events go out, so whoever sees them sees the count.
+                self.shared
+                    .counters
+                    .rooms_closed_by_fault
+                    .fetch_add(1, Ordering::Relaxed);
+                let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.engine
+                        .close_room(&room, CloseReason::Fault(reason.clone()))
+                }));
+                if closed.is_err() {
+                    tracing::error!(shard = self.index, room = %room, "closing the faulty room failed too");
+                }
+            }
+            None => tracing::error!(shard = self.index, reason = %reason, "fault outside any room"),
+        }
+        self.engine.clear_scope();
+        None
     }
 }

@@ -79,46 +79,61 @@ async fn a_keyframe_request_through_the_handle_reaches_the_publisher() {
     support::shutdown(&sfu).await;
 }
 
+async fn next_item(local: &mut sfu::LocalConsumer) -> sfu::LocalItem {
+    tokio::time::timeout(WAIT, local.recv())
+        .await
+        .expect("an item")
+        .expect("the consumer is open")
+}
+
+/// The recorder's input: an in-process consumer of a room is told of the track, then gets its
+/// packets from a keyframe on, with continuous sequence numbers, the SFU's payload type, and one
+/// SSRC of its own; dropping it ends it and the shard goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tap_hands_plain_rtp_to_an_in_process_consumer() {
+async fn a_local_consumer_gets_the_track_then_its_packets_from_a_keyframe() {
     let (sfu, offers) = start_sfu();
-    let mut tap = sfu.tap("room-1", 1024);
+    let mut local = sfu.local_consumer("room-1", sfu::LocalOptions::default());
     const SSRC: u32 = 0x1414_0001;
     let publisher = support::publisher(&sfu, &offers, &[("", SSRC)], false).await;
     let send = publisher.send_vp8();
+    match next_item(&mut local).await {
+        sfu::LocalItem::TrackAdded {
+            track,
+            video,
+            mime,
+            payload_type,
+            clock_rate,
+            publisher: from,
+        } => {
+            assert_eq!(track.peer, publisher.peer);
+            assert_eq!(track.track, "camera");
+            assert!(video);
+            assert_eq!(mime, "video/VP8");
+            assert_eq!((payload_type, clock_rate), (96, 90_000));
+            assert_eq!(from, publisher.peer);
+        }
+        other => panic!("the track comes first: {other:?}"),
+    }
     let mut got = Vec::new();
     while got.len() < 30 {
-        let p = tokio::time::timeout(WAIT, tap.recv())
-            .await
-            .expect("tapped packets")
-            .unwrap();
-        got.push(p);
+        if let sfu::LocalItem::Rtp { track, packet } = next_item(&mut local).await {
+            assert_eq!(track.peer, publisher.peer);
+            got.push(packet);
+        }
     }
-    assert!(
-        got.iter()
-            .all(|p| p.source == publisher.peer && p.track == "camera" && p.video)
-    );
-    // As the publisher sent them: its SSRC and payload type, consecutive sequence numbers.
-    assert!(got.iter().all(|p| p.packet.header.ssrc == SSRC));
-    assert!(
-        got.iter()
-            .all(|p| p.packet.header.payload_type == publisher.payload_type)
-    );
-    let seqs: Vec<u16> = got
-        .iter()
-        .map(|p| p.packet.header.sequence_number)
-        .collect();
+    // The first packet starts a keyframe (the P bit of the VP8 payload header is clear).
+    assert_eq!(got[0].payload[1] & 1, 0, "starts on a keyframe");
+    assert!(got.iter().all(|p| p.header.payload_type == 96));
+    let ssrc = got[0].header.ssrc;
+    assert!(got.iter().all(|p| p.header.ssrc == ssrc));
+    let seqs: Vec<u16> = got.iter().map(|p| p.header.sequence_number).collect();
     assert!(
         seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
         "{seqs:?}"
     );
-    // Keyframes flagged: one every 20 packets, where the P bit is clear.
-    for p in &got {
-        assert_eq!(p.keyframe, p.packet.payload[1] & 1 == 0);
-    }
-    assert!(got.iter().any(|p| p.keyframe) || seqs.len() < 20);
-    // Dropping the receiver ends the tap; the shard goes on.
-    drop(tap);
+    assert_eq!(local.dropped(), 0);
+    // Dropping it ends it; the shard goes on.
+    drop(local);
     let (mut subscriber, _) = support::subscriber(&sfu, &offers).await;
     let track = support::first_track(&mut subscriber).await;
     next_packet(&track).await;
@@ -182,7 +197,8 @@ async fn a_peer_publishes_after_joining_by_renegotiating() {
     next_packet(&remote).await;
     // An offer for a peer that does not exist is refused.
     assert_eq!(
-        sfu.offer(987_654, "v=0".into()).await,
+        sfu.offer(sfu::PeerId::from_u64(987_654), "v=0".into())
+            .await,
         Err(sfu::JoinError::UnknownPeer)
     );
     send.abort();
@@ -205,7 +221,7 @@ async fn closing_a_room_disconnects_its_members() {
                 gone = true;
             }
             Ok(Some(SfuEvent::RoomClosed { room, .. })) => {
-                assert_eq!(room, "room-1");
+                assert_eq!(room.as_str(), "room-1");
                 closed = true;
             }
             Ok(Some(_)) => {}

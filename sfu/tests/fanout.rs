@@ -255,7 +255,7 @@ async fn simulcast_subscribers_get_the_layer_they_ask_for() {
         .collect();
     layers.sort_unstable();
     assert_eq!(layers, [0, 1, 2], "three simulcast streams");
-    assert_eq!(sfu.stats(9_999_999).await, None);
+    assert_eq!(sfu.stats(sfu::PeerId::from_u64(9_999_999)).await, None);
     let layers: Vec<u8> = received[1].iter().map(|p| p.1).collect();
     let switch = layers.iter().position(|l| *l == 2).unwrap();
     assert!(layers[..switch].iter().all(|l| *l == 0), "{layers:?}");
@@ -473,7 +473,7 @@ async fn a_fault_in_one_room_closes_only_that_room() {
             .unwrap()
         {
             sfu::SfuEvent::RoomClosed { room, .. } => {
-                assert_eq!(room, "room-2");
+                assert_eq!(room.as_str(), "room-2");
                 closed = true;
             }
             sfu::SfuEvent::PeerDisconnected { peer } => {

@@ -331,7 +331,8 @@ async fn answers_and_candidates_are_checked() {
         Err(AnswerError::NoOfferPending)
     );
     assert_eq!(
-        sfu.answer_checked(987_654, description).await,
+        sfu.answer_checked(sfu::PeerId::from_u64(987_654), description)
+            .await,
         Err(AnswerError::UnknownPeer)
     );
 
@@ -388,7 +389,7 @@ async fn answers_and_candidates_are_checked() {
     ));
     let valid = "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host".to_owned();
     assert_eq!(
-        sfu.add_ice_candidate_checked(987_654, valid.clone()),
+        sfu.add_ice_candidate_checked(sfu::PeerId::from_u64(987_654), valid.clone()),
         Err(CandidateError::UnknownPeer)
     );
     assert_eq!(sfu.add_ice_candidate_checked(id, valid.clone()), Ok(()));

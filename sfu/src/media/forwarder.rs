@@ -107,6 +107,12 @@ impl Forwarder {
         self.current
     }
 
+    /// Output timestamp minus input timestamp on the layer forwarded now (`None` when none is):
+    /// maps a publisher's RTP time (of a sender report) onto the output timeline.
+    pub fn timestamp_offset(&self) -> Option<u32> {
+        self.current.map(|_| self.ts_offset)
+    }
+
     /// The layer wanted.
     pub fn target_layer(&self) -> Option<u8> {
         self.target

@@ -181,7 +181,7 @@ pub struct Offers(
 );
 
 impl Offers {
-    pub fn spawn_dispatcher(&self, mut events: mpsc::UnboundedReceiver<SfuEvent>) {
+    pub fn spawn_dispatcher(&self, mut events: mpsc::Receiver<SfuEvent>) {
         let offers = self.clone();
         let (others_tx, others_rx) = mpsc::unbounded_channel();
         *self.1.lock().unwrap() = Some(others_rx);
@@ -404,7 +404,7 @@ pub fn start_sfu() -> (Sfu, Offers) {
 pub fn start_sfu_with(config: SfuConfig) -> (Sfu, Offers) {
     let sfu = Sfu::start(config).unwrap();
     let offers = Offers::default();
-    offers.spawn_dispatcher(sfu.take_events().unwrap());
+    offers.spawn_dispatcher(sfu.events(65_536));
     (sfu, offers)
 }
 

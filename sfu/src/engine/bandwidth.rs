@@ -1,0 +1,152 @@
+//! Sharing each subscriber's bandwidth estimate among its consumers (the decisions are
+//! [`crate::media::allocator`]'s; this commits them to the forwarders), and the periodic review
+//! that also keeps in-process consumers on the best layer there is.
+
+use std::time::{Duration, Instant};
+
+use crate::ids::PeerId;
+use crate::media::allocator::{self, Need};
+
+use super::Engine;
+use super::consumer::{Priority, Sink};
+
+/// How often subscribers' layers are reviewed without feedback.
+pub(crate) const REVIEW_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// Reviews every subscriber's layers: layer bitrates change without feedback, and a
+    /// subscriber whose consumers are all paused sends no feedback. Its estimate grows as on a
+    /// clear path, so that paused consumers are tried again (and cut back at once if the path is
+    /// still full). In-process consumers move to the best layer they may take.
+    pub(crate) fn review(&mut self, now: Instant) {
+        self.next_review = Some(now + REVIEW_INTERVAL);
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            self.scope_peer(id);
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if peer.feedback_seen && !std::mem::take(&mut peer.fresh_feedback) {
+                peer.bwe.on_idle(now);
+            }
+            self.reallocate(id, now);
+        }
+        let mut keyframes = Vec::new();
+        for c in self.router.consumers.values_mut() {
+            let (Sink::Local(_), Some(preferred)) = (&c.sink, c.preferred) else {
+                continue;
+            };
+            let Some(producer) = self.router.producers.get(&c.producer) else {
+                continue;
+            };
+            if !producer.video() {
+                continue;
+            }
+            let target = Some(preferred.min(producer.highest_layer(now)));
+            if c.forwarder.target_layer() != target {
+                c.forwarder.set_target(target);
+                keyframes.push(c.producer);
+            }
+        }
+        for pid in keyframes {
+            self.request_keyframe(pid, now);
+        }
+    }
+
+    /// Sets the target layer of each of `subscriber`'s video consumers. Until congestion feedback
+    /// arrives from the subscriber, the target is its preferred layer; afterwards, the bandwidth
+    /// estimate (less what its audio takes) is shared by priority ([`allocator::allocate`]), and
+    /// a consumer that gets nothing is paused if the path is losing heavily (otherwise it keeps
+    /// its lowest layer). A consumer that must switch asks for a keyframe.
+    pub(crate) fn reallocate(&mut self, subscriber: PeerId, now: Instant) {
+        let Some(sub) = self.peers.get(&subscriber) else {
+            return;
+        };
+        let speaker = self.router.rooms.get(&sub.room).and_then(|r| r.speaker);
+        let mut audio_bps = 0u64;
+        let mut needs: Vec<Need> = Vec::new();
+        // (consumer, index in `needs` or the fixed target)
+        let mut plan = Vec::new();
+        for cid in &sub.consumers {
+            let Some(c) = self.router.consumers.get(cid) else {
+                continue;
+            };
+            let Some(producer) = self.router.producers.get(&c.producer) else {
+                continue;
+            };
+            if !producer.video() {
+                audio_bps += producer.rates[0].bps(now).unwrap_or(0);
+                continue;
+            }
+            // Layers with packets (a producer piped from another shard knows no SSRCs).
+            let mut layer_bitrates = [None; 3];
+            for (l, rate) in producer.rates.iter().enumerate() {
+                layer_bitrates[l] = rate.bps(now);
+            }
+            let highest = producer.highest_layer(now);
+            let Some(preferred) = c.preferred.filter(|_| !c.paused) else {
+                plan.push((*cid, Err(None)));
+                continue;
+            };
+            if !sub.feedback_seen {
+                plan.push((*cid, Err(Some(preferred.min(highest)))));
+                continue;
+            }
+            let priority = if speaker == Some(c.source.peer) {
+                c.priority.max(Priority::Pinned)
+            } else {
+                c.priority
+            };
+            plan.push((*cid, Ok(needs.len())));
+            needs.push(Need {
+                priority: priority as u8,
+                layer_bitrates,
+                preferred,
+                current: c.forwarder.current_layer(),
+            });
+        }
+        let mut allocated = Vec::new();
+        if !needs.is_empty() {
+            // Without congestion seen, there is no known limit: everyone gets what they prefer.
+            let available = sub
+                .bwe
+                .limit_bps(now)
+                .map_or(u64::MAX, |limit| limit.saturating_sub(audio_bps));
+            allocator::allocate(available, &needs, &mut Vec::new(), &mut allocated);
+            // A consumer is paused (it loses its last layer) only when the path loses heavily;
+            // a delay trend alone keeps it on its lowest layer.
+            if !sub.bwe.lossy(now) {
+                for (need, out) in needs.iter().zip(allocated.iter_mut()) {
+                    if out.is_none() && need.current.is_some() {
+                        *out = (0..3u8).find(|l| need.layer_bitrates[usize::from(*l)].is_some());
+                    }
+                }
+            }
+        }
+        let connected = sub.connected;
+        let mut keyframes = Vec::new();
+        for (cid, target) in plan {
+            let target = match target {
+                Ok(n) => allocated[n],
+                Err(fixed) => fixed,
+            };
+            let Some(c) = self.router.consumers.get_mut(&cid) else {
+                continue;
+            };
+            if c.forwarder.target_layer() == target {
+                continue;
+            }
+            c.forwarder.set_target(target);
+            // Only for a connected subscriber: a keyframe that arrives before its DTLS is up is
+            // lost to it, and the request would hold the stream's next one back by the request
+            // interval (500 ms more before a newcomer's first picture). A newcomer asks with its
+            // first forwarded packet instead.
+            if connected && c.forwarder.keyframe_needed().is_some() {
+                keyframes.push(c.producer);
+            }
+        }
+        for pid in keyframes {
+            self.request_keyframe(pid, now);
+        }
+    }
+}
