@@ -321,7 +321,7 @@ fn binding_success(request: &[u8]) -> Option<Vec<u8>> {
 
 /// The peer's nominating connectivity check (a STUN binding request with USE-CANDIDATE, signed
 /// with the SFU's ICE password), to the SFU's ICE username fragment `ufrag`.
-fn binding_request(ufrag: &str, pwd: &str) -> Vec<u8> {
+pub(crate) fn binding_request(ufrag: &str, pwd: &str) -> Vec<u8> {
     use rtc::ice::attributes::control::AttrControlling;
     use rtc::ice::attributes::priority::PriorityAttr;
     use rtc::ice::attributes::use_candidate::UseCandidateAttr;

@@ -15,6 +15,9 @@
 //! The decisions (what to forward, which layer, how much bandwidth) are plain structs in
 //! [`media`], fed with `now`; the engine carries them out.
 
+#[cfg(any(test, feature = "bench-rig"))]
+#[doc(hidden)]
+pub mod bench;
 mod engine;
 mod errors;
 mod events;

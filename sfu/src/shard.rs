@@ -732,7 +732,7 @@ impl Shard {
         while let Some(output) = self.engine.poll_output() {
             match output {
                 Output::Event(event) => self.events.publish(event),
-                Output::ToShard { shard, message } => self.to_shard(shard, message),
+                Output::ToShard { shard, message } => self.send_to_shard(shard, message),
                 Output::Local { consumer, item } => {
                     let delivered = self.sinks.get_mut(&consumer).map(|s| s.deliver(item));
                     if delivered == Some(Delivery::Closed) {
@@ -753,7 +753,7 @@ impl Shard {
         }
     }
 
-    fn to_shard(&mut self, shard: usize, message: ShardMessage) {
+    fn send_to_shard(&mut self, shard: usize, message: ShardMessage) {
         let Some(mailbox) = self.mailboxes.get(shard) else {
             return;
         };

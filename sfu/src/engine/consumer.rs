@@ -192,10 +192,14 @@ pub(crate) fn write(
         });
         seq
     });
+    // One-byte header extensions (RFC 8285): every id kept is 1 to 14 and every forwarded
+    // payload is short, whatever form the publisher used (a two-byte profile kept with these
+    // extensions would not marshal to the size announced, and `rtc` would drop the packet).
     out.header.extension = !out.header.extensions.is_empty();
-    if out.header.extension && out.header.extension_profile == 0 {
-        out.header.extension_profile = 0xBEDE;
-    }
+    out.header.extension_profile = if out.header.extension { 0xBEDE } else { 0 };
+    // The publisher's padding after its own extensions does not fit ours: `rtc` counts it in
+    // the size and writes only what the new list needs, and drops a packet whose sizes differ.
+    out.header.extensions_padding = 0;
     let size = out.header.marshal_size() + out.payload.len();
     sender.write_rtp(now, out).map_err(WriteError::Refused)?;
     if let Some(seq) = transport_seq {

@@ -27,6 +27,8 @@ pub(crate) mod peer;
 pub(crate) mod pipe;
 pub(crate) mod producer;
 pub(crate) mod router;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -181,6 +183,15 @@ pub(crate) struct Engine {
     /// Reused buffers (no allocation per round in steady state).
     scratch_ids: Vec<PeerId>,
     scratch_media: Vec<(PeerId, String, rtp::Packet)>,
+}
+
+/// A stream a peer's connection started receiving (its first packet arrived).
+struct Opened {
+    track: String,
+    receiver: rtc::rtp_transceiver::RTCRtpReceiverId,
+    kind: RtpCodecKind,
+    ssrc: u32,
+    layer: u8,
 }
 
 /// The shard a room lives on first: a stable hash of its name (FNV-1a: stable across runs and
@@ -805,16 +816,14 @@ impl Engine {
     }
 
     /// A track a peer of this shard started publishing.
-    fn add_local_producer(
-        &mut self,
-        id: PeerId,
-        track: String,
-        receiver: rtc::rtp_transceiver::RTCRtpReceiverId,
-        kind: RtpCodecKind,
-        ssrc: u32,
-        layer: u8,
-        now: Instant,
-    ) {
+    fn add_local_producer(&mut self, id: PeerId, opened: Opened, now: Instant) {
+        let Opened {
+            track,
+            receiver,
+            kind,
+            ssrc,
+            layer,
+        } = opened;
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
@@ -1245,27 +1254,40 @@ impl Engine {
                             continue;
                         };
                         let kind = receiver.track().kind();
-                        opened.push((id, init.track_id, init.receiver_id, kind, init.ssrc, layer));
+                        opened.push((
+                            id,
+                            Opened {
+                                track: init.track_id,
+                                receiver: init.receiver_id,
+                                kind,
+                                ssrc: init.ssrc,
+                                layer,
+                            },
+                        ));
                     }
                     _ => {}
                 }
             }
         }
         self.scratch_ids = ids;
-        for (id, track, receiver, kind, ssrc, layer) in opened {
+        for (id, opened) in opened {
             let known = self
                 .peers
                 .get(&id)
-                .and_then(|p| p.producers.iter().find(|(t, _)| *t == *track.as_str()))
+                .and_then(|p| {
+                    p.producers
+                        .iter()
+                        .find(|(t, _)| *t == *opened.track.as_str())
+                })
                 .map(|(_, pid)| *pid);
             match known {
                 // Another simulcast stream of a track already published.
                 Some(pid) => {
                     if let Some(p) = self.router.producers.get_mut(&pid) {
-                        p.ssrcs.push((ssrc, layer));
+                        p.ssrcs.push((opened.ssrc, opened.layer));
                     }
                 }
-                None => self.add_local_producer(id, track, receiver, kind, ssrc, layer, now),
+                None => self.add_local_producer(id, opened, now),
             }
         }
         for id in gone {

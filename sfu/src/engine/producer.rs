@@ -75,7 +75,7 @@ impl Producer {
             highest_seq: [None; 3],
             paused: false,
             consumers: Vec::new(),
-            history: (kind == RtpCodecKind::Video).then(|| Box::new(Default::default())),
+            history: (kind == RtpCodecKind::Video).then(Box::default),
         }
     }
 

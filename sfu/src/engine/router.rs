@@ -111,15 +111,16 @@ pub(crate) fn route(
         if c.forwarder.keyframe_needed().is_some() {
             notes.keyframes.push(producer.id);
         }
-        if c.forwarder.current_layer() != before && ingress.video {
-            if let Some(subscriber) = c.subscriber() {
-                notes.events.push(SfuEvent::LayerChanged {
-                    subscriber,
-                    source: producer.key.peer,
-                    track: producer.key.track.clone(),
-                    layer: c.forwarder.current_layer(),
-                });
-            }
+        if c.forwarder.current_layer() != before
+            && ingress.video
+            && let Some(subscriber) = c.subscriber()
+        {
+            notes.events.push(SfuEvent::LayerChanged {
+                subscriber,
+                source: producer.key.peer,
+                track: producer.key.track.clone(),
+                layer: c.forwarder.current_layer(),
+            });
         }
         let Decision::Forward(rewrite) = decision else {
             continue;
