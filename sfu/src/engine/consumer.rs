@@ -7,6 +7,8 @@
 use std::time::Instant;
 
 use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::sansio::Protocol;
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::shared::marshal::MarshalSize;
@@ -68,6 +70,8 @@ pub(crate) struct PeerSink {
     twcc_id: u8,
     /// How recent packets were rewritten, for NACKs.
     pub(crate) sent: SentLog,
+    /// A packet passed the sender's own checks (`write_rtp`): later ones skip them.
+    checked: bool,
 }
 
 impl PeerSink {
@@ -81,6 +85,7 @@ impl PeerSink {
             extension_map: None,
             twcc_id: 0,
             sent: SentLog::default(),
+            checked: false,
         }
     }
 }
@@ -140,35 +145,12 @@ pub(crate) fn write(
     rewrite: Rewrite,
     now: Instant,
 ) -> Result<usize, WriteError> {
-    let pc: &mut RTCPeerConnection = &mut peer.pc;
-    let mut sender = pc.rtp_sender(sink.sender_id).ok_or(WriteError::NotReady)?;
-    if sink.payload_type.is_none() {
-        sink.payload_type = sender
-            .get_parameters()
-            .rtp_parameters
-            .codecs
-            .iter()
-            .find(|k| k.rtp_codec.mime_type.eq_ignore_ascii_case(&sink.mime))
-            .map(|k| k.payload_type);
+    if sink.payload_type.is_none() || sink.extension_map.is_none() {
+        learn_sender(sink, &mut peer.pc, extensions)?;
     }
-    let pt = sink.payload_type.ok_or(WriteError::NotReady)?;
-    let twcc_id = &mut sink.twcc_id;
-    let map = sink.extension_map.get_or_insert_with(|| {
-        let theirs = &sender.get_parameters().rtp_parameters.header_extensions;
-        let mut map = Box::new([0u8; 256]);
-        for (id, uri) in extensions {
-            if let Some(h) = theirs.iter().find(|h| &h.uri == uri) {
-                map[usize::from(*id)] = u8::try_from(h.id).unwrap_or(0);
-            }
-        }
-        *twcc_id = theirs
-            .iter()
-            .find(|h| h.uri == TRANSPORT_CC_URI)
-            .and_then(|h| u8::try_from(h.id).ok())
-            .filter(|id| (1..=14).contains(id))
-            .unwrap_or(0);
-        map
-    });
+    let (Some(pt), Some(map)) = (sink.payload_type, sink.extension_map.as_deref()) else {
+        return Err(WriteError::NotReady);
+    };
     let mut out = packet.clone();
     out.header.ssrc = sink.ssrc;
     out.header.payload_type = pt;
@@ -201,11 +183,61 @@ pub(crate) fn write(
     // the size and writes only what the new list needs, and drops a packet whose sizes differ.
     out.header.extensions_padding = 0;
     let size = out.header.marshal_size() + out.payload.len();
-    sender.write_rtp(now, out).map_err(WriteError::Refused)?;
+    if sink.checked {
+        // The sender's checks passed once for this consumer and what it writes does not change
+        // (its SSRC, payload type and extension ids): straight into the connection's write path,
+        // without `write_rtp`'s per-packet lookups and track-id String (which `rtc` ignores).
+        peer.pc
+            .handle_write(TaggedRTCMessage {
+                now,
+                message: RTCMessage::RtpPacket(String::new(), out),
+            })
+            .map_err(WriteError::Refused)?;
+    } else {
+        let mut sender = peer
+            .pc
+            .rtp_sender(sink.sender_id)
+            .ok_or(WriteError::NotReady)?;
+        sender.write_rtp(now, out).map_err(WriteError::Refused)?;
+        sink.checked = true;
+    }
     if let Some(seq) = transport_seq {
         peer.bwe.on_sent(seq, size, now);
     }
     Ok(size)
+}
+
+/// Reads what a consumer needs of its sender once: the negotiated payload type of its codec, and
+/// the subscriber's ids of the forwarded header extensions and of the transport-wide sequence
+/// number.
+fn learn_sender(
+    sink: &mut PeerSink,
+    pc: &mut RTCPeerConnection,
+    extensions: &[(u8, String)],
+) -> Result<(), WriteError> {
+    let mut sender = pc.rtp_sender(sink.sender_id).ok_or(WriteError::NotReady)?;
+    let parameters = sender.get_parameters();
+    sink.payload_type = parameters
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|k| k.rtp_codec.mime_type.eq_ignore_ascii_case(&sink.mime))
+        .map(|k| k.payload_type);
+    let theirs = &parameters.rtp_parameters.header_extensions;
+    let mut map = Box::new([0u8; 256]);
+    for (id, uri) in extensions {
+        if let Some(h) = theirs.iter().find(|h| &h.uri == uri) {
+            map[usize::from(*id)] = u8::try_from(h.id).unwrap_or(0);
+        }
+    }
+    sink.twcc_id = theirs
+        .iter()
+        .find(|h| h.uri == TRANSPORT_CC_URI)
+        .and_then(|h| u8::try_from(h.id).ok())
+        .filter(|id| (1..=14).contains(id))
+        .unwrap_or(0);
+    sink.extension_map = Some(map);
+    Ok(())
 }
 
 /// Records what a consumer sent, for NACKs.
