@@ -604,3 +604,35 @@ impl Live {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_offers_for_peers_never_attached_are_bounded() {
+        let sfu = Sfu::start(sfu::SfuConfig {
+            tcp: false,
+            ..sfu::SfuConfig::default()
+        })
+        .expect("the SFU starts");
+        let live = Live::new(sfu.clone());
+        for n in 0..(MAX_EARLY_OFFERS as u64 + 10) {
+            live.on_sfu_event(SfuEvent::Offer {
+                peer: PeerId::from_u64(n),
+                sdp: "v=0".to_owned(),
+            });
+        }
+        let state = live.state();
+        assert_eq!(state.early_offers.len(), MAX_EARLY_OFFERS);
+        // The oldest went first.
+        assert!(!state.early_offers.contains_key(&PeerId::from_u64(0)));
+        assert!(
+            state
+                .early_offers
+                .contains_key(&PeerId::from_u64(MAX_EARLY_OFFERS as u64 + 9))
+        );
+        drop(state);
+        sfu.shutdown();
+    }
+}

@@ -840,3 +840,98 @@ impl Shard {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        Engine::new(EngineConfig {
+            index: 0,
+            shard_count: 1,
+            local_addr: addr,
+            tcp_addr: None,
+            ice_address: addr.ip(),
+            ice_timeouts: (Duration::from_secs(5), Duration::from_secs(25)),
+        })
+    }
+
+    /// A shard state around its queues (no thread, no socket of its own but the waker's).
+    fn shard(commands: usize, pipes: usize) -> (Shard, Mailbox) {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let target = socket.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        let (commands_tx, commands_rx) = std::sync::mpsc::sync_channel(commands);
+        let (pipes_tx, pipes_rx) = std::sync::mpsc::sync_channel(pipes);
+        let asleep = Arc::new(AtomicBool::new(false));
+        let mailbox = Mailbox {
+            commands: commands_tx,
+            pipes: pipes_tx,
+            waker: socket,
+            target,
+            asleep: Arc::clone(&asleep),
+            shared: Arc::clone(&shared),
+        };
+        let shard = Shard {
+            index: 0,
+            shared,
+            engine: engine(),
+            events: Arc::new(EventBus::default()),
+            mailboxes: Vec::new(),
+            sinks: HashMap::new(),
+            asleep,
+            commands: commands_rx,
+            pipes: pipes_rx,
+            next_command: None,
+            next_batch: None,
+        };
+        (shard, mailbox)
+    }
+
+    fn leave() -> Command {
+        Command::Leave {
+            peer: crate::PeerId::from_u64(1),
+        }
+    }
+
+    #[test]
+    fn a_full_command_queue_refuses_and_counts() {
+        let (shard, mailbox) = shard(2, 1);
+        assert_eq!(mailbox.send(leave()), Ok(()));
+        assert_eq!(mailbox.send(leave()), Ok(()));
+        assert_eq!(mailbox.send(leave()), Err(Refused::Busy));
+        assert_eq!(shard.shared.counters.snapshot().commands_refused, 1);
+        drop(shard);
+        assert_eq!(mailbox.send(leave()), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn a_full_pipe_queue_drops_the_batch() {
+        let (_shard, mailbox) = shard(1, 1);
+        assert!(mailbox.send_pipe(Vec::new()));
+        assert!(!mailbox.send_pipe(Vec::new()));
+    }
+
+    #[test]
+    fn a_round_serves_a_bounded_share_of_what_is_queued_and_does_not_wait_on_the_sockets() {
+        let (mut shard, mailbox) = shard(1000, 1000);
+        for _ in 0..3 * COMMANDS_PER_ROUND {
+            mailbox.send(leave()).unwrap();
+        }
+        for _ in 0..3 * PIPE_BATCHES_PER_ROUND {
+            assert!(mailbox.send_pipe(Vec::new()));
+        }
+        // Queued work means the round polls its sockets without waiting.
+        assert!(shard.peek_queues());
+        shard.serve_queues();
+        let left_commands = shard.commands.try_iter().count();
+        let left_batches = shard.pipes.try_iter().count();
+        assert_eq!(left_commands, 2 * COMMANDS_PER_ROUND);
+        assert_eq!(left_batches, 2 * PIPE_BATCHES_PER_ROUND);
+        assert!(!shard.peek_queues(), "all taken out by now");
+    }
+}

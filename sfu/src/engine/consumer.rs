@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::sansio::Protocol;
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
 
 use crate::ids::{ConsumerId, LocalConsumerId, PeerId, ProducerId, TrackKey};
