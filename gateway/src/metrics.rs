@@ -336,7 +336,13 @@ impl Collector for SfuCollector {
             "SFU shards whose thread is serving its socket",
             &ConstGauge::new(running),
         )?;
-        let families: [ShardCounter; 9] = [
+        encode_one(
+            &mut encoder,
+            "sfu_events_dropped",
+            "SFU events lost to a listener whose queue was full",
+            &ConstCounter::new(self.0.events_dropped()),
+        )?;
+        let families: [ShardCounter; 14] = [
             (
                 "sfu_shard_packets_received",
                 "UDP datagrams read by a shard",
@@ -381,6 +387,31 @@ impl Collector for SfuCollector {
                 "sfu_shard_packets_dropped_unknown_peer",
                 "Datagrams a shard dropped because they matched no peer",
                 |s| s.packets_dropped_unknown_peer,
+            ),
+            (
+                "sfu_shard_rtp_paused",
+                "RTP packets a shard dropped because the server paused their track (moderation)",
+                |s| s.rtp_paused,
+            ),
+            (
+                "sfu_shard_rtp_retransmitted",
+                "RTP packets a shard sent again after a subscriber reported them lost (NACK)",
+                |s| s.rtp_retransmitted,
+            ),
+            (
+                "sfu_shard_nacks_unanswered",
+                "Packets subscribers reported lost that a shard no longer held",
+                |s| s.nacks_unanswered,
+            ),
+            (
+                "sfu_shard_commands_refused",
+                "Requests to a shard refused because its queue was full",
+                |s| s.commands_refused,
+            ),
+            (
+                "sfu_shard_pipe_batches_dropped",
+                "Batches of piped packets a shard dropped because the receiving shard's queue was full",
+                |s| s.pipe_batches_dropped,
             ),
         ];
         for (name, help, read) in families {
