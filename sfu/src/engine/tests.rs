@@ -746,3 +746,50 @@ fn a_fault_is_pinned_to_the_room_being_worked_on() {
     stream(&mut w, publisher, false, 5, 10, 5);
     assert!(w.video_received(viewer).len() > before);
 }
+
+#[test]
+fn unsubscribing_takes_the_track_off_and_subscribing_brings_it_back() {
+    let mut w = World::new(1);
+    let publisher = w.publisher(0, false);
+    let viewer = w.viewer(0);
+    stream(&mut w, publisher, false, 0, 10, 5);
+    let (source, sub) = (w.id(publisher), w.id(viewer));
+    let cam = TrackKey::new(source, "cam");
+    let consumers = |w: &World| {
+        w.shards[0]
+            .engine
+            .stats(sub)
+            .unwrap()
+            .consumers
+            .iter()
+            .map(|c| c.track.to_string())
+            .collect::<Vec<_>>()
+    };
+    w.shards[0].command(
+        Command::Consumer {
+            subscriber: sub,
+            source: cam.clone(),
+            change: ConsumerChange::Subscribe(false),
+        },
+        w.now,
+    );
+    assert_eq!(consumers(&w), vec!["mic".to_owned()]);
+    let before = w.video_received(viewer).len();
+    stream(&mut w, publisher, false, 10, 10, 5);
+    assert_eq!(
+        w.video_received(viewer).len(),
+        before,
+        "no video while unsubscribed"
+    );
+    w.shards[0].command(
+        Command::Consumer {
+            subscriber: sub,
+            source: cam,
+            change: ConsumerChange::Subscribe(true),
+        },
+        w.now,
+    );
+    assert_eq!(consumers(&w).len(), 2);
+    stream(&mut w, publisher, false, 20, 10, 5);
+    assert!(w.video_received(viewer).len() > before, "video again");
+}
