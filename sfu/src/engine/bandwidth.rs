@@ -13,6 +13,11 @@ use super::consumer::{Priority, Sink};
 /// How often subscribers' layers are reviewed without feedback.
 pub(crate) const REVIEW_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A consumer stays on a layer at least this long before the bandwidth moves it again (unless
+/// the path is losing heavily, or the subscriber asked for another layer): a switch costs a
+/// keyframe, and keyframes cost bandwidth.
+pub(crate) const MIN_LAYER_TIME: Duration = Duration::from_secs(4);
+
 impl Engine {
     /// Reviews every subscriber's layers: layer bitrates change without feedback, and a
     /// subscriber whose consumers are all paused sends no feedback. Its estimate grows as on a
@@ -45,11 +50,13 @@ impl Engine {
             let target = Some(preferred.min(producer.highest_layer(now)));
             if c.forwarder.target_layer() != target {
                 c.forwarder.set_target(target);
-                keyframes.push(c.producer);
+                if let Some(layer) = c.forwarder.keyframe_needed() {
+                    keyframes.push((c.producer, layer));
+                }
             }
         }
-        for pid in keyframes {
-            self.request_keyframe(pid, now);
+        for (pid, layer) in keyframes {
+            self.request_keyframe(pid, layer, now);
         }
     }
 
@@ -106,16 +113,24 @@ impl Engine {
             });
         }
         let mut allocated = Vec::new();
+        let lossy = sub.bwe.lossy(now);
+        let congested = sub.bwe.congested(now);
         if !needs.is_empty() {
             // Without congestion seen, there is no known limit: everyone gets what they prefer.
-            let available = sub
+            let mut available = sub
                 .bwe
                 .limit_bps(now)
                 .map_or(u64::MAX, |limit| limit.saturating_sub(audio_bps));
+            // A delay signal alone may hold consumers back from going up, never push them below
+            // what the path is delivering (a queue that is only noise delivers everything sent;
+            // a real bottleneck delivers less, and its consumers come down to it). Loss may.
+            if !lossy && let Some(delivered) = sub.bwe.delivered_bps() {
+                available = available.max(delivered.saturating_sub(audio_bps));
+            }
             allocator::allocate(available, &needs, &mut Vec::new(), &mut allocated);
             // A consumer is paused (it loses its last layer) only when the path loses heavily;
             // a delay trend alone keeps it on its lowest layer.
-            if !sub.bwe.lossy(now) {
+            if !lossy {
                 for (need, out) in needs.iter().zip(allocated.iter_mut()) {
                     if out.is_none() && need.current.is_some() {
                         *out = (0..3u8).find(|l| need.layer_bitrates[usize::from(*l)].is_some());
@@ -133,7 +148,23 @@ impl Engine {
             let Some(c) = self.router.consumers.get_mut(&cid) else {
                 continue;
             };
+            let asked = std::mem::take(&mut c.preference_changed);
             if c.forwarder.target_layer() == target {
+                continue;
+            }
+            // Moved by the bandwidth (not by the subscriber, not down on a congested or losing
+            // path): not before it has been on its layer for a while.
+            let settled = c
+                .layer_since
+                .is_none_or(|t| now.saturating_duration_since(t) >= MIN_LAYER_TIME);
+            let current = c.forwarder.current_layer();
+            let down = match (target, current) {
+                (Some(t), Some(c)) => t < c,
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            let urgent = lossy || (down && congested);
+            if !asked && !urgent && !settled && current.is_some() {
                 continue;
             }
             c.forwarder.set_target(target);
@@ -141,12 +172,12 @@ impl Engine {
             // lost to it, and the request would hold the stream's next one back by the request
             // interval (500 ms more before a newcomer's first picture). A newcomer asks with its
             // first forwarded packet instead.
-            if connected && c.forwarder.keyframe_needed().is_some() {
-                keyframes.push(c.producer);
+            if connected && let Some(layer) = c.forwarder.keyframe_needed() {
+                keyframes.push((c.producer, layer));
             }
         }
-        for pid in keyframes {
-            self.request_keyframe(pid, now);
+        for (pid, layer) in keyframes {
+            self.request_keyframe(pid, layer, now);
         }
     }
 }

@@ -154,7 +154,7 @@ impl super::Engine {
             } => self.change_consumer(subscriber, source, change, now),
             Command::RequestKeyframe { source } => {
                 if let Some(&pid) = self.router.by_track.get(&source) {
-                    self.request_keyframe(pid, now);
+                    self.request_all_keyframes(pid, now);
                 }
             }
             Command::Producer { source, change } => self.change_producer(source, change, now),

@@ -16,6 +16,7 @@ use rtc::shared::marshal::MarshalSize;
 use crate::ids::{ConsumerId, LocalConsumerId, PeerId, ProducerId, TrackKey};
 use crate::media::forwarder::{Forwarder, Rewrite};
 use crate::media::retransmit::{Sent, SentLog};
+use crate::media::vp8::{self, Vp8Info};
 
 use super::peer::{Peer, TRANSPORT_CC_URI};
 
@@ -47,6 +48,11 @@ pub(crate) struct Consumer {
     pub(crate) packets: u64,
     /// Packets sent again after a NACK.
     pub(crate) retransmitted: u64,
+    /// When the layer forwarded last changed.
+    pub(crate) layer_since: Option<Instant>,
+    /// The receiver changed what it wants (layer, pause) since the last allocation: acted on
+    /// at once, whatever the time on the current layer.
+    pub(crate) preference_changed: bool,
 }
 
 /// Where a consumer's packets go.
@@ -110,6 +116,8 @@ impl Consumer {
             forwarder: Forwarder::new(clock_rate, preferred),
             packets: 0,
             retransmitted: 0,
+            layer_since: None,
+            preference_changed: false,
         }
     }
 
@@ -131,7 +139,9 @@ pub(crate) enum WriteError {
 }
 
 /// Writes `packet` (as the publisher sent it) to the subscriber's connection, rewritten: the
-/// consumer's SSRC and payload type, `rewrite`'s sequence number, timestamp and marker, the
+/// consumer's SSRC and payload type, `rewrite`'s sequence number, timestamp and marker (and VP8
+/// picture id and TL0PICIDX, in a copy of the payload when they change; `vp8` is its parsed
+/// descriptor), the
 /// forwardable header extensions renumbered for this connection, and a fresh transport-wide
 /// sequence number (recorded for bandwidth estimation). Returns the size written.
 ///
@@ -141,6 +151,7 @@ pub(crate) fn write(
     sink: &mut PeerSink,
     peer: &mut Peer,
     packet: &rtp::Packet,
+    vp8: Option<&Vp8Info>,
     extensions: &[(u8, String)],
     rewrite: Rewrite,
     now: Instant,
@@ -157,6 +168,11 @@ pub(crate) fn write(
     out.header.sequence_number = rewrite.sequence;
     out.header.timestamp = rewrite.timestamp;
     out.header.marker = rewrite.marker;
+    if let (Some(info), Some(picture)) = (vp8, &rewrite.picture)
+        && let Some(payload) = vp8::renumbered(&packet.payload, info, picture)
+    {
+        out.payload = payload;
+    }
     // Extension ids are per connection: keep the forwardable ones, renumbered.
     out.header.extensions.retain_mut(|e| {
         let id = map[usize::from(e.id)];

@@ -264,7 +264,7 @@ impl Engine {
             .router
             .producers
             .values()
-            .filter_map(|p| p.keyframes.next_timeout());
+            .filter_map(|p| p.next_keyframe_timeout());
         let speakers = self
             .router
             .rooms
@@ -393,14 +393,16 @@ impl Engine {
         }
         self.scratch_ids = due;
         // Keyframes asked for and not arrived: ask again.
-        let retry: Vec<ProducerId> = self
-            .router
-            .producers
-            .values_mut()
-            .filter_map(|p| p.keyframes.poll(now).then_some(p.id))
-            .collect();
-        for pid in retry {
-            self.send_keyframe_request(pid, now);
+        let mut retry = Vec::new();
+        for p in self.router.producers.values_mut() {
+            for (layer, requests) in p.keyframes.iter_mut().enumerate() {
+                if requests.poll(now) {
+                    retry.push((p.id, layer as u8));
+                }
+            }
+        }
+        for (pid, layer) in retry {
+            self.send_keyframe_request(pid, layer, now);
         }
         match self.next_review {
             Some(t) if t <= now => self.review(now),
@@ -476,10 +478,10 @@ impl Engine {
                 }
                 self.finish_round(notes, now);
             }
-            ShardMessage::Keyframe { key } => {
+            ShardMessage::Keyframe { key, layer } => {
                 if let Some(&pid) = self.router.by_track.get(&key) {
                     self.scope = self.router.producers.get(&pid).map(|p| p.room.clone());
-                    self.request_keyframe(pid, now);
+                    self.request_keyframe(pid, layer, now);
                 }
             }
         }
@@ -1024,8 +1026,14 @@ impl Engine {
                 self.disconnect(cid);
                 return;
             }
-            ConsumerChange::Pause(paused) => c.paused = paused,
-            ConsumerChange::PreferredLayer(layer) => c.preferred = layer,
+            ConsumerChange::Pause(paused) => {
+                c.preference_changed |= c.paused != paused;
+                c.paused = paused;
+            }
+            ConsumerChange::PreferredLayer(layer) => {
+                c.preference_changed |= c.preferred != layer;
+                c.preferred = layer;
+            }
             ConsumerChange::Priority(priority) => c.priority = priority,
             ConsumerChange::MaxTemporal(max) => {
                 c.forwarder.set_max_temporal(max);
@@ -1061,7 +1069,7 @@ impl Engine {
                     }
                 }
                 if !paused {
-                    self.request_keyframe(pid, now);
+                    self.request_all_keyframes(pid, now);
                 }
                 self.emit(SfuEvent::ProducerPaused {
                     peer: source.peer,
@@ -1166,28 +1174,39 @@ impl Engine {
             p.consumers.push(cid);
         }
         if video {
-            self.request_keyframe(pid, now);
+            self.request_keyframe(pid, layer, now);
         }
     }
 
     // ----- Media -----
 
-    /// Asks the publisher of `pid` for a keyframe, at most once per 500 ms per stream; through
-    /// its shard when it is on another.
-    fn request_keyframe(&mut self, pid: ProducerId, now: Instant) {
+    /// Asks the publisher of `pid` for a keyframe of `layer`, at most once per 500 ms per layer
+    /// (retried until it arrives); through its shard when it is on another.
+    fn request_keyframe(&mut self, pid: ProducerId, layer: u8, now: Instant) {
         if self
             .router
             .producers
             .get_mut(&pid)
-            .is_some_and(|p| p.keyframes.request(now))
+            .is_some_and(|p| p.keyframes[usize::from(layer.min(2))].request(now))
         {
-            self.send_keyframe_request(pid, now);
+            self.send_keyframe_request(pid, layer, now);
         }
     }
 
-    /// Sends a keyframe request for `pid` now: a PLI on each of its streams, or a message to its
-    /// publisher's shard.
-    fn send_keyframe_request(&mut self, pid: ProducerId, now: Instant) {
+    /// Asks for a keyframe of every layer `pid` has (a request by the SFU's user, a resume).
+    fn request_all_keyframes(&mut self, pid: ProducerId, now: Instant) {
+        let layers: Vec<u8> = match self.router.producers.get(&pid) {
+            Some(p) => p.layers().collect(),
+            None => return,
+        };
+        for layer in layers {
+            self.request_keyframe(pid, layer, now);
+        }
+    }
+
+    /// Sends a keyframe request for `pid`'s `layer` now: a PLI on that layer's stream (every
+    /// stream when the layers are not known), or a message to its publisher's shard.
+    fn send_keyframe_request(&mut self, pid: ProducerId, layer: u8, now: Instant) {
         let Some(producer) = self.router.producers.get(&pid) else {
             return;
         };
@@ -1196,6 +1215,7 @@ impl Engine {
                 shard,
                 message: ShardMessage::Keyframe {
                     key: producer.key.clone(),
+                    layer,
                 },
             }),
             Origin::Local { receiver } => {
@@ -1203,8 +1223,13 @@ impl Engine {
                 let Some(peer) = self.peers.get_mut(&publisher) else {
                     return;
                 };
+                let of_layer = producer.ssrcs.iter().any(|(_, l)| *l == layer);
                 if let Some(mut receiver) = peer.pc.rtp_receiver(receiver) {
-                    for (ssrc, _) in &producer.ssrcs {
+                    for (ssrc, _) in producer
+                        .ssrcs
+                        .iter()
+                        .filter(|(_, l)| !of_layer || *l == layer)
+                    {
                         let pli = PictureLossIndication {
                             sender_ssrc: 0,
                             media_ssrc: *ssrc,
@@ -1302,6 +1327,8 @@ impl Engine {
         let mut results: Vec<PacketResult> = Vec::new();
         let mut nacks: Vec<(ConsumerId, Vec<u16>)> = Vec::new();
         let mut reports: Vec<(ProducerId, u32, u64, u32)> = Vec::new();
+        // Keyframes subscribers asked for (PLI, FIR).
+        let mut asked: Vec<(ProducerId, u8)> = Vec::new();
         let mut ids = std::mem::take(&mut self.scratch_ids);
         ids.clear();
         ids.extend_from_slice(&self.touched);
@@ -1378,8 +1405,15 @@ impl Engine {
                             match lost {
                                 Some(seqs) => nacks.push((cid, seqs)),
                                 None => {
-                                    if let Some(c) = self.router.consumers.get(&cid) {
-                                        notes.keyframes.push(c.producer);
+                                    // The subscriber lost its picture: a keyframe of the layer
+                                    // it gets (or is switching to).
+                                    if let Some(c) = self.router.consumers.get(&cid)
+                                        && let Some(layer) = c
+                                            .forwarder
+                                            .keyframe_needed()
+                                            .or(c.forwarder.current_layer())
+                                    {
+                                        asked.push((c.producer, layer));
                                     }
                                 }
                             }
@@ -1408,6 +1442,11 @@ impl Engine {
         for (cid, seqs) in nacks {
             self.retransmit(cid, &seqs, now);
         }
+        asked.sort_unstable();
+        asked.dedup();
+        for (pid, layer) in asked {
+            self.request_keyframe(pid, layer, now);
+        }
         for (pid, ssrc, ntp_time, rtp_time) in reports {
             self.report_to_locals(pid, ssrc, ntp_time, rtp_time);
         }
@@ -1426,10 +1465,21 @@ impl Engine {
         }
         // Subscribers written to this round (marked touched by the fan-out).
         self.touched.append(&mut notes.touched);
-        notes.keyframes.sort();
+        notes.keyframes.sort_unstable();
         notes.keyframes.dedup();
-        for pid in notes.keyframes {
-            self.request_keyframe(pid, now);
+        for (pid, layer) in notes.keyframes {
+            // Only if still wanted: the keyframe may have come later in the same batch.
+            let wanted = self.router.producers.get(&pid).is_some_and(|p| {
+                p.consumers.iter().any(|c| {
+                    self.router
+                        .consumers
+                        .get(c)
+                        .is_some_and(|c| c.forwarder.keyframe_needed() == Some(layer))
+                })
+            });
+            if wanted {
+                self.request_keyframe(pid, layer, now);
+            }
         }
     }
 
@@ -1465,7 +1515,18 @@ impl Engine {
                 self.counters.nacks_unanswered += 1;
                 continue;
             };
-            if consumer::write(sink, peer, packet, &extensions, sent.rewrite, now).is_ok() {
+            let info = vp8::parse(&packet.payload).ok();
+            if consumer::write(
+                sink,
+                peer,
+                packet,
+                info.as_ref(),
+                &extensions,
+                sent.rewrite,
+                now,
+            )
+            .is_ok()
+            {
                 self.counters.rtp_retransmitted += 1;
                 c.retransmitted += 1;
                 c.packets += 1;
@@ -1552,18 +1613,20 @@ impl Engine {
             return;
         }
         let layer = producer.layer_of(packet.header.ssrc);
-        let (keyframe, temporal_id) = if producer.video() {
-            match vp8::parse(&packet.payload) {
-                Ok(info) => (info.keyframe, info.temporal_id),
-                Err(_) => (false, None),
-            }
+        let vp8 = if producer.video() {
+            vp8::parse(&packet.payload).ok()
         } else {
-            (true, None)
+            None
+        };
+        let (keyframe, temporal_id) = match (&vp8, producer.video()) {
+            (Some(info), _) => (info.keyframe, info.temporal_id),
+            (None, true) => (false, None),
+            (None, false) => (true, None),
         };
         if keyframe && producer.video() {
-            producer.keyframes.on_keyframe();
+            producer.on_keyframe(layer);
         }
-        producer.count(layer, &packet, now);
+        producer.count(layer, &packet, keyframe, now);
         if producer.extensions.is_none()
             && let Origin::Local { receiver } = producer.origin
             && let Some(mut receiver) = peer.pc.rtp_receiver(receiver)
@@ -1595,8 +1658,10 @@ impl Engine {
                 marker: packet.header.marker,
                 keyframe,
                 temporal_id,
+                picture: vp8.as_ref().and_then(vp8::Vp8Info::picture),
             },
             video: producer.video(),
+            vp8,
             level,
             extensions: producer
                 .extensions
@@ -1659,9 +1724,9 @@ impl Engine {
         *scope = Some(producer.room.clone());
         let info = &piped.ingress.info;
         if info.keyframe && producer.video() {
-            producer.keyframes.on_keyframe();
+            producer.on_keyframe(info.layer);
         }
-        producer.count(info.layer, &piped.packet, now);
+        producer.count(info.layer, &piped.packet, info.keyframe, now);
         if producer.extensions.is_none() {
             producer.extensions = Some(piped.ingress.extensions.clone());
         }

@@ -24,8 +24,8 @@ pub(crate) enum ShardMessage {
     Untrack { key: TrackKey },
     /// Packets of piped tracks (on the pipe queue, which has its own bound and budget).
     Packets(Vec<PipedPacket>),
-    /// A subscriber on another shard needs a keyframe of this shard's track.
-    Keyframe { key: TrackKey },
+    /// A subscriber on another shard needs a keyframe of this shard's track, of one layer.
+    Keyframe { key: TrackKey, layer: u8 },
 }
 
 /// What the shard that received a packet learned of it, passed along with it to the other shards
@@ -38,6 +38,8 @@ pub(crate) struct Ingress {
     pub(crate) level: Option<u8>,
     /// Forwardable header extensions as the publisher numbers them.
     pub(crate) extensions: Arc<[(u8, String)]>,
+    /// The VP8 payload descriptor (where its picture id and TL0PICIDX are, for renumbering).
+    pub(crate) vp8: Option<crate::media::vp8::Vp8Info>,
 }
 
 /// A publisher's packet on its way to another shard of its room.

@@ -33,7 +33,8 @@ pub(crate) struct Producer {
     pub(crate) origin: Origin,
     /// (SSRC, simulcast layer) of its streams (a piped producer knows none).
     pub(crate) ssrcs: Vec<(u32, u8)>,
-    pub(crate) keyframes: KeyframeRequests,
+    /// Keyframe requests, per simulcast layer (a switch needs the keyframe of one layer only).
+    pub(crate) keyframes: [KeyframeRequests; 3],
     /// Forwardable extensions as the publisher numbers them: (id, URI). Read on the first packet
     /// of a local producer, carried with piped packets; shared so that forwarding does not copy it.
     pub(crate) extensions: Option<Arc<[(u8, String)]>>,
@@ -43,6 +44,9 @@ pub(crate) struct Producer {
     pub(crate) rates: [RateMeter; 3],
     /// Highest sequence number seen on each layer.
     highest_seq: [Option<u16>; 3],
+    /// Inside a keyframe on each layer (from its first packet to its marker): not counted in
+    /// the layer's rate, whose keyframe spikes would otherwise make a layer look dearer than it is.
+    in_keyframe: [bool; 3],
     /// Paused by the server: its packets go nowhere.
     pub(crate) paused: bool,
     /// Its consumers on this shard (subscribers' and in-process ones).
@@ -68,11 +72,12 @@ impl Producer {
             codec,
             origin,
             ssrcs: Vec::new(),
-            keyframes: KeyframeRequests::default(),
+            keyframes: Default::default(),
             extensions: None,
             audio_level_id: None,
             rates: Default::default(),
             highest_seq: [None; 3],
+            in_keyframe: [false; 3],
             paused: false,
             consumers: Vec::new(),
             history: (kind == RtpCodecKind::Video).then(Box::default),
@@ -102,14 +107,50 @@ impl Producer {
     }
 
     /// Counts a packet in its layer's bitrate, unless it is a retransmission (not newer than what
-    /// the layer had).
-    pub(crate) fn count(&mut self, layer: u8, packet: &rtp::Packet, now: Instant) {
+    /// the layer had) or part of a keyframe (`keyframe_start`: its first packet).
+    pub(crate) fn count(
+        &mut self,
+        layer: u8,
+        packet: &rtp::Packet,
+        keyframe_start: bool,
+        now: Instant,
+    ) {
         let l = usize::from(layer.min(2));
         let seq = packet.header.sequence_number;
-        if self.highest_seq[l].is_none_or(|h| seq.wrapping_sub(h).wrapping_sub(1) < 0x8000) {
-            self.highest_seq[l] = Some(seq);
-            self.rates[l].add(packet.header.marshal_size() + packet.payload.len(), now);
+        if self.highest_seq[l].is_some_and(|h| seq.wrapping_sub(h).wrapping_sub(1) >= 0x8000) {
+            return;
         }
+        self.highest_seq[l] = Some(seq);
+        if keyframe_start && self.video() {
+            self.in_keyframe[l] = true;
+        }
+        if self.in_keyframe[l] {
+            if packet.header.marker {
+                self.in_keyframe[l] = false;
+            }
+            return;
+        }
+        self.rates[l].add(packet.header.marshal_size() + packet.payload.len(), now);
+    }
+
+    /// A keyframe started on `layer`: requests for it are satisfied.
+    pub(crate) fn on_keyframe(&mut self, layer: u8) {
+        self.keyframes[usize::from(layer.min(2))].on_keyframe();
+    }
+
+    /// When a keyframe request of any layer is next due.
+    pub(crate) fn next_keyframe_timeout(&self) -> Option<Instant> {
+        self.keyframes
+            .iter()
+            .filter_map(KeyframeRequests::next_timeout)
+            .min()
+    }
+
+    /// The layers it has streams for (layer 0 alone for a piped producer or one without simulcast).
+    pub(crate) fn layers(&self) -> impl Iterator<Item = u8> + '_ {
+        let known = self.ssrcs.iter().map(|(_, l)| *l);
+        let any = self.ssrcs.is_empty().then_some(0);
+        known.chain(any)
     }
 
     /// Keeps `packet` of `layer` for retransmission (video only), replacing the oldest.

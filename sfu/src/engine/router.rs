@@ -72,7 +72,8 @@ impl Router {
 /// What the forwarding of a round collects for after it: keyframes wanted, layer changes.
 #[derive(Default)]
 pub(crate) struct RoundNotes {
-    pub(crate) keyframes: Vec<ProducerId>,
+    /// (producer, layer) keyframes wanted by consumers switching or starting.
+    pub(crate) keyframes: Vec<(ProducerId, u8)>,
     pub(crate) events: Vec<SfuEvent>,
     /// Subscribers newly marked as touched (written to).
     pub(crate) touched: Vec<PeerId>,
@@ -108,8 +109,11 @@ pub(crate) fn route(
         };
         let before = c.forwarder.current_layer();
         let decision = c.forwarder.handle(&ingress.info, now);
-        if c.forwarder.keyframe_needed().is_some() {
-            notes.keyframes.push(producer.id);
+        if let Some(layer) = c.forwarder.keyframe_needed() {
+            notes.keyframes.push((producer.id, layer));
+        }
+        if c.forwarder.current_layer() != before {
+            c.layer_since = Some(now);
         }
         if c.forwarder.current_layer() != before
             && ingress.video
@@ -131,7 +135,15 @@ pub(crate) fn route(
                     peer.touched = true;
                     notes.touched.push(sink.peer);
                 }
-                match consumer::write(sink, peer, packet, &ingress.extensions, rewrite, now) {
+                match consumer::write(
+                    sink,
+                    peer,
+                    packet,
+                    ingress.vp8.as_ref(),
+                    &ingress.extensions,
+                    rewrite,
+                    now,
+                ) {
                     Ok(_) => {
                         if ingress.video {
                             consumer::record(
@@ -164,6 +176,12 @@ pub(crate) fn route(
                 out.header.sequence_number = rewrite.sequence;
                 out.header.timestamp = rewrite.timestamp;
                 out.header.marker = rewrite.marker;
+                if let (Some(info), Some(picture)) = (&ingress.vp8, &rewrite.picture)
+                    && let Some(payload) =
+                        crate::media::vp8::renumbered(&packet.payload, info, picture)
+                {
+                    out.payload = payload;
+                }
                 c.packets += 1;
                 outputs.push_back(Output::Local {
                     consumer: *id,

@@ -1,27 +1,52 @@
 //! Send-side bandwidth estimation for one subscriber connection, from transport-wide congestion
-//! control feedback (draft-holmer-rmcat-transport-wide-cc-extensions): a simplified Google
-//! Congestion Control.
+//! control feedback (draft-holmer-rmcat-transport-wide-cc-extensions): Google Congestion Control
+//! as libwebrtc does it, simplified.
 //!
-//! - Delay: for consecutive received packets, the change in one-way delay (arrival delta minus send
-//!   delta) is accumulated and smoothed; the slope of its linear fit over the last packets is the
-//!   trend. A rising trend means a queue is building: overuse.
+//! - Delay: packets are grouped into bursts by send time (those sent within 5 ms of a burst's
+//!   first packet: the SFU writes a whole round of packets at one instant, and their spread on
+//!   arrival is not a queue). Between consecutive bursts, the change in one-way delay (arrival
+//!   delta minus send delta) is accumulated and smoothed; the slope of its linear fit over the last
+//!   20 bursts, scaled, is compared with an adaptive threshold (it rises with the noise the path
+//!   shows and falls back slowly). Only overuse sustained over more than 10 ms and two bursts, with
+//!   a trend still rising, is a verdict.
 //! - Loss: the share of packets the feedback reports lost.
-//! - Rate: on overuse, drop to 85 % of what was acknowledged; on heavy loss, cut by half the loss
-//!   share; otherwise, with little loss and a flat trend, grow 8 % per second, never more than
-//!   1 Mbit/s beyond 1.5 times what is actually acknowledged. Time is passed in.
+//! - Rate: on overuse, down to 85 % of what was acknowledged; on heavy loss, down to what was
+//!   acknowledged less half the loss share, at most every 500 ms; otherwise, with little loss and no overuse, grow 8 % per second, never more than
+//!   1 Mbit/s beyond 1.5 times what is actually acknowledged. Once congestion has been seen the
+//!   estimate is a limit for good, growing from what is delivered (an upgrade is then deliberate:
+//!   the estimate must reach the next layer); ten seconds after the last sign of congestion it is
+//!   raised to at least what is being delivered. Time is passed in.
 
 use std::time::{Duration, Instant};
 
 /// Packets remembered for matching feedback.
 const HISTORY: usize = 2048;
-/// Points in the delay trend fit.
+/// Points (bursts) in the delay trend fit.
 const TREND_WINDOW: usize = 20;
 /// Smoothing of the accumulated delay.
 const SMOOTHING: f64 = 0.9;
-/// Slope of the delay trend (ms of extra delay per ms of time) that counts as overuse.
-const OVERUSE_SLOPE: f64 = 0.01;
+/// Packets sent within this of a burst's first packet belong to the burst.
+const BURST: Duration = Duration::from_millis(5);
+/// The trend is scaled by the number of deltas seen (at most this many) and this gain before it
+/// is compared with the threshold (libwebrtc's values).
+const TREND_DELTAS_CAP: f64 = 60.0;
+const TREND_GAIN: f64 = 4.0;
+/// The adaptive threshold: its start, bounds, and how fast it follows the scaled trend up and
+/// down (per ms).
+const THRESHOLD_START: f64 = 12.5;
+const THRESHOLD_MIN: f64 = 6.0;
+const THRESHOLD_MAX: f64 = 600.0;
+const THRESHOLD_UP: f64 = 0.0087;
+const THRESHOLD_DOWN: f64 = 0.039;
+/// A scaled trend this far beyond the threshold does not move it (a real queue, not noise).
+const THRESHOLD_MAX_ADAPT: f64 = 15.0;
+/// Overuse must last this long (ms of send time) before it is a verdict.
+const OVERUSE_TIME_MS: f64 = 10.0;
 /// Loss share above which the estimate is cut.
 const HIGH_LOSS: f64 = 0.10;
+/// Shortest time between two cuts of the estimate for loss (libwebrtc waits about a round trip
+/// plus 300 ms).
+const LOSS_CUT_INTERVAL: Duration = Duration::from_millis(500);
 /// Loss share below which the estimate may grow.
 const LOW_LOSS: f64 = 0.02;
 /// Growth per second while the path is clear.
@@ -58,19 +83,185 @@ pub struct PacketResult {
     pub arrival_us: Option<i64>,
 }
 
+/// A burst of packets sent close together.
+#[derive(Debug, Clone, Copy)]
+struct Burst {
+    first_send: Instant,
+    last_send: Instant,
+    last_arrival_us: i64,
+}
+
+/// The delay trend and its overuse detector (libwebrtc's trendline estimator).
+#[derive(Debug, Clone)]
+struct Trendline {
+    /// The burst being filled, and the last complete one.
+    current: Option<Burst>,
+    previous: Option<Burst>,
+    deltas: f64,
+    accumulated_ms: f64,
+    smoothed_ms: f64,
+    first_arrival_ms: Option<f64>,
+    /// (arrival ms, smoothed delay ms), oldest first.
+    points: [(f64, f64); TREND_WINDOW],
+    len: usize,
+    threshold: f64,
+    threshold_updated_ms: Option<f64>,
+    /// Send time (ms) overuse has lasted, -1 when not overusing; bursts over the threshold.
+    overuse_ms: f64,
+    overuse_count: u32,
+    previous_trend: f64,
+    usage: Usage,
+}
+
+impl Default for Trendline {
+    fn default() -> Trendline {
+        Trendline {
+            current: None,
+            previous: None,
+            deltas: 0.0,
+            accumulated_ms: 0.0,
+            smoothed_ms: 0.0,
+            first_arrival_ms: None,
+            points: [(0.0, 0.0); TREND_WINDOW],
+            len: 0,
+            threshold: THRESHOLD_START,
+            threshold_updated_ms: None,
+            overuse_ms: -1.0,
+            overuse_count: 0,
+            previous_trend: 0.0,
+            usage: Usage::Normal,
+        }
+    }
+}
+
+impl Trendline {
+    /// A received packet: sent at `sent`, arrived at `arrival_us`.
+    fn on_packet(&mut self, sent: Instant, arrival_us: i64) {
+        let Some(current) = &mut self.current else {
+            self.current = Some(Burst {
+                first_send: sent,
+                last_send: sent,
+                last_arrival_us: arrival_us,
+            });
+            return;
+        };
+        if sent < current.first_send {
+            return; // reordered from an earlier burst
+        }
+        if sent.saturating_duration_since(current.first_send) <= BURST {
+            current.last_send = current.last_send.max(sent);
+            current.last_arrival_us = current.last_arrival_us.max(arrival_us);
+            return;
+        }
+        let done = *current;
+        self.current = Some(Burst {
+            first_send: sent,
+            last_send: sent,
+            last_arrival_us: arrival_us,
+        });
+        if let Some(previous) = self.previous {
+            let send_delta_ms = done
+                .last_send
+                .saturating_duration_since(previous.last_send)
+                .as_secs_f64()
+                * 1000.0;
+            let arrival_delta_ms =
+                (done.last_arrival_us - previous.last_arrival_us) as f64 / 1000.0;
+            self.update(
+                arrival_delta_ms,
+                send_delta_ms,
+                done.last_arrival_us as f64 / 1000.0,
+            );
+        }
+        self.previous = Some(done);
+    }
+
+    fn update(&mut self, arrival_delta_ms: f64, send_delta_ms: f64, arrival_ms: f64) {
+        self.deltas = (self.deltas + 1.0).min(1000.0);
+        self.accumulated_ms += arrival_delta_ms - send_delta_ms;
+        self.smoothed_ms = SMOOTHING * self.smoothed_ms + (1.0 - SMOOTHING) * self.accumulated_ms;
+        let first = *self.first_arrival_ms.get_or_insert(arrival_ms);
+        if self.len == TREND_WINDOW {
+            self.points.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        self.points[self.len] = (arrival_ms - first, self.smoothed_ms);
+        self.len += 1;
+        let trend = if self.len == TREND_WINDOW {
+            slope(&self.points).unwrap_or(self.previous_trend)
+        } else {
+            self.previous_trend
+        };
+        self.detect(trend, send_delta_ms, arrival_ms);
+    }
+
+    fn detect(&mut self, trend: f64, send_delta_ms: f64, now_ms: f64) {
+        let modified = self.deltas.min(TREND_DELTAS_CAP) * trend * TREND_GAIN;
+        if modified > self.threshold {
+            self.overuse_ms = if self.overuse_ms < 0.0 {
+                send_delta_ms / 2.0
+            } else {
+                self.overuse_ms + send_delta_ms
+            };
+            self.overuse_count += 1;
+            if self.overuse_ms > OVERUSE_TIME_MS
+                && self.overuse_count > 1
+                && trend >= self.previous_trend
+            {
+                self.overuse_ms = 0.0;
+                self.overuse_count = 0;
+                self.usage = Usage::Overusing;
+            }
+        } else if modified < -self.threshold {
+            self.overuse_ms = -1.0;
+            self.overuse_count = 0;
+            self.usage = Usage::Underusing;
+        } else {
+            self.overuse_ms = -1.0;
+            self.overuse_count = 0;
+            self.usage = Usage::Normal;
+        }
+        self.previous_trend = trend;
+        self.adapt_threshold(modified, now_ms);
+    }
+
+    /// The threshold follows the scaled trend: up slowly when the trend is above it (noise that
+    /// is part of the path), down faster when below; not at all for a trend far beyond it.
+    fn adapt_threshold(&mut self, modified: f64, now_ms: f64) {
+        let last = *self.threshold_updated_ms.get_or_insert(now_ms);
+        if modified.abs() > self.threshold + THRESHOLD_MAX_ADAPT {
+            self.threshold_updated_ms = Some(now_ms);
+            return;
+        }
+        let k = if modified.abs() < self.threshold {
+            THRESHOLD_DOWN
+        } else {
+            THRESHOLD_UP
+        };
+        let dt = (now_ms - last).clamp(0.0, 100.0);
+        self.threshold = (self.threshold + k * (modified.abs() - self.threshold) * dt)
+            .clamp(THRESHOLD_MIN, THRESHOLD_MAX);
+        self.threshold_updated_ms = Some(now_ms);
+    }
+}
+
+/// Slope of the least-squares line through `points`.
+fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let num: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    let den: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    (den > 0.0).then(|| num / den)
+}
+
 /// The estimator of one connection.
 pub struct BandwidthEstimator {
     estimate_bps: f64,
     min_bps: f64,
     max_bps: f64,
     sent: Vec<Sent>,
-    /// Previous received packet: (send time, arrival µs).
-    previous: Option<(Instant, i64)>,
-    accumulated_ms: f64,
-    smoothed_ms: f64,
-    /// (arrival ms, smoothed delay ms), oldest first.
-    trend: [(f64, f64); TREND_WINDOW],
-    trend_len: usize,
+    trendline: Trendline,
     /// (arrival µs, bytes) of recently acknowledged packets, for the acknowledged bitrate.
     acked: Vec<(i64, u32)>,
     last_update: Option<Instant>,
@@ -79,6 +270,10 @@ pub struct BandwidthEstimator {
     congested_at: Option<Instant>,
     /// When the path last lost more than [`HIGH_LOSS`] of a report.
     lossy_at: Option<Instant>,
+    /// When the estimate was last cut for loss.
+    loss_cut_at: Option<Instant>,
+    /// What the last feedback showed delivered, bits per second.
+    delivered_bps: Option<f64>,
 }
 
 impl BandwidthEstimator {
@@ -96,16 +291,14 @@ impl BandwidthEstimator {
                 };
                 HISTORY
             ],
-            previous: None,
-            accumulated_ms: 0.0,
-            smoothed_ms: 0.0,
-            trend: [(0.0, 0.0); TREND_WINDOW],
-            trend_len: 0,
+            trendline: Trendline::default(),
             acked: Vec::with_capacity(1024),
             last_update: None,
             usage: Usage::Normal,
             congested_at: None,
             lossy_at: None,
+            loss_cut_at: None,
+            delivered_bps: None,
         }
     }
 
@@ -114,13 +307,19 @@ impl BandwidthEstimator {
         self.estimate_bps as u64
     }
 
-    /// The estimate as a limit: only while the path has shown congestion in the last
-    /// [`CONGESTION_MEMORY`]. Before that (a path never seen full), or long after, there is no
-    /// known limit and everything preferred may be sent: sending more is the probe, and the
-    /// first sign of a queue brings the limit back.
-    pub fn limit_bps(&self, now: Instant) -> Option<u64> {
-        let at = self.congested_at?;
-        (now.saturating_duration_since(at) < CONGESTION_MEMORY).then_some(self.estimate_bps())
+    /// The estimate as a limit, once the path has shown congestion. Before that (a path never
+    /// seen full) there is no known limit and everything preferred may be sent. Afterwards the
+    /// limit stays, growing on a clear path: going up a layer waits until the estimate has grown
+    /// to it, rather than jumping back on a stale number.
+    pub fn limit_bps(&self, _now: Instant) -> Option<u64> {
+        self.congested_at.map(|_| self.estimate_bps())
+    }
+
+    /// Whether the path showed congestion (overuse or heavy loss) in the last
+    /// [`CONGESTION_MEMORY`].
+    pub fn congested(&self, now: Instant) -> bool {
+        self.congested_at
+            .is_some_and(|at| now.saturating_duration_since(at) < CONGESTION_MEMORY)
     }
 
     /// Whether the path lost heavily in the last [`CONGESTION_MEMORY`]: a stronger sign than a
@@ -131,9 +330,20 @@ impl BandwidthEstimator {
             .is_some_and(|at| now.saturating_duration_since(at) < CONGESTION_MEMORY)
     }
 
+    /// What the path delivered recently (acknowledged by the receiver's feedback over the last
+    /// half second), in bits per second: a delay signal alone does not limit below it.
+    pub fn delivered_bps(&self) -> Option<u64> {
+        self.delivered_bps.map(|b| b as u64)
+    }
+
     /// What the delay trend said at the last feedback.
     pub fn usage(&self) -> Usage {
         self.usage
+    }
+
+    /// The overuse detector's adaptive threshold now (for observation).
+    pub fn threshold(&self) -> f64 {
+        self.trendline.threshold
     }
 
     /// A packet with transport-wide sequence number `transport_seq` and `bytes` left at `now`.
@@ -164,24 +374,17 @@ impl BandwidthEstimator {
             };
             received += 1;
             self.acked.push((arrival, bytes));
-            if let Some((prev_sent, prev_arrival)) = self.previous {
-                let send_delta_ms = sent_at.saturating_duration_since(prev_sent).as_secs_f64()
-                    * 1000.0
-                    - prev_sent.saturating_duration_since(sent_at).as_secs_f64() * 1000.0;
-                let arrival_delta_ms = (arrival - prev_arrival) as f64 / 1000.0;
-                self.accumulated_ms += arrival_delta_ms - send_delta_ms;
-                self.smoothed_ms =
-                    SMOOTHING * self.smoothed_ms + (1.0 - SMOOTHING) * self.accumulated_ms;
-                self.push_trend(arrival as f64 / 1000.0, self.smoothed_ms);
-            }
-            self.previous = Some((sent_at, arrival));
+            self.trendline.on_packet(sent_at, arrival);
         }
         if received + lost == 0 {
             return;
         }
-        self.usage = self.classify();
+        self.usage = self.trendline.usage;
         let loss = f64::from(lost) / f64::from(received + lost);
         let acked_bps = self.acked_bps();
+        if acked_bps.is_some() {
+            self.delivered_bps = acked_bps;
+        }
         let elapsed = self
             .last_update
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
@@ -201,7 +404,16 @@ impl BandwidthEstimator {
                 self.estimate_bps *= 0.85;
             }
         } else if loss > HIGH_LOSS {
-            self.estimate_bps *= 1.0 - 0.5 * loss;
+            // At most once per interval: a queue that overflowed keeps reporting losses for a
+            // while after the cut, and cutting on each report would collapse the estimate.
+            if self
+                .loss_cut_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= LOSS_CUT_INTERVAL)
+            {
+                self.loss_cut_at = Some(now);
+                let base = acked_bps.map_or(self.estimate_bps, |a| a.min(self.estimate_bps));
+                self.estimate_bps = base * (1.0 - 0.5 * loss);
+            }
         } else if loss < LOW_LOSS && self.usage == Usage::Normal {
             let grown = self.estimate_bps * (1.0 + GROWTH_PER_SECOND * elapsed.as_secs_f64());
             // Do not run far ahead of what the path has shown it carries, but far enough to let
@@ -209,6 +421,12 @@ impl BandwidthEstimator {
             // at once if the path queues).
             let ceiling = acked_bps.map_or(f64::MAX, |a| 1.5 * a + PROBE_HEADROOM_BPS);
             self.estimate_bps = grown.min(ceiling.max(self.estimate_bps));
+        }
+        // Long after the last congestion, the estimate is at least what is being delivered.
+        if let (Some(at), Some(acked)) = (self.congested_at, acked_bps)
+            && now.saturating_duration_since(at) >= CONGESTION_MEMORY
+        {
+            self.estimate_bps = self.estimate_bps.max(acked);
         }
         self.estimate_bps = self.estimate_bps.clamp(self.min_bps, self.max_bps);
     }
@@ -224,37 +442,6 @@ impl BandwidthEstimator {
         self.last_update = Some(now);
         self.estimate_bps = (self.estimate_bps * (1.0 + GROWTH_PER_SECOND * elapsed.as_secs_f64()))
             .clamp(self.min_bps, self.max_bps);
-    }
-
-    fn push_trend(&mut self, at_ms: f64, delay_ms: f64) {
-        if self.trend_len == TREND_WINDOW {
-            self.trend.copy_within(1.., 0);
-            self.trend_len -= 1;
-        }
-        self.trend[self.trend_len] = (at_ms, delay_ms);
-        self.trend_len += 1;
-    }
-
-    /// Slope of the least-squares line through the trend points.
-    fn slope(&self) -> Option<f64> {
-        let pts = &self.trend[..self.trend_len];
-        if pts.len() < TREND_WINDOW / 2 {
-            return None;
-        }
-        let n = pts.len() as f64;
-        let mean_x = pts.iter().map(|p| p.0).sum::<f64>() / n;
-        let mean_y = pts.iter().map(|p| p.1).sum::<f64>() / n;
-        let num: f64 = pts.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
-        let den: f64 = pts.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
-        (den > 0.0).then(|| num / den)
-    }
-
-    fn classify(&self) -> Usage {
-        match self.slope() {
-            Some(s) if s > OVERUSE_SLOPE => Usage::Overusing,
-            Some(s) if s < -OVERUSE_SLOPE => Usage::Underusing,
-            _ => Usage::Normal,
-        }
     }
 
     /// Bits per second acknowledged over the last [`ACKED_WINDOW`] of arrivals.
@@ -282,15 +469,18 @@ mod tests {
         bwe: BandwidthEstimator,
         seq: u16,
         t: Instant,
+        start: Instant,
         arrival_us: i64,
     }
 
     impl Sim {
         fn new(initial: u64) -> Sim {
+            let t = Instant::now();
             Sim {
                 bwe: BandwidthEstimator::new(initial, 50_000, 10_000_000),
                 seq: 0,
-                t: Instant::now(),
+                t,
+                start: t,
                 arrival_us: 0,
             }
         }
@@ -306,10 +496,11 @@ mod tests {
                     self.seq = self.seq.wrapping_add(1);
                     self.t += gap;
                     self.bwe.on_sent(self.seq, 1200, self.t);
-                    // The bottleneck serves a packet in 1200*8/capacity seconds; it never runs ahead.
+                    // The bottleneck serves a packet in 1200*8/capacity seconds, after the one
+                    // before it and not before it was sent (a queue that drains when idle).
                     let service_us = (1200.0 * 8.0 / capacity_bps * 1e6) as i64;
-                    let send_us = gap.as_micros() as i64;
-                    self.arrival_us += service_us.max(send_us);
+                    let sent_us = self.t.saturating_duration_since(self.start).as_micros() as i64;
+                    self.arrival_us = (self.arrival_us + service_us).max(sent_us + 20_000);
                     let lost = loss_every.is_some_and(|k| self.seq.is_multiple_of(k));
                     results.push(PacketResult {
                         transport_seq: self.seq,
@@ -332,23 +523,100 @@ mod tests {
     }
 
     #[test]
-    fn a_bottleneck_is_found_from_delay_growth() {
-        let mut sim = Sim::new(2_000_000);
-        sim.run(5.0, 800_000.0, None);
+    fn a_bottleneck_is_found_from_delay_growth_within_two_seconds() {
+        let mut sim = Sim::new(1_500_000);
+        let start = sim.t;
+        let mut verdict = None;
+        for _ in 0..50 {
+            sim.run(0.1, 600_000.0, None);
+            if verdict.is_none() && sim.bwe.congested(sim.t) {
+                verdict = Some(sim.t - start);
+            }
+        }
+        let verdict = verdict.expect("the queue is seen");
+        assert!(verdict <= Duration::from_secs(2), "seen after {verdict:?}");
         let e = sim.bwe.estimate_bps();
         assert!(
-            e <= 900_000,
-            "settles near or below the 800 kbps bottleneck: {e}"
+            e <= 700_000,
+            "settles near or below the 600 kbps bottleneck: {e}"
         );
-        assert!(e >= 300_000, "but does not collapse: {e}");
+        assert!(e >= 250_000, "but does not collapse: {e}");
         assert_eq!(
             sim.bwe.limit_bps(sim.t),
             Some(e),
             "the bottleneck is a limit"
         );
-        // Ten seconds after the last sign of congestion, the limit is forgotten.
-        let later = sim.t + CONGESTION_MEMORY + Duration::from_millis(1);
-        assert_eq!(sim.bwe.limit_bps(later), None);
+        assert!(!sim.bwe.lossy(sim.t), "a queue is not loss");
+    }
+
+    #[test]
+    fn after_a_bottleneck_clears_the_estimate_recovers_without_new_verdicts() {
+        let mut sim = Sim::new(1_500_000);
+        sim.run(5.0, 600_000.0, None);
+        assert!(sim.bwe.estimate_bps() < 800_000);
+        // The path widens: the queue drains, and the estimate grows back from what is delivered.
+        let mut verdicts = 0;
+        for _ in 0..300 {
+            sim.run(0.1, 5_000_000.0, None);
+            if sim.bwe.usage() == Usage::Overusing {
+                verdicts += 1;
+            }
+        }
+        assert_eq!(verdicts, 0);
+        let e = sim.bwe.estimate_bps();
+        assert!(e > 1_500_000, "grew back: {e}");
+        assert!(!sim.bwe.congested(sim.t));
+        assert!(
+            sim.bwe.limit_bps(sim.t).is_some(),
+            "growth stays deliberate"
+        );
+    }
+
+    /// A clean path seen through noisy feedback, as on loopback with a busy machine: the SFU
+    /// writes each round's packets at one instant (one send time), they arrive spread by
+    /// serialization and by up to 3 ms of jitter, and arrival times are reported with 250 µs
+    /// resolution. Ten minutes of it is never congestion.
+    #[test]
+    fn jitter_on_a_clean_path_is_never_congestion() {
+        let mut bwe = BandwidthEstimator::new(1_500_000, 100_000, 20_000_000);
+        let mut t = Instant::now();
+        let (mut seq, mut rng) = (0u16, 0x2545_f491_4f6c_dd1du64);
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % 1000) as f64 / 1000.0
+        };
+        let base_us = 1_000_000i64;
+        let mut results = Vec::new();
+        let mut sent_since_feedback = Duration::ZERO;
+        for round in 0..60_000u64 {
+            // A round every 10 ms, 0 to 4 packets in it (1.5 Mbit/s on average).
+            t += Duration::from_millis(10);
+            let sent_at_us = (round as i64 + 1) * 10_000;
+            let burst = (next() * 4.0) as usize + (round % 2) as usize;
+            for k in 0..burst {
+                seq = seq.wrapping_add(1);
+                bwe.on_sent(seq, 1200, t);
+                let spread = k as f64 * 100.0;
+                let jitter = next() * 3000.0;
+                let arrival = base_us + sent_at_us + (spread + jitter) as i64;
+                results.push(PacketResult {
+                    transport_seq: seq,
+                    arrival_us: Some(arrival / 250 * 250),
+                });
+            }
+            sent_since_feedback += Duration::from_millis(10);
+            if sent_since_feedback >= Duration::from_millis(100) {
+                sent_since_feedback = Duration::ZERO;
+                results.sort_by_key(|r| r.arrival_us);
+                bwe.on_feedback(&results, t);
+                results.clear();
+                assert_ne!(bwe.usage(), Usage::Overusing, "a verdict at round {round}");
+            }
+        }
+        assert!(!bwe.congested(t));
+        assert_eq!(bwe.limit_bps(t), None, "never a limit");
     }
 
     #[test]
@@ -377,14 +645,7 @@ mod tests {
     }
 
     #[test]
-    fn heavy_loss_marks_the_path_lossy_and_a_delay_trend_does_not() {
-        let mut delay = Sim::new(2_000_000);
-        delay.run(5.0, 800_000.0, None);
-        assert!(
-            delay.bwe.limit_bps(delay.t).is_some(),
-            "a queue is congestion"
-        );
-        assert!(!delay.bwe.lossy(delay.t), "but not loss");
+    fn heavy_loss_marks_the_path_lossy() {
         let mut lossy = Sim::new(2_000_000);
         lossy.run(3.0, 10_000_000.0, Some(4));
         assert!(lossy.bwe.lossy(lossy.t), "25 % loss is");

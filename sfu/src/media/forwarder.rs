@@ -9,6 +9,22 @@
 
 use std::time::Instant;
 
+/// The VP8 picture numbering of a packet (RFC 7741 payload descriptor): picture id (7 or 15
+/// bits wide) and TL0PICIDX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Picture {
+    pub id: u16,
+    /// 15-bit picture id (else 7-bit).
+    pub wide: bool,
+    pub tl0: Option<u8>,
+}
+
+impl Picture {
+    fn mask(&self) -> u16 {
+        if self.wide { 0x7fff } else { 0x7f }
+    }
+}
+
 /// A packet as the forwarder sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketInfo {
@@ -21,6 +37,8 @@ pub struct PacketInfo {
     pub keyframe: bool,
     /// Temporal layer (VP8 TID), if the codec says.
     pub temporal_id: Option<u8>,
+    /// VP8 picture numbering, if the descriptor carries a picture id.
+    pub picture: Option<Picture>,
 }
 
 /// The rewritten fields of a forwarded packet.
@@ -29,6 +47,8 @@ pub struct Rewrite {
     pub sequence: u16,
     pub timestamp: u32,
     pub marker: bool,
+    /// VP8 picture numbering to write (continuous across layer switches, as one stream).
+    pub picture: Option<Picture>,
 }
 
 /// Why a packet is not forwarded.
@@ -83,6 +103,12 @@ pub struct Forwarder {
     seen: u64,
     /// The last output sequence number and timestamp, and when it was sent.
     last_out: Option<(u16, u32, Instant)>,
+    /// Output picture id = input + offset (within its width), TL0PICIDX likewise, for the current
+    /// layer: each simulcast layer numbers its pictures on its own.
+    picture_offset: u16,
+    tl0_offset: u8,
+    /// The last output picture numbering.
+    last_picture: Option<Picture>,
 }
 
 impl Forwarder {
@@ -99,6 +125,9 @@ impl Forwarder {
             highest_in: 0,
             seen: 0,
             last_out: None,
+            picture_offset: 0,
+            tl0_offset: 0,
+            last_picture: None,
         }
     }
 
@@ -179,6 +208,18 @@ impl Forwarder {
                 )
             }
         };
+        // The new layer's keyframe is the picture after the last one sent; a keyframe is a base
+        // layer picture, so its TL0PICIDX follows the last one too.
+        (self.picture_offset, self.tl0_offset) = match (self.last_picture, p.picture) {
+            (Some(last), Some(picture)) => (
+                last.id.wrapping_add(1).wrapping_sub(picture.id) & picture.mask(),
+                match (last.tl0, picture.tl0) {
+                    (Some(a), Some(b)) => a.wrapping_add(1).wrapping_sub(b),
+                    _ => 0,
+                },
+            ),
+            _ => (0, 0),
+        };
         self.current = Some(p.layer);
         self.ts_offset = ts_offset;
         self.offsets = [(p.sequence, seq_offset); OFFSET_HISTORY];
@@ -218,6 +259,11 @@ impl Forwarder {
             sequence: p.sequence.wrapping_add(self.offset_for(p.sequence)),
             timestamp: p.timestamp.wrapping_add(self.ts_offset),
             marker: p.marker,
+            picture: p.picture.map(|picture| Picture {
+                id: picture.id.wrapping_add(self.picture_offset) & picture.mask(),
+                wide: picture.wide,
+                tl0: picture.tl0.map(|t| t.wrapping_add(self.tl0_offset)),
+            }),
         };
         let newer = match self.last_out {
             None => true,
@@ -225,6 +271,9 @@ impl Forwarder {
         };
         if newer {
             self.last_out = Some((rewrite.sequence, rewrite.timestamp, now));
+            if rewrite.picture.is_some() {
+                self.last_picture = rewrite.picture;
+            }
         }
         Decision::Forward(rewrite)
     }
@@ -260,6 +309,7 @@ mod tests {
             marker: false,
             keyframe,
             temporal_id: None,
+            picture: None,
         }
     }
 
@@ -268,6 +318,7 @@ mod tests {
             sequence,
             timestamp,
             marker: false,
+            picture: None,
         })
     }
 
@@ -431,6 +482,7 @@ mod tests {
             marker: false,
             keyframe: seq == 1,
             temporal_id: Some(tid),
+            picture: None,
         };
         assert_eq!(f.handle(&tl(1, 0), t0), fwd(1, 1));
         assert_eq!(
@@ -466,6 +518,7 @@ mod tests {
             marker: false,
             keyframe: seq == 1,
             temporal_id: Some(tid),
+            picture: None,
         };
         f.handle(&tl(1, 0), t0);
         // 2 is missing for now; 3 is a dropped TL1 packet; 4 forwarded.
@@ -478,7 +531,8 @@ mod tests {
             Decision::Forward(Rewrite {
                 sequence: 3,
                 timestamp: 0,
-                marker: false
+                marker: false,
+                picture: None,
             })
         );
         // 2 arrives late: before the drop, so offset 0 applies.
@@ -487,8 +541,77 @@ mod tests {
             Decision::Forward(Rewrite {
                 sequence: 2,
                 timestamp: 0,
-                marker: false
+                marker: false,
+                picture: None,
             })
+        );
+    }
+
+    /// Each simulcast layer numbers its pictures on its own; across a switch the subscriber must
+    /// see one stream: the new layer's keyframe is the picture after the last one sent, and its
+    /// TL0PICIDX the next base-layer index.
+    #[test]
+    fn vp8_picture_ids_and_tl0_continue_across_a_layer_switch() {
+        let t0 = Instant::now();
+        let mut f = Forwarder::new(90_000, Some(0));
+        let packet = |layer: u8, seq: u16, keyframe: bool, id: u16, tl0: u8| PacketInfo {
+            layer,
+            sequence: seq,
+            timestamp: u32::from(seq) * 3000,
+            marker: true,
+            keyframe,
+            temporal_id: Some(0),
+            picture: Some(Picture {
+                id,
+                wide: true,
+                tl0: Some(tl0),
+            }),
+        };
+        let picture = |d: Decision| match d {
+            Decision::Forward(r) => r.picture.map(|p| (p.id, p.tl0)),
+            Decision::Drop(_) => panic!("dropped"),
+        };
+        // Layer 0 numbers from 32_765 (wrapping at 15 bits), TL0PICIDX from 254.
+        assert_eq!(
+            picture(f.handle(&packet(0, 1, true, 32_765, 254), t0)),
+            Some((32_765, Some(254)))
+        );
+        assert_eq!(
+            picture(f.handle(&packet(0, 2, false, 32_766, 255), t0)),
+            Some((32_766, Some(255)))
+        );
+        f.set_target(Some(2));
+        // Layer 2 numbers from 7, TL0PICIDX from 90; its keyframe follows on.
+        assert_eq!(
+            f.handle(&packet(2, 500, false, 6, 89), t0),
+            Decision::Drop(DropReason::WaitingForKeyframe)
+        );
+        assert_eq!(
+            picture(f.handle(&packet(2, 501, true, 7, 90), t0)),
+            Some((32_767, Some(0)))
+        );
+        assert_eq!(
+            picture(f.handle(&packet(2, 502, false, 8, 91), t0)),
+            Some((0, Some(1)))
+        );
+        // A 7-bit picture id wraps at 128.
+        let mut narrow = Forwarder::new(90_000, Some(0));
+        let small = |layer: u8, seq: u16, keyframe: bool, id: u16| PacketInfo {
+            picture: Some(Picture {
+                id,
+                wide: false,
+                tl0: None,
+            }),
+            ..packet(layer, seq, keyframe, 0, 0)
+        };
+        assert_eq!(
+            picture(narrow.handle(&small(0, 1, true, 127), t0)),
+            Some((127, None))
+        );
+        narrow.set_target(Some(1));
+        assert_eq!(
+            picture(narrow.handle(&small(1, 9, true, 40), t0)),
+            Some((0, None))
         );
     }
 }

@@ -144,6 +144,7 @@ mod tests {
                 sequence: out,
                 timestamp: 90,
                 marker: true,
+                picture: None,
             },
         };
         log.record(sent(65_535, 10));

@@ -101,6 +101,40 @@ pub fn set_tl0_pic_idx(payload: &mut [u8], info: &Vp8Info, value: u8) {
     }
 }
 
+/// `payload` with the picture id and TL0PICIDX of `picture`, when they differ from what it
+/// carries (`info`: its parsed descriptor): a copy, since the payload is shared by every
+/// subscriber. `None` when nothing changes.
+pub fn renumbered(
+    payload: &bytes::Bytes,
+    info: &Vp8Info,
+    picture: &crate::media::forwarder::Picture,
+) -> Option<bytes::Bytes> {
+    let same_id = info.picture_id == Some(picture.id);
+    let same_tl0 = info.tl0_pic_idx == picture.tl0;
+    if same_id && same_tl0 {
+        return None;
+    }
+    let mut copy = bytes::BytesMut::from(&payload[..]);
+    if !same_id {
+        set_picture_id(&mut copy, info, picture.id);
+    }
+    if let Some(tl0) = picture.tl0.filter(|_| !same_tl0) {
+        set_tl0_pic_idx(&mut copy, info, tl0);
+    }
+    Some(copy.freeze())
+}
+
+impl Vp8Info {
+    /// The picture numbering the forwarder keeps continuous, if the descriptor has a picture id.
+    pub fn picture(&self) -> Option<crate::media::forwarder::Picture> {
+        Some(crate::media::forwarder::Picture {
+            id: self.picture_id?,
+            wide: self.picture_id_15bit,
+            tl0: self.tl0_pic_idx,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +190,40 @@ mod tests {
         assert_eq!(
             (again.picture_id, again.tl0_pic_idx),
             (Some(0x7abc), Some(200))
+        );
+    }
+
+    #[test]
+    fn renumbering_writes_the_picture_id_and_tl0_into_a_copy() {
+        // X=1 S=1 PID=0 | I L | M + 15-bit picture id 0x1234 | TL0PICIDX 7 | frame byte (P=0)
+        let original = bytes::Bytes::from_static(&[0x90, 0xc0, 0x92, 0x34, 7, 0x00, 0xaa]);
+        let info = parse(&original).unwrap();
+        let same = crate::media::forwarder::Picture {
+            id: 0x1234,
+            wide: true,
+            tl0: Some(7),
+        };
+        assert_eq!(
+            renumbered(&original, &info, &same),
+            None,
+            "nothing to change"
+        );
+        let moved = crate::media::forwarder::Picture {
+            id: 0x7ffe,
+            wide: true,
+            tl0: Some(200),
+        };
+        let copy = renumbered(&original, &info, &moved).expect("a copy");
+        let again = parse(&copy).unwrap();
+        assert_eq!(again.picture_id, Some(0x7ffe));
+        assert!(again.picture_id_15bit);
+        assert_eq!(again.tl0_pic_idx, Some(200));
+        assert!(again.keyframe);
+        assert_eq!(&copy[5..], &original[5..], "the frame is untouched");
+        assert_eq!(
+            original[2..4],
+            [0x92, 0x34],
+            "the shared payload is untouched"
         );
     }
 }
