@@ -284,6 +284,19 @@ async fn offer_and_send(
     Ok(())
 }
 
+/// What the browser says of one received track.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InboundStats {
+    pub lost: f64,
+    pub received: f64,
+    pub bytes: f64,
+    pub rtt_s: f64,
+    /// When measured (the browser's clock, ms).
+    pub at_ms: f64,
+    /// Height of the frames received now (the simulcast layer the server sends): 0 before any.
+    pub frame_height: f64,
+}
+
 impl Call {
     /// Connects to the session's media: sends `local` if given, receives everything.
     pub async fn start(
@@ -375,10 +388,10 @@ impl Call {
     /// Inbound statistics of the remote track with id `track_id` and the connection's round-trip
     /// time: (packets lost, packets received, bytes received, round-trip seconds, the stats'
     /// timestamp in ms).
-    pub async fn inbound_stats(&self, track_id: &str) -> Option<(f64, f64, f64, f64, f64)> {
+    pub async fn inbound_stats(&self, track_id: &str) -> Option<InboundStats> {
         let pc = self.0.borrow().pc.clone();
         let report = JsFuture::from(pc.get_stats()).await.ok()?;
-        let mut out = (0.0, 0.0, 0.0, 0.0, 0.0);
+        let mut out = InboundStats::default();
         let mut found = false;
         let values = Reflect::get(&report, &"values".into()).ok()?;
         let values: js_sys::Function = values.dyn_into().ok()?;
@@ -398,16 +411,17 @@ impl Call {
             };
             match text("type").as_str() {
                 "inbound-rtp" if text("trackIdentifier") == track_id => {
-                    out.0 = num("packetsLost");
-                    out.1 = num("packetsReceived");
-                    out.2 = num("bytesReceived");
-                    out.4 = num("timestamp");
+                    out.lost = num("packetsLost");
+                    out.received = num("packetsReceived");
+                    out.bytes = num("bytesReceived");
+                    out.at_ms = num("timestamp");
+                    out.frame_height = num("frameHeight");
                     found = true;
                 }
                 "candidate-pair"
                     if text("state") == "succeeded" && num("currentRoundTripTime") > 0.0 =>
                 {
-                    out.3 = num("currentRoundTripTime");
+                    out.rtt_s = num("currentRoundTripTime");
                 }
                 _ => {}
             }

@@ -342,7 +342,7 @@ impl Collector for SfuCollector {
             "SFU events lost to a listener whose queue was full",
             &ConstCounter::new(self.0.events_dropped()),
         )?;
-        let families: [ShardCounter; 14] = [
+        let families: [ShardCounter; 15] = [
             (
                 "sfu_shard_packets_received",
                 "UDP datagrams read by a shard",
@@ -409,6 +409,11 @@ impl Collector for SfuCollector {
                 |s| s.commands_refused,
             ),
             (
+                "sfu_shard_layer_switches",
+                "Simulcast layer changes of a shard's consumers (up, down, paused, resumed)",
+                |s| s.layer_switches,
+            ),
+            (
                 "sfu_shard_pipe_batches_dropped",
                 "Batches of piped packets a shard dropped because the receiving shard's queue was full",
                 |s| s.pipe_batches_dropped,
@@ -428,8 +433,56 @@ impl Collector for SfuCollector {
                 ConstCounter::new(read(&s.stats)).encode(family.encode_family(&labels)?)?;
             }
         }
+        // Each subscriber's estimate and the layers of its video (from the shards' last review).
+        let subscribers = self.0.subscribers();
+        let mut family = encoder.encode_descriptor(
+            "sfu_subscriber_estimate_bps",
+            "Bandwidth the SFU estimates towards a subscriber (once its feedback arrived)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for s in subscribers.iter() {
+            if let Some(bps) = s.estimate_bps {
+                let labels = SfuCollectorPeer {
+                    peer: s.peer.to_string(),
+                };
+                ConstGauge::new(bps as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "sfu_subscriber_video",
+            "Video tracks a subscriber receives, by simulcast layer (q, h, f; none: paused or starting)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for s in subscribers.iter() {
+            let counts = [
+                ("q", s.video_on_layer[0]),
+                ("h", s.video_on_layer[1]),
+                ("f", s.video_on_layer[2]),
+                ("none", s.video_without_layer),
+            ];
+            for (layer, count) in counts {
+                let labels = SfuCollectorLayer {
+                    peer: s.peer.to_string(),
+                    layer: layer.to_owned(),
+                };
+                ConstGauge::new(i64::from(count)).encode(family.encode_family(&labels)?)?;
+            }
+        }
         Ok(())
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SfuCollectorPeer {
+    peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SfuCollectorLayer {
+    peer: String,
+    layer: String,
 }
 
 /// Size of the database pool, read at each scrape.

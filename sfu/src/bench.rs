@@ -30,6 +30,8 @@ pub(crate) struct Node {
     pub(crate) events: Vec<SfuEvent>,
     pub(crate) to_shards: Vec<(usize, ShardMessage)>,
     pub(crate) locals: Vec<(LocalConsumerId, LocalItem)>,
+    /// The subscribers as the last review saw them.
+    pub(crate) census: Vec<crate::stats::SubscriberStatus>,
 }
 
 impl Node {
@@ -51,6 +53,7 @@ impl Node {
             events: Vec::new(),
             to_shards: Vec::new(),
             locals: Vec::new(),
+            census: Vec::new(),
         }
     }
 
@@ -62,6 +65,7 @@ impl Node {
                 Output::Event(e) => self.events.push(e),
                 Output::ToShard { shard, message } => self.to_shards.push((shard, message)),
                 Output::Local { consumer, item } => self.locals.push((consumer, item)),
+                Output::Census(census) => self.census = census,
                 Output::LocalEnd { .. } => {}
             }
         }

@@ -35,7 +35,7 @@ pub use errors::{AnswerError, CandidateError, JoinError};
 pub use events::{CloseReason, SfuEvent};
 pub use ids::{LocalConsumerId, PeerId, RoomId, TrackId, TrackKey};
 pub use shard::{ShardStats, ShardStatus};
-pub use stats::{ConsumerStats, PeerStats, ProducerStats};
+pub use stats::{ConsumerStats, PeerStats, ProducerStats, SubscriberStatus};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -684,6 +684,16 @@ impl Sfu {
     /// State and counters of every shard, in shard order.
     pub fn shards(&self) -> Vec<ShardStatus> {
         self.inner.shards.iter().map(ShardHandle::status).collect()
+    }
+
+    /// Every subscriber's bandwidth estimate and video layers, as each shard's last review saw
+    /// them (once a second).
+    pub fn subscribers(&self) -> Vec<SubscriberStatus> {
+        self.inner
+            .shards
+            .iter()
+            .flat_map(ShardHandle::census)
+            .collect()
     }
 
     /// True when every shard's thread is alive and serving its socket.

@@ -121,6 +121,8 @@ shard_counters! {
     /// Batches of piped packets dropped because the receiving shard's queue was full (counted
     /// by the sending shard).
     pipe_batches_dropped,
+    /// Layer changes of consumers (up, down, paused, resumed).
+    layer_switches,
 }
 
 /// What the gateway can see of a shard.
@@ -141,6 +143,8 @@ pub struct ShardStatus {
 struct Shared {
     stop: AtomicBool,
     counters: Counters,
+    /// The subscribers as the engine's last review saw them. A std mutex: held to swap the list.
+    census: Mutex<Vec<crate::stats::SubscriberStatus>>,
 }
 
 /// Why a command did not reach a shard.
@@ -255,6 +259,7 @@ impl ShardHandle {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             counters: Counters::default(),
+            census: Mutex::new(Vec::new()),
         });
         let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_QUEUE);
         let (pipes, pipe_rx) = std::sync::mpsc::sync_channel(PIPE_QUEUE);
@@ -349,6 +354,15 @@ impl ShardHandle {
             running: self.is_running(),
             stats: self.shared.counters.snapshot(),
         }
+    }
+
+    /// The subscribers as the shard's last review saw them.
+    pub(crate) fn census(&self) -> Vec<crate::stats::SubscriberStatus> {
+        self.shared
+            .census
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn request_stop(&self) {
@@ -743,6 +757,9 @@ impl Shard {
                 Output::LocalEnd { consumer } => {
                     self.sinks.remove(&consumer);
                 }
+                Output::Census(census) => {
+                    *self.shared.census.lock().unwrap_or_else(|p| p.into_inner()) = census;
+                }
             }
         }
         for sink in self.sinks.values_mut() {
@@ -796,6 +813,7 @@ impl Shard {
             (&c.signaling_refused, e.signaling_refused),
             (&c.server_offer_errors, e.server_offer_errors),
             (&c.datagrams_refused, e.datagrams_refused),
+            (&c.layer_switches, e.layer_switches),
         ] {
             counter.store(value, Ordering::Relaxed);
         }
@@ -864,6 +882,7 @@ mod tests {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             counters: Counters::default(),
+            census: Mutex::new(Vec::new()),
         });
         let (commands_tx, commands_rx) = std::sync::mpsc::sync_channel(commands);
         let (pipes_tx, pipes_rx) = std::sync::mpsc::sync_channel(pipes);

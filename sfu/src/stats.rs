@@ -49,3 +49,14 @@ pub struct ConsumerStats {
     /// Packets sent again because the subscriber reported them lost (NACK).
     pub retransmitted: u64,
 }
+
+/// One subscriber as the last review saw it (once a second): for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberStatus {
+    pub peer: PeerId,
+    /// Bandwidth estimated towards it, once its congestion feedback has arrived.
+    pub estimate_bps: Option<u64>,
+    /// Its video consumers on each simulcast layer (0, 1, 2), and those receiving none.
+    pub video_on_layer: [u32; 3],
+    pub video_without_layer: u32,
+}

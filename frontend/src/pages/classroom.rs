@@ -105,6 +105,17 @@ fn can_publish(role: &str) -> bool {
     matches!(role, "HOST" | "CO_HOST" | "SPEAKER")
 }
 
+/// How a received picture of this height is named to people (the simulcast layer it comes from).
+fn received_picture(height: f64) -> &'static str {
+    match height as u32 {
+        0 => "no picture yet",
+        1..=240 => "180p",
+        241..=480 => "360p",
+        481..=800 => "720p",
+        _ => "1080p",
+    }
+}
+
 /// The layer a tile of this width needs.
 fn layer_for_width(width: f64) -> &'static str {
     if width >= 480.0 {
@@ -543,7 +554,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
     });
 
     // Quality per remote video track, every 2 s: (level, details for the tooltip).
-    let quality = RwSignal::new(HashMap::<String, (&'static str, String)>::new());
+    let quality = RwSignal::new(HashMap::<String, (&'static str, String, &'static str)>::new());
     let last_bytes =
         std::rc::Rc::new(std::cell::RefCell::new(HashMap::<String, (f64, f64)>::new()));
     let poll = Closure::<dyn Fn()>::new(move || {
@@ -563,7 +574,15 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
         let last_bytes = std::rc::Rc::clone(&last_bytes);
         leptos::task::spawn_local(async move {
             for id in ids {
-                if let Some((lost, received, bytes, rtt, at)) = c.inbound_stats(&id).await {
+                if let Some(stats) = c.inbound_stats(&id).await {
+                    let crate::call::InboundStats {
+                        lost,
+                        received,
+                        bytes,
+                        rtt_s: rtt,
+                        at_ms: at,
+                        frame_height,
+                    } = stats;
                     // The bitrate between two samples of the browser's own clock.
                     let previous = last_bytes.borrow_mut().insert(id.clone(), (bytes, at));
                     let Some((before, then)) = previous.filter(|(_, t)| at > *t) else {
@@ -577,11 +596,12 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                     };
                     let rtt_ms = rtt * 1000.0;
                     let level = quality_level(loss, rtt_ms);
+                    let received_as = received_picture(frame_height);
                     let text = format!(
-                        "Connection {level}: {kbps:.0} kbit/s · {loss:.1} % loss · {rtt_ms:.0} ms round trip"
+                        "Receiving {received_as} · connection {level}: {kbps:.0} kbit/s · {loss:.1} % loss · {rtt_ms:.0} ms round trip"
                     );
                     quality.update(|q| {
-                        q.insert(id, (level, text));
+                        q.insert(id, (level, text, received_as));
                     });
                 }
             }
@@ -1072,6 +1092,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                                     <Show when=move || !is_me()>
                                         <span class="quality" data-testid="quality"
                                         data-level=move || quality_of().map(|q| q.0).unwrap_or("unknown")
+                                        data-received=move || quality_of().map(|q| q.2).unwrap_or("")
                                         title=move || quality_of().map(|q| q.1).unwrap_or_else(|| "Measuring the connection…".into())>
                                         <span class="bar b1"></span><span class="bar b2"></span><span class="bar b3"></span>
                                     </span>
@@ -1158,6 +1179,15 @@ mod tests {
         assert_eq!(device_label("", "audioinput", 1), "Microphone 2");
         // A parenthesis that is not a USB id stays.
         assert_eq!(device_label("Mic (front)", "audioinput", 0), "Mic (front)");
+    }
+
+    #[test]
+    fn a_received_picture_is_named_by_its_height() {
+        assert_eq!(received_picture(0.0), "no picture yet");
+        assert_eq!(received_picture(180.0), "180p");
+        assert_eq!(received_picture(360.0), "360p");
+        assert_eq!(received_picture(720.0), "720p");
+        assert_eq!(received_picture(1080.0), "1080p");
     }
 
     #[test]

@@ -58,6 +58,40 @@ impl Engine {
         for (pid, layer) in keyframes {
             self.request_keyframe(pid, layer, now);
         }
+        self.census();
+    }
+
+    /// Each subscriber's estimate and video layers, for metrics.
+    fn census(&mut self) {
+        let mut census = Vec::with_capacity(self.peers.len());
+        for (id, peer) in &self.peers {
+            let mut status = crate::stats::SubscriberStatus {
+                peer: *id,
+                estimate_bps: peer.feedback_seen.then(|| peer.bwe.estimate_bps()),
+                video_on_layer: [0; 3],
+                video_without_layer: 0,
+            };
+            for c in peer
+                .consumers
+                .iter()
+                .filter_map(|c| self.router.consumers.get(c))
+            {
+                if !self
+                    .router
+                    .producers
+                    .get(&c.producer)
+                    .is_some_and(|p| p.video())
+                {
+                    continue;
+                }
+                match c.forwarder.current_layer() {
+                    Some(l) => status.video_on_layer[usize::from(l.min(2))] += 1,
+                    None => status.video_without_layer += 1,
+                }
+            }
+            census.push(status);
+        }
+        self.outputs.push_back(super::Output::Census(census));
     }
 
     /// Sets the target layer of each of `subscriber`'s video consumers. Until congestion feedback

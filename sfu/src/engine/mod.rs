@@ -105,6 +105,8 @@ pub(crate) enum Output {
     },
     /// An in-process consumer's room closed: the shard lets go of its queue.
     LocalEnd { consumer: LocalConsumerId },
+    /// The subscribers as the review saw them (for metrics).
+    Census(Vec<crate::stats::SubscriberStatus>),
 }
 
 /// Counters of the engine (read by the shard for its stats).
@@ -124,6 +126,8 @@ pub(crate) struct Counters {
     pub rtp_retransmitted: u64,
     pub nacks_unanswered: u64,
     pub keyframe_requests_sent: u64,
+    /// Layer changes of consumers (up, down, paused, resumed).
+    pub layer_switches: u64,
     pub unknown_source: u64,
     /// Offers, answers and candidates from peers refused (nothing of them applied).
     pub signaling_refused: u64,
@@ -1436,6 +1440,14 @@ impl Engine {
                 .is_none_or(|r| (bps as f64 - r as f64).abs() >= BWE_EVENT_CHANGE * r as f64);
             if moved {
                 peer.reported_bps = Some(bps);
+                tracing::debug!(
+                    peer = %id,
+                    bps,
+                    delivered_bps = ?peer.bwe.delivered_bps(),
+                    usage = ?peer.bwe.usage(),
+                    threshold = peer.bwe.threshold(),
+                    "bandwidth estimate moved"
+                );
                 self.emit(SfuEvent::BandwidthEstimate { peer: id, bps });
             }
         }
@@ -1461,6 +1473,16 @@ impl Engine {
     /// After a batch of packets: layer change events out, wanted keyframes asked for.
     fn finish_round(&mut self, mut notes: RoundNotes, now: Instant) {
         for event in notes.events.drain(..) {
+            if let SfuEvent::LayerChanged {
+                subscriber,
+                source,
+                track,
+                layer,
+            } = &event
+            {
+                self.counters.layer_switches += 1;
+                tracing::debug!(%subscriber, %source, %track, ?layer, "layer changed");
+            }
             self.emit(event);
         }
         // Subscribers written to this round (marked touched by the fan-out).

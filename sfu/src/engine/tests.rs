@@ -383,6 +383,25 @@ fn a_simulcast_switch_happens_on_a_keyframe_of_the_new_layer_and_keeps_sequence_
         },
         w.now,
     );
+    // The keyframe asked for is layer 2's, on its stream alone.
+    let ssrcs = w.clients[publisher].peer.local_ssrcs("cam");
+    w.clients[publisher].peer.take_rtcp();
+    w.step(5);
+    let plis: Vec<u32> = w.clients[publisher]
+        .peer
+        .take_rtcp()
+        .iter()
+        .filter_map(|p| {
+            p.as_any()
+                .downcast_ref::<rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
+                .map(|pli| pli.media_ssrc)
+        })
+        .collect();
+    assert!(!plis.is_empty(), "a keyframe is asked for");
+    assert!(
+        plis.iter().all(|s| *s == ssrcs[2]),
+        "only of layer 2 ({ssrcs:?}): {plis:?}"
+    );
     // No keyframe yet: still layer 0. Then a keyframe on every layer: the switch.
     stream(&mut w, publisher, true, 20, 5, 1000);
     assert!(
@@ -409,6 +428,18 @@ fn a_simulcast_switch_happens_on_a_keyframe_of_the_new_layer_and_keeps_sequence_
         e,
         SfuEvent::LayerChanged { layer: Some(2), subscriber, .. } if *subscriber == sub
     )));
+    // Seen by the next review, for metrics.
+    w.step(1000);
+    let status = w.shards[0]
+        .census
+        .iter()
+        .find(|s| s.peer == sub)
+        .expect("in the census");
+    assert_eq!(status.video_on_layer, [0, 0, 1]);
+    assert!(
+        w.shards[0].engine.counters.layer_switches >= 2,
+        "started, then switched"
+    );
 }
 
 #[test]
