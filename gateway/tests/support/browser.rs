@@ -86,6 +86,14 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{}: cannot open {url}: {e}", self.name));
     }
 
+    /// Reloads the page, as the browser's reload button does, and waits until it has loaded.
+    pub async fn reload(&self) {
+        self.client
+            .refresh()
+            .await
+            .unwrap_or_else(|e| panic!("{}: cannot reload: {e}", self.name));
+    }
+
     /// Waits (up to [`WAIT`]) for an element matching `css`.
     pub async fn wait_for(&self, css: &str) -> Element {
         self.client
