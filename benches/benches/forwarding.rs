@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use sfu::bench::ForwardingRig;
 use sfu::media::allocator::{self, Need};
-use sfu::media::forwarder::{Decision, Forwarder, PacketInfo};
+use sfu::media::forwarder::{Decision, Forwarder, PacketInfo, Picture};
 
 struct Counting;
 
@@ -100,6 +100,12 @@ fn forwarding(c: &mut Criterion) {
                     marker: true,
                     keyframe: round.is_multiple_of(30),
                     temporal_id: None,
+                    // Each layer numbers its pictures on its own (renumbered across switches).
+                    picture: Some(Picture {
+                        id: (round as u16).wrapping_add(u16::from(layer) * 1000) & 0x7fff,
+                        wide: true,
+                        tl0: Some((round as u8).wrapping_add(layer * 50)),
+                    }),
                 };
                 for f in &mut consumers {
                     if matches!(f.handle(&p, now), Decision::Forward(_)) {
