@@ -35,6 +35,42 @@ pub enum Conn {
     Sqlite(diesel::SqliteConnection),
 }
 
+/// Runs `f` in a SQLite transaction that takes the write lock when it begins (`BEGIN IMMEDIATE`).
+///
+/// A deferred transaction (diesel's default `BEGIN`) that reads and then writes cannot upgrade its
+/// lock once another connection has committed since its read: it fails at once with "database is
+/// locked", whatever the busy timeout. An immediate one waits for the lock (up to the busy
+/// timeout) before it reads, so concurrent read-then-write transactions run one after the other.
+/// Nested transactions inside `f` are savepoints, as usual.
+fn sqlite_immediate_transaction<T, E, F>(conn: &mut Conn, f: F) -> Result<T, TxError<E>>
+where
+    F: FnOnce(&mut Conn) -> Result<T, TxError<E>>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let Conn::Sqlite(sqlite) = conn else {
+        return conn.transaction(f);
+    };
+    AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+    let result = f(conn);
+    let Conn::Sqlite(sqlite) = conn else {
+        // The backend of a connection does not change under `f`.
+        return Err(diesel::result::Error::BrokenTransactionManager.into());
+    };
+    match result {
+        Ok(value) => {
+            if let Err(e) = AnsiTransactionManager::commit_transaction(sqlite) {
+                let _ = AnsiTransactionManager::rollback_transaction(sqlite);
+                return Err(e.into());
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            AnsiTransactionManager::rollback_transaction(sqlite)?;
+            Err(e)
+        }
+    }
+}
+
 /// Now, in Unix milliseconds (the unit of every time column).
 pub fn now_ms() -> i64 {
     let now = std::time::SystemTime::now()
@@ -244,7 +280,10 @@ impl Db {
             .await
             .map_err(|e| DbError::Pool(e.to_string()))?;
         let result = conn
-            .interact(move |conn| conn.transaction(f))
+            .interact(move |conn| match conn {
+                Conn::Sqlite(_) => sqlite_immediate_transaction(conn, f),
+                Conn::Postgres(_) => conn.transaction(f),
+            })
             .await
             .map_err(|e| DbError::Interact(e.to_string()))?;
         match result {

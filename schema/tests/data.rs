@@ -800,3 +800,57 @@ async fn an_unreachable_postgres_is_reported_as_such() {
         .expect("no server there");
     assert!(err.to_string().contains("cannot connect"), "{err}");
 }
+
+/// Read-then-write transactions from many tasks at once, on SQLite: each must commit (none may
+/// fail with "database is locked" because another committed between its read and its write), and
+/// no increment may be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_read_then_write_transactions_all_commit_on_sqlite() {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&DatabaseLocation::SqliteFile(dir.path().join("c.db")), 8)
+        .await
+        .unwrap();
+    db.interact(|c| {
+        diesel::sql_query("CREATE TABLE counter (n BIGINT NOT NULL)").execute(c)?;
+        diesel::sql_query("INSERT INTO counter (n) VALUES (0)").execute(c)
+    })
+    .await
+    .unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.transaction::<_, (), _>(|c| {
+                    let N { n } = diesel::sql_query("SELECT n FROM counter").get_result::<N>(c)?;
+                    diesel::sql_query(format!("UPDATE counter SET n = {}", n + 1)).execute(c)?;
+                    Ok(())
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(Ok(())) => {}
+            other => failed.push(format!("{other:?}")),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let total = db
+        .interact(|c| diesel::sql_query("SELECT n FROM counter").get_result::<N>(c))
+        .await
+        .unwrap();
+    assert_eq!(total.n, 64, "no increment lost");
+}
