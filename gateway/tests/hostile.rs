@@ -698,6 +698,12 @@ async fn the_websocket_protocol_is_enforced() {
         .await;
     assert_eq!(ws.closed().await, 4401);
 
+    // A token in connection_init that is no token of ours: 4403, not an anonymous connection.
+    let mut ws = Ws::connect(&server, &[]).await;
+    ws.send(json!({ "type": "connection_init", "payload": { "token": "cls_not-a-token" } }))
+        .await;
+    assert_eq!(ws.closed().await, 4403);
+
     // A message that is not of the protocol: 4400.
     let mut ws = Ws::connect(&server, &[]).await;
     ws.init(json!({})).await;

@@ -8,7 +8,7 @@
 //! - Each operation carries the client's IP address, so per-IP rate limits hold here as over HTTP.
 //! - The protocol is enforced: no `connection_init` within the timeout closes with 4408, an
 //!   operation before it with 4401, an id already running with 4409, a message that is not of the
-//!   protocol with 4400.
+//!   protocol with 4400, a `connection_init` with a token that is none of ours with 4403.
 //!
 //! The reader of the client's messages and the writer of the engine's never wait on each other:
 //! a slow client cannot stall delivery, and the engine only sees messages that passed the checks.
@@ -39,6 +39,8 @@ pub mod close {
     pub const INIT_TIMEOUT: u16 = 4408;
     /// An operation id that is already running.
     pub const DUPLICATE_ID: u16 = 4409;
+    /// `connection_init` presented a token that is no token of ours.
+    pub const FORBIDDEN: u16 = 4403;
 }
 
 /// Runs every operation of one connection with the caller resolved for it, from the credential
@@ -138,6 +140,7 @@ impl Connection {
 
         let cookie = self.cookie;
         let state = self.state.clone();
+        let refuse = close_tx.clone();
         let engine = async_graphql::http::WebSocket::from_message_stream(
             executor,
             tokio_stream_of(from_reader),
@@ -148,6 +151,18 @@ impl Connection {
                 Some(token) => Presented::Bearer(token),
                 None => cookie,
             };
+            // A token that is no token of ours (unknown, expired, revoked) is refused at once
+            // (4403), rather than leaving a connection that is silently anonymous. A stale
+            // session cookie stays anonymous, as over HTTP.
+            if let Presented::Bearer(_) = &presented {
+                let caller = auth::resolve(&state.db, presented.clone())
+                    .await
+                    .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+                if matches!(caller, auth::Caller::Anonymous) {
+                    let _ = refuse.try_send((close::FORBIDDEN, "Forbidden: unknown token".into()));
+                    return Err(async_graphql::Error::new("unknown token"));
+                }
+            }
             // Resolved again for each operation; recorded once.
             let _ = credential.set(presented);
             let mut data = Data::default();
@@ -186,6 +201,8 @@ impl Connection {
                         Message::Text(text.into())
                     }
                     WsMessage::Close(code, reason) => {
+                        // A close we asked for (4403 from `connection_init`) over the engine's.
+                        let (code, reason) = close_rx.try_recv().unwrap_or((code, reason));
                         let _ = sink
                             .send(Message::Close(Some(CloseFrame {
                                 code,
