@@ -686,8 +686,8 @@ impl Engine {
         }
     }
 
-    /// Grants or revokes `id`'s right to publish. Revoking closes its producers now and takes
-    /// the receiving side off its transceivers (for the next negotiation); granting lets its
+    /// Grants or revokes `id`'s right to publish. Revoking closes its producers now, takes the
+    /// receiving side off its transceivers and makes a server offer saying so; granting lets its
     /// next offer publish.
     pub(crate) fn set_publish(&mut self, id: PeerId, publish: bool) {
         self.scope_peer(id);
@@ -699,7 +699,10 @@ impl Engine {
         }
         peer.rights.publish = publish;
         if !publish {
-            peer::refuse_receiving(&mut peer.pc);
+            peer::refuse_receiving(&mut peer.pc, peer.connected);
+            // A server offer tells the peer its sending sections are no longer received, so an
+            // honest client stops sending (until then its RTP is refused on arrival).
+            peer.renegotiate = true;
             let producers = std::mem::take(&mut peer.producers);
             if let Some(room) = self.router.rooms.get_mut(&peer.room) {
                 room.speakers.remove(id);

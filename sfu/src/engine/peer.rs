@@ -170,7 +170,7 @@ impl Peer {
         pc.set_remote_description(now, offer)
             .map_err(|e| JoinError::BadOffer(e.to_string()))?;
         if !rights.publish {
-            refuse_receiving(&mut pc);
+            refuse_receiving(&mut pc, false);
         }
         let candidates = std::iter::once(("udp", endpoint.udp_port))
             .chain(endpoint.tcp_port.map(|port| ("tcp", port)));
@@ -277,7 +277,7 @@ impl Peer {
             .set_remote_description(now, offer)
             .map_err(|e| JoinError::BadOffer(e.to_string()))?;
         if !self.rights.publish {
-            refuse_receiving(&mut self.pc);
+            refuse_receiving(&mut self.pc, self.connected);
         }
         unsend_senderless(&mut self.pc);
         let answer = self.pc.create_answer(None).map_err(setup)?;
@@ -335,7 +335,7 @@ impl Peer {
         }
         if !self.rights.publish {
             // A consumer's new transceiver would offer to receive too.
-            refuse_receiving(&mut self.pc);
+            refuse_receiving(&mut self.pc, self.connected);
         }
         unsend_senderless(&mut self.pc);
         let offer = self.pc.create_offer(None)?;
@@ -519,17 +519,18 @@ pub(crate) fn vp8() -> RTCRtpCodec {
 /// `rtc` starts no receiver. Applied after each of its offers: `rtc` turns a transceiver back to
 /// receiving when an offer sends on it.
 ///
-/// Not when that would leave every section inactive: candidates in inactive sections are
-/// skipped by `rtc` (a webrtc-rs client would never connect), so a peer that offers only to send
-/// gets its sections answered as offered. Either way its RTP is refused on arrival
-/// ([`super::Engine::handle_datagram`]); this only tells an honest client not to send.
-pub(crate) fn refuse_receiving(pc: &mut RTCPeerConnection) {
+/// Before the connection is up, not when that would leave every section inactive: candidates in
+/// inactive sections are skipped by `rtc` (a webrtc-rs client would never connect), so a peer
+/// that offers only to send gets its sections answered as offered. Once `connected`, every
+/// section may go inactive (a publisher demoted to viewer). Either way its RTP is refused on
+/// arrival ([`super::Engine::handle_datagram`]); this only tells an honest client not to send.
+pub(crate) fn refuse_receiving(pc: &mut RTCPeerConnection, connected: bool) {
     let ids: Vec<_> = pc.get_transceivers().collect();
     let sends = ids.iter().any(|&id| {
         pc.rtp_transceiver(id)
             .is_some_and(|t| t.direction().has_send())
     });
-    if !sends {
+    if !sends && !connected {
         return;
     }
     for id in ids {

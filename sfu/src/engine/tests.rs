@@ -824,3 +824,54 @@ fn unsubscribing_takes_the_track_off_and_subscribing_brings_it_back() {
     stream(&mut w, publisher, false, 20, 10, 5);
     assert!(w.video_received(viewer).len() > before, "video again");
 }
+
+#[test]
+fn revoking_the_right_to_publish_closes_the_tracks_and_offers_the_peer_to_stop_sending() {
+    let mut w = World::new(1);
+    let publisher = w.publisher(0, false);
+    let _viewer = w.viewer(0);
+    stream(&mut w, publisher, false, 0, 10, 5);
+    let id = w.id(publisher);
+    let offers_before = w.shards[0].offers_for(id);
+    w.shards[0].command(
+        Command::SetPublish {
+            peer: id,
+            publish: false,
+        },
+        w.now,
+    );
+    let unpublished = w
+        .events(0)
+        .iter()
+        .filter(|e| matches!(e, SfuEvent::TrackUnpublished { peer, .. } if *peer == id))
+        .count();
+    assert_eq!(unpublished, 2);
+    w.step(5);
+    assert_eq!(
+        w.shards[0].offers_for(id),
+        offers_before + 1,
+        "a server offer"
+    );
+    let offer = w
+        .events(0)
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            SfuEvent::Offer { peer, sdp } if *peer == id => Some(sdp.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        !offer.contains("a=recvonly") && !offer.contains("a=sendrecv"),
+        "the SFU receives nothing from it any more:\n{offer}"
+    );
+    // The client took the offer (answered in `step`): it no longer has a sending track.
+    let now = w.now;
+    assert!(
+        w.clients[publisher]
+            .peer
+            .send_rtp("cam", None, memory::vp8_packet(true, 10, 0, 10, 100), now)
+            .is_err(),
+        "an honest client stops sending"
+    );
+}

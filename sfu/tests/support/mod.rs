@@ -389,6 +389,29 @@ pub async fn shard_until(
     }
 }
 
+/// Waits until none of the client's transceivers is negotiated to send (the server's offer said
+/// it receives nothing from it any more, and the client answered).
+pub async fn until_not_sending(c: &Client) {
+    use webrtc::rtp_transceiver::RTCRtpTransceiverDirection as Direction;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut sending = false;
+        for t in c.pc.get_transceivers().await {
+            if let Ok(Direction::Sendonly | Direction::Sendrecv) = t.current_direction().await {
+                sending = true;
+            }
+        }
+        if !sending {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client still sends"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Stops the SFU's shards (blocking work, off the async threads) and waits for them.
 pub async fn shutdown(sfu: &Sfu) {
     let handle = sfu.clone();
