@@ -129,6 +129,10 @@ lint:
 fmt:
     cargo fmt --all
 
+# The video-quality scenario in Chromium (issue 12; not in `just test` until it passes every time).
+quality:
+    cargo test -p gateway --test quality -- --ignored --nocapture
+
 # Run the benchmarks (args go to criterion, e.g. `just bench shard`).
 bench *args:
     cargo bench -p benches -- {{args}}
