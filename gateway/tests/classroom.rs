@@ -8,11 +8,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::TestServer;
-use support::browser::Browser;
+use support::browser::{Browser, until};
 
 const SCENARIO: &str = "classroom";
 const WAIT: Duration = Duration::from_secs(30);
@@ -87,26 +87,10 @@ async fn picture(b: &Browser) -> Option<(f64, f64, Vec<f64>, f64)> {
     Some((v[0].as_f64()?, v[1].as_f64()?, fp, v[3].as_f64()?))
 }
 
-/// Waits until `check` passes, polling every 250 ms for at most [`WAIT`].
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Video keeps decoding on `b`: frames grow between two looks.
 async fn video_flows(b: &Browser, what: &str) {
     let (start, _, _) = inbound(b).await;
-    until(what, || async {
+    until(WAIT, what, || async {
         let (now, _, _) = inbound(b).await;
         (now >= start + 10.0).then_some(())
     })
@@ -115,7 +99,7 @@ async fn video_flows(b: &Browser, what: &str) {
 
 /// The person sees the host: a picture that is not black and moves.
 async fn sees_the_host(b: &Browser, what: &str) {
-    let first = until(&format!("{what}: a picture"), || picture(b)).await;
+    let first = until(WAIT, &format!("{what}: a picture"), || picture(b)).await;
     assert!(
         first.0 > 20.0 && first.1 > 5.0,
         "{what}: not black: mean {} std {}",
@@ -123,7 +107,7 @@ async fn sees_the_host(b: &Browser, what: &str) {
         first.1
     );
     video_flows(b, &format!("{what}: frames decoding")).await;
-    let second = until(&format!("{what}: a later picture"), || picture(b)).await;
+    let second = until(WAIT, &format!("{what}: a later picture"), || picture(b)).await;
     let moved: f64 = first
         .2
         .iter()
@@ -139,6 +123,7 @@ async fn sees_the_host(b: &Browser, what: &str) {
 async fn hears_the_host(b: &Browser, what: &str) {
     let (_, _, a0) = inbound(b).await;
     let state = until(
+        WAIT,
         &format!("{what}: sound playing or the sound prompt"),
         || async {
             let v = b
@@ -155,7 +140,7 @@ async fn hears_the_host(b: &Browser, what: &str) {
     .await;
     if state == "blocked" {
         b.click("[data-testid=enable-sound]").await;
-        until(&format!("{what}: sound playing after the click"), || async {
+        until(WAIT, &format!("{what}: sound playing after the click"), || async {
             let v = b
                 .eval(
                     "const a = [...document.querySelectorAll('[data-testid=tile] audio[data-remote]')];
@@ -166,7 +151,7 @@ async fn hears_the_host(b: &Browser, what: &str) {
         })
         .await;
     }
-    until(&format!("{what}: audio packets arriving"), || async {
+    until(WAIT, &format!("{what}: audio packets arriving"), || async {
         let (_, _, a1) = inbound(b).await;
         (a1 > a0).then_some(())
     })
@@ -232,7 +217,7 @@ async fn video_consumer_layers(
 /// The titles on the person's Classes page, once it has loaded.
 async fn listed_titles(b: &Browser, url: &str) -> Vec<String> {
     b.goto(&format!("{url}/classes")).await;
-    let v = until("the class list", || async {
+    let v = until(WAIT, "the class list", || async {
         let v = b
             .eval(
                 "if (document.querySelector('.class-list')) return [...document.querySelectorAll('.class-list li a')].map(a => a.textContent);
@@ -297,7 +282,7 @@ async fn a_live_class_in_chromium() {
          s.dispatchEvent(new Event('change', { bubbles: true })); return true;",
     )
     .await;
-    until("the class shown as public", || async {
+    until(WAIT, "the class shown as public", || async {
         (host.text_of("[data-testid=class-visibility]").await == "Public").then_some(())
     })
     .await;
@@ -350,7 +335,7 @@ async fn a_live_class_in_chromium() {
 
     // Each tile shows its connection quality as a level, with the figures on hover.
     for v in &viewers {
-        until("a quality level with details", || async {
+        until(WAIT, "a quality level with details", || async {
             let v = v
                 .eval(
                     "const q = document.querySelector('[data-testid=tile] [data-testid=quality]');
@@ -435,7 +420,7 @@ async fn a_live_class_in_chromium() {
     // bandwidth estimate, the SFU's own tests cover it; printed here.)
     viewers[1].click("[data-testid=toggle-layout]").await;
     let session_id: i64 = live_path.trim_start_matches("/live/").parse().unwrap();
-    let preferred = until("both viewers' layer preferences in the SFU", || async {
+    let preferred = until(WAIT, "both viewers' layer preferences in the SFU", || async {
         let layers = video_consumer_layers(&server, session_id).await;
         let preferred: Vec<Option<u8>> = layers.iter().map(|l| l.0).collect();
         let asked = "const t = document.querySelector('[data-testid=tile]:not(.self)'); return t ? [t.dataset.width, t.dataset.layer] : null;";
@@ -444,7 +429,7 @@ async fn a_live_class_in_chromium() {
         (preferred.contains(&Some(0)) && preferred.contains(&Some(2))).then_some(layers)
     })
     .await;
-    let small = until("the low layer on the small tile", || async {
+    let small = until(WAIT, "the low layer on the small tile", || async {
         let width = picture(&viewers[1]).await?.3;
         (width <= 320.0).then_some(width)
     })
@@ -501,7 +486,7 @@ async fn a_live_class_in_chromium() {
     let mut from_link = Vec::new();
     for _ in 0..10 {
         viewers[1].goto(&live_url).await;
-        let ms = until("the first remote picture", || async {
+        let ms = until(WAIT, "the first remote picture", || async {
             viewers[1]
                 .eval("return window.__classroomFirstFrame ?? null;")
                 .await
@@ -518,7 +503,7 @@ async fn a_live_class_in_chromium() {
     for _ in 0..10 {
         viewers[1].goto(&format!("{url}{class_path}")).await;
         viewers[1].click("[data-testid=join-link]").await;
-        let ms = until("the first remote picture after Join", || async {
+        let ms = until(WAIT, "the first remote picture after Join", || async {
             viewers[1]
                 .eval(
                     "const f = window.__classroomFirstFrame; const c = performance.getEntriesByName('classroom:join-click')[0];
@@ -581,7 +566,7 @@ async fn a_live_class_in_chromium() {
     // The link of a session not started yet waits, and joins by itself when the host goes live.
     host.goto(&format!("{url}{class_path}")).await;
     host.click("[data-testid=schedule]").await;
-    let next = until("the new session's start button", || async {
+    let next = until(WAIT, "the new session's start button", || async {
         let v = host
             .eval("const b = document.querySelector('[data-testid=start-session]'); return b ? b.closest('[data-session]').dataset.session : null;")
             .await;

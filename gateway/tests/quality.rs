@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use support::TestServer;
-use support::browser::Browser;
+use support::browser::{Browser, until};
 
 const SCENARIO: &str = "quality";
 const WAIT: Duration = Duration::from_secs(30);
@@ -222,22 +222,6 @@ async fn drain(b: &Browser, into: &mut Vec<Sample>) -> usize {
     list.len()
 }
 
-/// Waits until `check` passes, polling every 250 ms for at most [`WAIT`].
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 async fn sign_up(b: &Browser, url: &str, name: &str, email: &str) {
     b.goto(&format!("{url}/signin")).await;
     b.click("[data-testid=auth-toggle]").await;
@@ -283,14 +267,18 @@ async fn remote_tile(b: &Browser) -> Option<(f64, String)> {
 async fn watching(b: &Browser, layer: &str, what: &str) -> f64 {
     b.wait_for("[data-testid=room-state][data-phase=live]")
         .await;
-    let width = until(&format!("{what}: a tile asking for {layer}"), || async {
-        remote_tile(b)
-            .await
-            .and_then(|(w, l)| (l == layer).then_some(w))
-    })
+    let width = until(
+        WAIT,
+        &format!("{what}: a tile asking for {layer}"),
+        || async {
+            remote_tile(b)
+                .await
+                .and_then(|(w, l)| (l == layer).then_some(w))
+        },
+    )
     .await;
     let (start, _) = received_video(b).await;
-    until(&format!("{what}: frames decoding"), || async {
+    until(WAIT, &format!("{what}: frames decoding"), || async {
         let (now, height) = received_video(b).await;
         (now >= start + 10.0 && height > 0.0).then_some(())
     })
@@ -302,6 +290,7 @@ async fn watching(b: &Browser, layer: &str, what: &str) -> f64 {
 /// without a click, and offers *Turn on sound*.
 async fn sound_on(b: &Browser, what: &str) {
     let blocked = until(
+        WAIT,
         &format!("{what}: sound playing or the sound prompt"),
         || async {
             let v = b
@@ -776,7 +765,7 @@ async fn video_quality_a_student_sees() {
         sleep_until_ms(t0 + SMALL_MS).await;
         happened("viewer 2 small tiles", 's');
         viewers[1].click("[data-testid=toggle-layout]").await;
-        until("viewer 2's tile asking for LOW", || async {
+        until(WAIT, "viewer 2's tile asking for LOW", || async {
             remote_tile(&viewers[1])
                 .await
                 .and_then(|(_, l)| (l == "LOW").then_some(()))
@@ -786,7 +775,7 @@ async fn video_quality_a_student_sees() {
         sleep_until_ms(t0 + LARGE_MS).await;
         happened("viewer 2 large tiles", 'L');
         viewers[1].click("[data-testid=toggle-layout]").await;
-        until("viewer 2's tile asking for HIGH", || async {
+        until(WAIT, "viewer 2's tile asking for HIGH", || async {
             remote_tile(&viewers[1])
                 .await
                 .and_then(|(_, l)| (l == "HIGH").then_some(()))

@@ -248,3 +248,23 @@ impl Drop for Browser {
         }
     }
 }
+
+/// Polls `check` every 250 ms until it gives a value, for at most `wait` (then panics naming
+/// `what`): a wait on a condition, never a fixed sleep.
+pub async fn until<T, F, Fut>(wait: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -295,6 +295,15 @@ impl Engine {
         self.outputs.push_back(Output::Event(event));
     }
 
+    /// The peers touched so far this round, in the reused scratch list (give it back to
+    /// `scratch_ids` when done: no allocation per round).
+    fn touched_snapshot(&mut self) -> Vec<PeerId> {
+        let mut ids = std::mem::take(&mut self.scratch_ids);
+        ids.clear();
+        ids.extend_from_slice(&self.touched);
+        ids
+    }
+
     /// Marks a peer as having had input this round.
     fn touch(&mut self, id: PeerId) {
         if let Some(peer) = self.peers.get_mut(&id)
@@ -1252,9 +1261,7 @@ impl Engine {
     }
 
     fn process_events(&mut self, now: Instant) {
-        let mut ids = std::mem::take(&mut self.scratch_ids);
-        ids.clear();
-        ids.extend_from_slice(&self.touched);
+        let ids = self.touched_snapshot();
         let mut gone = Vec::new();
         let mut opened = Vec::new();
         for &id in &ids {
@@ -1336,9 +1343,7 @@ impl Engine {
         let mut reports: Vec<(ProducerId, u32, u64, u32)> = Vec::new();
         // Keyframes subscribers asked for (PLI, FIR).
         let mut asked: Vec<(ProducerId, u8)> = Vec::new();
-        let mut ids = std::mem::take(&mut self.scratch_ids);
-        ids.clear();
-        ids.extend_from_slice(&self.touched);
+        let ids = self.touched_snapshot();
         for &id in &ids {
             self.scope_peer(id);
             let Some(peer) = self.peers.get_mut(&id) else {
@@ -1776,9 +1781,7 @@ impl Engine {
     }
 
     fn renegotiate(&mut self, now: Instant) {
-        let mut ids = std::mem::take(&mut self.scratch_ids);
-        ids.clear();
-        ids.extend_from_slice(&self.touched);
+        let ids = self.touched_snapshot();
         for &id in &ids {
             self.scope_peer(id);
             let Some(peer) = self.peers.get_mut(&id) else {
