@@ -1543,6 +1543,12 @@ impl Engine {
             });
             let Some((sent, packet)) = packet else {
                 self.counters.nacks_unanswered += 1;
+                tracing::trace!(
+                    consumer = ?cid,
+                    seq,
+                    sent = ?sink.sent.find(seq).map(|s| s.input_sequence),
+                    "NACK not answered (never sent, or no longer kept)"
+                );
                 continue;
             };
             let info = vp8::parse(&packet.payload).ok();

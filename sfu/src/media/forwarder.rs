@@ -75,8 +75,11 @@ pub enum Decision {
     Drop(DropReason),
 }
 
-/// How far back duplicates are recognised (packets).
-const WINDOW: u16 = 64;
+/// How far back duplicates are recognised (packets): as far as the retransmission history
+/// reaches, so that a repair that needed several NACK rounds is still forwarded (once).
+const WINDOW: u16 = 512;
+/// Words of the `seen` ring.
+const SEEN_WORDS: usize = WINDOW as usize / 64;
 /// Sequence offset changes remembered for late packets.
 const OFFSET_HISTORY: usize = 8;
 
@@ -99,8 +102,10 @@ pub struct Forwarder {
     ts_offset: u32,
     /// Highest input sequence number seen on the current layer.
     highest_in: u16,
-    /// Bit `i` set: input `highest_in - i` was handled (forwarded or deliberately dropped).
-    seen: u64,
+    /// A ring of [`WINDOW`] bits indexed by input sequence number: set when that input was
+    /// handled (forwarded or deliberately dropped). Bits older than `highest_in - WINDOW` are
+    /// stale and cleared as `highest_in` moves over them.
+    seen: [u64; SEEN_WORDS],
     /// The last output sequence number and timestamp, and when it was sent.
     last_out: Option<(u16, u32, Instant)>,
     /// Output picture id = input + offset (within its width), TL0PICIDX likewise, for the current
@@ -123,7 +128,7 @@ impl Forwarder {
             offsets_len: 0,
             ts_offset: 0,
             highest_in: 0,
-            seen: 0,
+            seen: [0; SEEN_WORDS],
             last_out: None,
             picture_offset: 0,
             tl0_offset: 0,
@@ -225,27 +230,33 @@ impl Forwarder {
         self.offsets = [(p.sequence, seq_offset); OFFSET_HISTORY];
         self.offsets_len = 1;
         self.highest_in = p.sequence.wrapping_sub(1);
-        self.seen = 0;
+        // Packets of this layer from before its keyframe are not ours to send (the output
+        // sequence before the switch belongs to the previous layer).
+        self.seen = [!0; SEEN_WORDS];
     }
 
     fn in_layer(&mut self, p: &PacketInfo, now: Instant) -> Decision {
         let diff = p.sequence.wrapping_sub(self.highest_in) as i16;
         let in_order = diff > 0;
         if in_order {
-            let shift = diff as u32;
-            self.seen = if shift >= 64 { 0 } else { self.seen << shift };
-            self.seen |= 1;
+            // The positions passed over are new inputs: forget what they held a ring ago.
+            if diff as u16 >= WINDOW {
+                self.seen = [0; SEEN_WORDS];
+            } else {
+                for i in 1..diff as u16 {
+                    self.clear_seen(self.highest_in.wrapping_add(i));
+                }
+            }
+            self.mark_seen(p.sequence);
             self.highest_in = p.sequence;
         } else {
-            let age = diff.unsigned_abs();
-            if age >= WINDOW {
+            if diff.unsigned_abs() >= WINDOW {
                 return Decision::Drop(DropReason::TooOld);
             }
-            let bit = 1u64 << age;
-            if self.seen & bit != 0 {
+            if self.is_seen(p.sequence) {
                 return Decision::Drop(DropReason::Duplicate);
             }
-            self.seen |= bit;
+            self.mark_seen(p.sequence);
         }
         if p.temporal_id.is_some_and(|t| t > self.max_temporal) {
             if in_order {
@@ -276,6 +287,21 @@ impl Forwarder {
             }
         }
         Decision::Forward(rewrite)
+    }
+
+    fn is_seen(&self, seq: u16) -> bool {
+        let i = usize::from(seq % WINDOW);
+        self.seen[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn mark_seen(&mut self, seq: u16) {
+        let i = usize::from(seq % WINDOW);
+        self.seen[i / 64] |= 1 << (i % 64);
+    }
+
+    fn clear_seen(&mut self, seq: u16) {
+        let i = usize::from(seq % WINDOW);
+        self.seen[i / 64] &= !(1 << (i % 64));
     }
 
     /// The offset that applies to input sequence number `seq`.
@@ -363,10 +389,43 @@ mod tests {
             f.handle(&pkt(0, 100, 0, false), t0),
             Decision::Drop(DropReason::Duplicate)
         );
-        f.handle(&pkt(0, 200, 0, false), t0);
+        f.handle(&pkt(0, 200 + WINDOW, 0, false), t0);
         assert_eq!(
             f.handle(&pkt(0, 130, 0, false), t0),
             Decision::Drop(DropReason::TooOld)
+        );
+    }
+
+    /// A packet lost on the way in comes back by NACK, maybe after several tries: hundreds of
+    /// packets later on a busy layer. It is forwarded once (the subscriber is still asking for
+    /// it), never dropped as too old while the retransmission history could still hold it.
+    #[test]
+    fn a_repair_that_comes_late_is_forwarded_once() {
+        let t0 = Instant::now();
+        let mut f = Forwarder::new(90_000, Some(0));
+        f.handle(&pkt(0, 1000, 0, true), t0);
+        for seq in 1002..1400 {
+            assert!(matches!(
+                f.handle(&pkt(0, seq, 0, false), t0),
+                Decision::Forward(_)
+            ));
+        }
+        assert_eq!(
+            f.handle(&pkt(0, 1001, 0, false), t0),
+            fwd(1001, 0),
+            "late repair"
+        );
+        assert_eq!(
+            f.handle(&pkt(0, 1001, 0, false), t0),
+            Decision::Drop(DropReason::Duplicate)
+        );
+        assert_eq!(
+            f.handle(&pkt(0, 1399, 0, false), t0),
+            Decision::Drop(DropReason::Duplicate)
+        );
+        assert!(
+            !matches!(f.handle(&pkt(0, 999, 0, false), t0), Decision::Forward(_)),
+            "a packet from before the keyframe it started on is not forwarded"
         );
     }
 
