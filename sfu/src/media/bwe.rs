@@ -13,8 +13,12 @@
 //!   least 20 packets and two seconds (a report of 10-20 packets on a path losing 5 % at random
 //!   often shows 10-20 %: judging each report alone would make every such path "heavily losing");
 //!   a window of 50 packets already closes when a quarter of them are lost.
-//! - Rate: on overuse, down to 85 % of what was acknowledged; on heavy loss, down to what was
-//!   acknowledged less half the loss share, at most every 500 ms; otherwise, with little loss and no overuse, grow 8 % per second, never more than
+//! - Delivered: the rate acknowledged over the last 150 ms, except that a lower rate while the
+//!   path delivers at least 90 % of what was sent (the sender sent less: black frames from a
+//!   camera turned off, a smaller layer) does not lower what the path has shown it carries, as
+//!   libwebrtc ignores lower samples in application-limited periods.
+//! - Rate: on overuse, down to 85 % of what was delivered; on heavy loss, down to what was
+//!   delivered less half the loss share, at most every 500 ms; otherwise, with little loss and no overuse, grow 8 % per second, never more than
 //!   1 Mbit/s beyond 1.5 times what is actually acknowledged. Once congestion has been seen the
 //!   estimate is a limit for good, growing from what is delivered (an upgrade is then deliberate:
 //!   the estimate must reach the next layer); ten seconds after the last sign of congestion it is
@@ -50,6 +54,8 @@ const HIGH_LOSS: f64 = 0.10;
 /// Shortest time between two cuts of the estimate for loss (libwebrtc waits about a round trip
 /// plus 300 ms).
 const LOSS_CUT_INTERVAL: Duration = Duration::from_millis(500);
+/// The path keeps up with the sender when it delivers at least this share of the rate sent.
+const KEEPING_UP: f64 = 0.9;
 /// A loss window closes after this many packets...
 const LOSS_WINDOW_PACKETS: u32 = 200;
 /// ...or after this long, once it holds at least [`LOSS_WINDOW_MIN_PACKETS`].
@@ -286,8 +292,13 @@ pub struct BandwidthEstimator {
     lossy_at: Option<Instant>,
     /// When the estimate was last cut for loss.
     loss_cut_at: Option<Instant>,
-    /// What the last feedback showed delivered, bits per second.
+    /// What the path has shown it carries, bits per second: the acknowledged rate, except that
+    /// a lower rate while the path delivers everything sent (the sender sent less: a camera
+    /// turned off, a smaller layer) does not lower it. libwebrtc's acknowledged bitrate
+    /// estimator likewise ignores lower samples in application-limited periods.
     delivered_bps: Option<f64>,
+    /// (send time, bytes) of recently reported packets, received or lost, for the rate sent.
+    reported: Vec<(Instant, u32)>,
     /// The open loss window: (received, lost, when it opened).
     loss_window: (u32, u32, Option<Instant>),
     /// The loss share of the last closed window.
@@ -317,6 +328,7 @@ impl BandwidthEstimator {
             lossy_at: None,
             loss_cut_at: None,
             delivered_bps: None,
+            reported: Vec::with_capacity(1024),
             loss_window: (0, 0, None),
             loss: 0.0,
         }
@@ -388,6 +400,7 @@ impl BandwidthEstimator {
             let (Some(sent_at), bytes) = (slot.at, slot.bytes) else {
                 continue;
             };
+            self.reported.push((sent_at, bytes));
             let Some(arrival) = r.arrival_us else {
                 lost += 1;
                 continue;
@@ -417,10 +430,17 @@ impl BandwidthEstimator {
             self.loss = share;
         }
         let loss = closed.unwrap_or(0.0);
+        let sent_bps = self.sent_bps();
         let acked_bps = self.acked_bps();
-        if acked_bps.is_some() {
-            self.delivered_bps = acked_bps;
+        if let Some(acked) = acked_bps {
+            let keeping_up = sent_bps.is_some_and(|sent| acked >= KEEPING_UP * sent);
+            self.delivered_bps = Some(match self.delivered_bps {
+                Some(shown) if acked < shown && keeping_up => shown,
+                _ => acked,
+            });
         }
+        // From here on, "acknowledged" is what the path has shown it carries.
+        let acked_bps = self.delivered_bps;
         let elapsed = self
             .last_update
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
@@ -480,6 +500,23 @@ impl BandwidthEstimator {
             .clamp(self.min_bps, self.max_bps);
     }
 
+    /// Bits per second reported (received or lost) over the last [`ACKED_WINDOW`] of send times.
+    fn sent_bps(&mut self) -> Option<f64> {
+        self.reported.sort_unstable_by_key(|(at, _)| *at);
+        let newest = self.reported.last()?.0;
+        self.reported
+            .retain(|(at, _)| newest.saturating_duration_since(*at) <= ACKED_WINDOW);
+        let span = newest.saturating_duration_since(self.reported.first()?.0);
+        if span < ACKED_WINDOW / 4 {
+            return None;
+        }
+        let bits: f64 = self.reported[1..]
+            .iter()
+            .map(|(_, b)| f64::from(*b) * 8.0)
+            .sum();
+        Some(bits / span.as_secs_f64())
+    }
+
     /// Bits per second acknowledged over the last [`ACKED_WINDOW`] of arrivals.
     fn acked_bps(&mut self) -> Option<f64> {
         let newest = self.acked.last()?.0;
@@ -526,11 +563,26 @@ mod tests {
             }
         }
 
+        /// `secs * 10` rounds of 10 packets at the estimate, each with its feedback.
         fn run(&mut self, secs: f64, capacity_bps: f64, loss_every: Option<u16>) {
+            for _ in 0..(secs * 10.0) as usize {
+                self.round(None, capacity_bps, loss_every);
+            }
+        }
+
+        /// Sends at `rate_bps` for `secs` of simulated time.
+        fn run_at(&mut self, rate_bps: f64, secs: f64, capacity_bps: f64) {
+            let start = self.t;
+            while self.t.saturating_duration_since(start).as_secs_f64() < secs {
+                self.round(Some(rate_bps), capacity_bps, None);
+            }
+        }
+
+        /// 10 packets at `rate_bps` (or the estimate), then their feedback.
+        fn round(&mut self, rate_bps: Option<f64>, capacity_bps: f64, loss_every: Option<u16>) {
             let packets_per_feedback = 10;
-            let steps = (secs * 10.0) as usize;
-            for _ in 0..steps {
-                let rate = self.bwe.estimate_bps() as f64;
+            {
+                let rate = rate_bps.unwrap_or(self.bwe.estimate_bps() as f64);
                 let gap = Duration::from_secs_f64(1200.0 * 8.0 / rate);
                 let mut results = Vec::new();
                 for _ in 0..packets_per_feedback {
@@ -725,6 +777,64 @@ mod tests {
             "the estimate stays near the 800 kbit/s sent: {}",
             bwe.estimate_bps()
         );
+    }
+
+    /// A sender that sent little for a while (a camera turned off sends black frames) sees a
+    /// delay trend: a busy machine's scheduling, or the first keyframes when the camera comes
+    /// back. The path delivered everything sent and carried the full rate before: the cut is
+    /// from that, not from the trickle of the quiet period.
+    #[test]
+    fn a_verdict_after_sending_little_cuts_from_what_the_path_carried_before() {
+        let mut bwe = BandwidthEstimator::new(2_000_000, 50_000, 10_000_000);
+        let t0 = Instant::now();
+        let mut seq = 0u16;
+        let mut send = |bwe: &mut BandwidthEstimator,
+                        from_ms: u64,
+                        to_ms: u64,
+                        gap_ms: u64,
+                        delay: &dyn Fn(u64) -> i64| {
+            let mut at_ms = from_ms;
+            while at_ms < to_ms {
+                seq = seq.wrapping_add(1);
+                let at = t0 + Duration::from_millis(at_ms);
+                bwe.on_sent(seq, 1250, at);
+                let arrival_us = at_ms as i64 * 1000 + 20_000 + delay(at_ms);
+                bwe.on_feedback(
+                    &[PacketResult {
+                        transport_seq: seq,
+                        arrival_us: Some(arrival_us),
+                    }],
+                    at + Duration::from_millis(25),
+                );
+                at_ms += gap_ms;
+            }
+        };
+        // 1.5 Mbit/s for 3 s; then 100 kbit/s for 3 s, whose last 2.5 s queue more and more.
+        send(&mut bwe, 0, 3000, 6, &|_| 0);
+        let carried = bwe.delivered_bps().unwrap();
+        assert!(carried > 1_400_000, "{carried}");
+        send(&mut bwe, 3000, 6000, 100, &|ms| {
+            ms.saturating_sub(3500) as i64 * 40
+        });
+        let now = t0 + Duration::from_millis(6025);
+        assert!(bwe.congested(now), "the trend is a verdict");
+        let e = bwe.estimate_bps();
+        assert!(e >= 1_000_000, "cut from what was carried before: {e}");
+        assert!(e < 2_000_000, "but cut: {e}");
+    }
+
+    /// The same quiet period, then a path that truly narrowed: the estimate follows it down.
+    #[test]
+    fn a_path_that_narrowed_while_the_sender_was_quiet_still_brings_the_estimate_down() {
+        let mut sim = Sim::new(2_000_000);
+        sim.run_at(1_500_000.0, 3.0, 4_000_000.0);
+        sim.run_at(100_000.0, 3.0, 4_000_000.0);
+        for _ in 0..30 {
+            sim.run(0.1, 400_000.0, None);
+        }
+        let e = sim.bwe.estimate_bps();
+        assert!(e <= 500_000, "down to the 400 kbit/s path: {e}");
+        assert!(sim.bwe.delivered_bps().unwrap() <= 500_000);
     }
 
     #[test]
