@@ -175,6 +175,19 @@ impl Engine {
         let connected = sub.connected;
         let mut keyframes = Vec::new();
         for (cid, target) in plan {
+            // The layer forwarded now went silent (a publisher's browser stops its top layer when
+            // its own estimate falls) while others go on: waiting would leave the subscriber
+            // without video.
+            let silent = match target {
+                Ok(n) => {
+                    let rates = &needs[n].layer_bitrates;
+                    needs[n]
+                        .current
+                        .is_some_and(|l| rates[usize::from(l.min(2))].is_none())
+                        && rates.iter().any(Option::is_some)
+                }
+                Err(_) => false,
+            };
             let target = match target {
                 Ok(n) => allocated[n],
                 Err(fixed) => fixed,
@@ -187,7 +200,7 @@ impl Engine {
                 continue;
             }
             // Moved by the bandwidth (not by the subscriber, not down on a congested or losing
-            // path): not before it has been on its layer for a while.
+            // path, not off a silent layer): not before it has been on its layer for a while.
             let settled = c
                 .layer_since
                 .is_none_or(|t| now.saturating_duration_since(t) >= MIN_LAYER_TIME);
@@ -197,7 +210,7 @@ impl Engine {
                 (None, Some(_)) => true,
                 _ => false,
             };
-            let urgent = lossy || (down && congested);
+            let urgent = lossy || silent || (down && congested);
             if !asked && !urgent && !settled && current.is_some() {
                 continue;
             }

@@ -875,3 +875,53 @@ fn revoking_the_right_to_publish_closes_the_tracks_and_offers_the_peer_to_stop_s
         "an honest client stops sending"
     );
 }
+
+/// A publisher's browser stops sending its top layer when its own estimate falls (Chromium
+/// does): a subscriber on that layer moves to the next one as soon as the layer is seen silent,
+/// without waiting out the time a layer is normally kept.
+#[test]
+fn a_subscriber_whose_layer_stops_moves_down_without_waiting() {
+    let mut w = World::new(1);
+    let publisher = w.publisher(0, true);
+    let viewer = w.viewer(0);
+    let (source, sub) = (w.id(publisher), w.id(viewer));
+    stream(&mut w, publisher, true, 0, 20, 10);
+    w.shards[0].command(
+        Command::Consumer {
+            subscriber: sub,
+            source: TrackKey::new(source, "cam"),
+            change: ConsumerChange::PreferredLayer(Some(2)),
+        },
+        w.now,
+    );
+    // On all layers: the viewer reaches layer 2 (300-byte payloads).
+    stream(&mut w, publisher, true, 20, 30, 10);
+    let on_top = |w: &World| {
+        w.video_received(viewer)
+            .last()
+            .map(|r| r.payload.len() > 300)
+    };
+    assert_eq!(on_top(&w), Some(true), "on the top layer");
+    // Layer 2 stops; 0 and 1 go on (keyframes every 200 ms).
+    let stopped = w.now;
+    let mut seq = 50;
+    let moved = loop {
+        let keyframe = seq % 10 == 0;
+        w.send(publisher, Some("q"), seq, keyframe);
+        w.send(publisher, Some("h"), seq, keyframe);
+        w.step(20);
+        seq += 1;
+        let last = w.video_received(viewer).last().map(|r| r.payload.len());
+        if last.is_some_and(|len| (200..300).contains(&len)) {
+            break w.now - stopped;
+        }
+        assert!(
+            w.now - stopped < Duration::from_secs(10),
+            "never moved down"
+        );
+    };
+    assert!(
+        moved <= Duration::from_millis(2500),
+        "on layer 1 {moved:?} after layer 2 stopped (a layer is kept 4 s otherwise)"
+    );
+}
