@@ -258,17 +258,14 @@ fn spawn_live_tasks(state: &AppState) {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
-            for (session, participant) in live.expired(tokio::time::Instant::now()) {
-                if live.leave(session, participant) {
-                    let now = schema::now_ms();
-                    let result = db
-                        .interact(move |c| {
-                            schema::models::participant::mark_left(c, participant, now)
-                        })
-                        .await;
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, participant, "recording a departure failed");
-                    }
+            // They have left already; the database is told.
+            for (_session, participant) in live.expire(std::time::Instant::now()) {
+                let now = schema::now_ms();
+                let result = db
+                    .interact(move |c| schema::models::participant::mark_left(c, participant, now))
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, participant, "recording a departure failed");
                 }
             }
         }
