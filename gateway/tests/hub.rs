@@ -18,7 +18,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 /// How long an expected event may take (a failure bound, not a synchronisation).
 const WAIT: Duration = Duration::from_secs(20);
 
-const EVENTS: &str = "subscription($s: ID!, $since: Int) { sessionEvents(sessionId: $s, since: $since) { __typename
+const EVENTS: &str =
+    "subscription($s: ID!, $since: Int) { sessionEvents(sessionId: $s, since: $since) { __typename
   ... on SessionSnapshot { reason seq participants { id name } tracks { id muted } }
   ... on ServerOffer { sdp }
   ... on ParticipantJoined { seq participant { id name } }
@@ -143,7 +144,9 @@ async fn subscribe(server: &TestServer, token: &str, session: &str, since: Optio
 }
 
 fn seq(event: &Value) -> i64 {
-    event["seq"].as_i64().unwrap_or_else(|| panic!("a seq: {event}"))
+    event["seq"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("a seq: {event}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,7 +305,11 @@ async fn a_flood_of_room_events_does_not_lose_a_server_offer_nor_leave_a_silent_
         }
     }
     // The newest offer always arrives; older ones only while they were the newest.
-    assert_eq!(offers.last().map(String::as_str), Some("offer 4"), "{offers:?}");
+    assert_eq!(
+        offers.last().map(String::as_str),
+        Some("offer 4"),
+        "{offers:?}"
+    );
     let mut sorted = offers.clone();
     sorted.sort();
     sorted.dedup();

@@ -44,12 +44,26 @@ pub struct TrackInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
     ParticipantJoined(ParticipantInfo),
-    ParticipantLeft { participant_id: i64 },
-    ParticipantRoleChanged { participant_id: i64, role: Role },
+    ParticipantLeft {
+        participant_id: i64,
+    },
+    ParticipantRoleChanged {
+        participant_id: i64,
+        role: Role,
+    },
     TrackPublished(TrackInfo),
-    TrackUnpublished { track_id: String, participant_id: i64 },
-    TrackMuted { track_id: String, participant_id: i64, muted: bool },
-    ActiveSpeaker { participant_id: i64 },
+    TrackUnpublished {
+        track_id: String,
+        participant_id: i64,
+    },
+    TrackMuted {
+        track_id: String,
+        participant_id: i64,
+        muted: bool,
+    },
+    ActiveSpeaker {
+        participant_id: i64,
+    },
     SessionEnded,
 }
 
@@ -521,7 +535,11 @@ mod tests {
     fn core_is_send_and_outputs_stay_small() {
         fn send<T: Send>() {}
         send::<SessionCore>();
-        assert!(std::mem::size_of::<Output>() <= 128, "{}", std::mem::size_of::<Output>());
+        assert!(
+            std::mem::size_of::<Output>() <= 128,
+            "{}",
+            std::mem::size_of::<Output>()
+        );
     }
 
     #[test]
@@ -531,7 +549,10 @@ mod tests {
         let out = s.apply(Command::Join(person(1, Role::Host)), t0).unwrap();
         assert_eq!(
             out,
-            vec![Output::Room(RoomEvent::ParticipantJoined(person(1, Role::Host)))]
+            vec![Output::Room(RoomEvent::ParticipantJoined(person(
+                1,
+                Role::Host
+            )))]
         );
         // Coming back: no event, same participant.
         let again = s.apply(Command::Join(person(1, Role::Viewer)), t0).unwrap();
@@ -802,7 +823,8 @@ mod tests {
         let almost = t0 + GRACE - Duration::from_millis(1);
         assert!(s.apply(Command::Expire, almost).unwrap().is_empty());
         // Coming back within it (a join, then a new connection) resets it.
-        s.apply(Command::Join(person(1, Role::Host)), almost).unwrap();
+        s.apply(Command::Join(person(1, Role::Host)), almost)
+            .unwrap();
         assert!(s.apply(Command::Expire, t0 + GRACE * 2).unwrap().is_empty());
         // Dropped again and gone past the grace period: it leaves.
         let t1 = t0 + GRACE * 3;
@@ -823,7 +845,9 @@ mod tests {
         )
         .unwrap();
         let out = s.apply(Command::Expire, t1 + GRACE).unwrap();
-        assert!(out.contains(&Output::Room(RoomEvent::ParticipantLeft { participant_id: 1 })));
+        assert!(out.contains(&Output::Room(RoomEvent::ParticipantLeft {
+            participant_id: 1
+        })));
         assert!(out.contains(&Output::Expired { participant_id: 1 }));
         assert!(s.participant(1).is_none());
         // The viewer, never connected, never expires.

@@ -95,7 +95,10 @@ mod tests {
         assert_eq!(log.read_after(100, 10), Read::Events(vec![]));
         assert_eq!(log.append('a'), 101);
         assert_eq!(log.append('b'), 102);
-        assert_eq!(log.read_after(100, 10), Read::Events(vec![(101, 'a'), (102, 'b')]));
+        assert_eq!(
+            log.read_after(100, 10),
+            Read::Events(vec![(101, 'a'), (102, 'b')])
+        );
         assert_eq!(log.read_after(101, 10), Read::Events(vec![(102, 'b')]));
         assert_eq!(log.read_after(100, 1), Read::Events(vec![(101, 'a')]));
         assert_eq!(log.read_after(102, 10), Read::Events(vec![]));
@@ -110,7 +113,10 @@ mod tests {
         // Holds 3, 4, 5.
         assert_eq!(log.read_after(0, 10), Read::Gap);
         assert_eq!(log.read_after(1, 10), Read::Gap);
-        assert_eq!(log.read_after(2, 10), Read::Events(vec![(3, 'c'), (4, 'd'), (5, 'e')]));
+        assert_eq!(
+            log.read_after(2, 10),
+            Read::Events(vec![(3, 'c'), (4, 'd'), (5, 'e')])
+        );
         assert_eq!(log.read_after(5, 10), Read::Events(vec![]));
     }
 

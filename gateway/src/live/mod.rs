@@ -40,11 +40,11 @@ use tokio::sync::{Notify, watch};
 
 use crate::roles::Role;
 
+use self::core::Output;
 pub use self::core::{
     Command, Directed, GRACE, ParticipantInfo, Refused, RoomEvent, SessionCore, SessionState,
     TrackInfo,
 };
-use self::core::Output;
 use self::feed::{MAILBOX_CAPACITY, Mailbox};
 use self::log::{ROOM_LOG_CAPACITY, Read, RoomLog};
 
@@ -326,7 +326,10 @@ impl Live {
                             .counters
                             .directed_dropped
                             .fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(participant = to, "directed mailbox full: a layer change dropped");
+                        tracing::debug!(
+                            participant = to,
+                            "directed mailbox full: a layer change dropped"
+                        );
                     }
                     feed.wake.notify_one();
                 }
@@ -356,7 +359,10 @@ impl Live {
     fn carry_out(&self, session_id: i64, cell: &Arc<SessionCell>, effects: &Effects) {
         if effects.closed {
             let mut sessions = lock(&self.0.sessions);
-            if sessions.get(&session_id).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            if sessions
+                .get(&session_id)
+                .is_some_and(|c| Arc::ptr_eq(c, cell))
+            {
                 sessions.remove(&session_id);
             }
         }
@@ -393,7 +399,13 @@ impl Live {
                 let new = session.core.participant(info.id).is_none();
                 (
                     new,
-                    self.apply_locked(session_id, &cell, &mut session, Command::Join(info.clone()), Instant::now()),
+                    self.apply_locked(
+                        session_id,
+                        &cell,
+                        &mut session,
+                        Command::Join(info.clone()),
+                        Instant::now(),
+                    ),
                 )
             };
             return match result {
@@ -552,7 +564,10 @@ impl Live {
             }
             session.subscriptions += 1;
             let owner = session.subscriptions;
-            let feed = session.feeds.entry(participant_id).or_insert_with(Feed::new);
+            let feed = session
+                .feeds
+                .entry(participant_id)
+                .or_insert_with(Feed::new);
             feed.owner = owner;
             // A new waker: an older subscription must not take this one's wake-ups.
             feed.wake = Arc::new(Notify::new());

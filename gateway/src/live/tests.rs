@@ -134,7 +134,10 @@ fn a_subscriber_that_resumes_gets_exactly_the_missed_events() {
         missed.iter().all(|d| matches!(d, Delivery::Room { .. })),
         "no snapshot: {missed:?}"
     );
-    assert_eq!(room_seqs(&missed), ((last + 1)..=(last + 7)).collect::<Vec<_>>());
+    assert_eq!(
+        room_seqs(&missed),
+        ((last + 1)..=(last + 7)).collect::<Vec<_>>()
+    );
     assert!(missed.contains(&Delivery::Room {
         seq: last + 5,
         event: RoomEvent::ParticipantJoined(person(3, Role::Viewer)),
@@ -188,7 +191,7 @@ fn a_subscriber_far_behind_gets_a_lagged_snapshot_not_a_gap() {
         panic!("a lagged snapshot: {got:?}");
     };
     // The snapshot is the state after the last event: muted was last set by an odd toggle.
-    assert_eq!(state.tracks[0].muted, false);
+    assert!(!state.tracks[0].muted);
     assert_eq!(*seq, slow.last_seq());
     // Then live events again, numbered on from the snapshot.
     toggle(&live, &track, 1);
