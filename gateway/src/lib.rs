@@ -153,9 +153,11 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         ..sfu::SfuConfig::default()
     })?;
 
+    let live = live::Live::new(sfu.clone());
     let mut metrics = metrics::Metrics::new();
     metrics.register_collector(Box::new(metrics::SfuCollector(sfu.clone())));
     metrics.register_collector(Box::new(metrics::DbPoolCollector(db.clone())));
+    metrics.register_collector(Box::new(metrics::LiveCollector(live.clone())));
 
     let rate_limits = auth::rate_limit::RateLimits::new(auth::rate_limit::Limits {
         sign_in_per_ip: config.auth.sign_in_per_ip_per_minute,
@@ -164,7 +166,6 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         sign_up_per_ip: config.auth.sign_up_per_ip_per_minute,
     });
     let oidc = auth::oidc::Providers::new(&config.auth.oidc);
-    let live = live::Live::new(sfu.clone());
     Ok(AppState(Arc::new(App {
         config,
         db,

@@ -318,6 +318,25 @@ async fn a_flood_of_room_events_does_not_lose_a_server_offer_nor_leave_a_silent_
         "{} offers delivered of {ROUNDS}, {lagged} lagged snapshots",
         offers.len()
     );
+    // What was replaced or resynced is counted.
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    assert_eq!(counter("live_lagged_resyncs_total"), lagged);
+    assert_eq!(
+        counter("live_directed_superseded_total"),
+        (ROUNDS - offers.len()) as u64
+    );
+    assert!(counter("live_room_events_total") >= (ROUNDS * 1500) as u64);
     events.close();
     server.stop().await;
 }

@@ -23,8 +23,10 @@
 //! tracks are published again by its new connection.
 //!
 //! Locks: the map of sessions and the peer index each have a small lock held for a lookup or an
-//! insert only; each session has its own. None is held across an await, none is taken while
-//! another is held (the hub never nests them), and nothing calls the SFU under any of them.
+//! insert only; each session has its own. None is held across an await, and nothing calls the
+//! SFU under any of them. When two are held, the order is: a session, then the peer index
+//! (attaching a peer), then the record of closed sessions' last numbers (always innermost); the
+//! map of sessions is never held while a session is locked.
 
 pub mod core;
 pub mod feed;
@@ -212,6 +214,16 @@ struct Effects {
     expired: Vec<i64>,
     /// The session closed with this command.
     closed: bool,
+}
+
+impl Effects {
+    fn merge(&mut self, other: Effects) {
+        self.release.extend(other.release);
+        self.forget.extend(other.forget);
+        self.set_publish.extend(other.set_publish);
+        self.expired.extend(other.expired);
+        self.closed |= other.closed;
+    }
 }
 
 impl Live {
@@ -454,34 +466,52 @@ impl Live {
     /// Connects the participant's (new) SFU peer; an earlier peer of it is left. A server offer
     /// that came for the peer before goes to the participant now.
     pub fn attach(&self, session_id: i64, participant_id: i64, peer: PeerId) {
-        let early = {
-            let mut index = lock(&self.0.index);
-            index.peers.insert(peer, (session_id, participant_id));
-            index.early_offers.remove(&peer)
+        let cell = self.cell(session_id);
+        let result = match &cell {
+            None => Err(Refused::UnknownParticipant),
+            Some(cell) => {
+                let mut session = cell.lock();
+                if cell.closed.load(Ordering::Acquire) {
+                    Err(Refused::Ended)
+                } else {
+                    // The index entry and the early offer change under the session's lock: an
+                    // offer the SFU sends from now on finds the peer and waits for this lock, so
+                    // it lands after the early one (and replaces it), never before.
+                    let early = {
+                        let mut index = lock(&self.0.index);
+                        index.peers.insert(peer, (session_id, participant_id));
+                        index.early_offers.remove(&peer)
+                    };
+                    let now = Instant::now();
+                    let command = Command::Attach {
+                        participant_id,
+                        peer,
+                    };
+                    self.apply_locked(session_id, cell, &mut session, command, now)
+                        .map(|mut effects| {
+                            if let Some(sdp) = early {
+                                let offer = Command::ServerOffer {
+                                    participant_id,
+                                    sdp,
+                                };
+                                if let Ok(more) =
+                                    self.apply_locked(session_id, cell, &mut session, offer, now)
+                                {
+                                    effects.merge(more);
+                                }
+                            }
+                            effects
+                        })
+                }
+            }
         };
-        let attached = self.apply(
-            session_id,
-            Command::Attach {
-                participant_id,
-                peer,
-            },
-            false,
-        );
-        if !matches!(attached, Some(Ok(_))) {
-            // The participant left meanwhile: nobody owns the peer.
-            lock(&self.0.index).peers.remove(&peer);
-            self.0.sfu.leave(peer);
-            return;
-        }
-        if let Some(sdp) = early {
-            let _ = self.apply(
-                session_id,
-                Command::ServerOffer {
-                    participant_id,
-                    sdp,
-                },
-                false,
-            );
+        match (result, cell) {
+            (Ok(effects), Some(cell)) => self.carry_out(session_id, &cell, &effects),
+            _ => {
+                // No such participant (it left meanwhile): nobody owns the peer.
+                lock(&self.0.index).peers.remove(&peer);
+                self.0.sfu.leave(peer);
+            }
         }
     }
 
