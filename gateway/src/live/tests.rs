@@ -295,6 +295,27 @@ fn an_offer_that_came_before_the_attach_is_delivered() {
             sdp: "early".into()
         })]
     );
+    // An early offer, then a newer one once attached, both undelivered: only the newer.
+    live.on_sfu_event(SfuEvent::Offer {
+        peer: PeerId::from_u64(301),
+        sdp: "early again".into(),
+    });
+    live.attach(SID, 1, PeerId::from_u64(301));
+    live.on_sfu_event(SfuEvent::Offer {
+        peer: PeerId::from_u64(301),
+        sdp: "newer".into(),
+    });
+    let got = drain(&mut sub);
+    let offers: Vec<&Delivery> = got
+        .iter()
+        .filter(|d| matches!(d, Delivery::Direct(_)))
+        .collect();
+    assert_eq!(
+        offers,
+        vec![&Delivery::Direct(Directed::ServerOffer {
+            sdp: "newer".into()
+        })]
+    );
     sfu.shutdown();
 }
 
