@@ -271,36 +271,22 @@ impl Live {
         cell
     }
 
-    /// Applies a command to a session (made if `create`) and carries out what follows.
-    /// `None` when there is no such session.
-    fn apply(
-        &self,
-        session_id: i64,
-        command: Command,
-        create: bool,
-    ) -> Option<Result<Effects, Refused>> {
-        loop {
-            let cell = if create {
-                self.cell_or_new(session_id)
-            } else {
-                self.cell(session_id)?
-            };
-            let result = {
-                let mut session = cell.lock();
-                if cell.closed.load(Ordering::Acquire) {
-                    // Closed between the lookup and the lock: a new one if asked for.
-                    if create {
-                        continue;
-                    }
-                    return None;
-                }
-                self.apply_locked(session_id, &cell, &mut session, command, Instant::now())
-            };
-            if let Ok(effects) = &result {
-                self.carry_out(session_id, &cell, effects);
+    /// Applies a command to a session and carries out what follows. `None` when there is no
+    /// such session.
+    fn apply(&self, session_id: i64, command: Command) -> Option<Result<Effects, Refused>> {
+        let cell = self.cell(session_id)?;
+        let result = {
+            let mut session = cell.lock();
+            if cell.closed.load(Ordering::Acquire) {
+                // Closed between the lookup and the lock.
+                return None;
             }
-            return Some(result);
+            self.apply_locked(session_id, &cell, &mut session, command, Instant::now())
+        };
+        if let Ok(effects) = &result {
+            self.carry_out(session_id, &cell, effects);
         }
+        Some(result)
     }
 
     fn apply_locked(
@@ -439,7 +425,7 @@ impl Live {
     /// everyone is told, and their SFU peer may publish or not by it (revoking unpublishes its
     /// tracks at once; the SFU's events tell everyone).
     pub fn set_role(&self, session_id: i64, user_id: i64, role: Role) {
-        let _ = self.apply(session_id, Command::SetRole { user_id, role }, false);
+        let _ = self.apply(session_id, Command::SetRole { user_id, role });
     }
 
     /// The participant `id` of the session, if present.
@@ -460,7 +446,7 @@ impl Live {
     /// Disconnects the participant's SFU peer, if any (before a new connection replaces it): its
     /// tracks are unpublished for everyone.
     pub fn detach(&self, session_id: i64, participant_id: i64) {
-        let _ = self.apply(session_id, Command::Detach { participant_id }, false);
+        let _ = self.apply(session_id, Command::Detach { participant_id });
     }
 
     /// Connects the participant's (new) SFU peer; an earlier peer of it is left. A server offer
@@ -528,7 +514,7 @@ impl Live {
             track_id: track_id.to_owned(),
             muted,
         };
-        matches!(self.apply(session_id, command, false), Some(Ok(_)))
+        matches!(self.apply(session_id, command), Some(Ok(_)))
     }
 
     /// The publisher of a track of the session: (its SFU peer, its track name).
@@ -543,14 +529,14 @@ impl Live {
     /// The participant leaves: its peer goes, everyone is told. Returns whether it was present.
     pub fn leave(&self, session_id: i64, participant_id: i64) -> bool {
         matches!(
-            self.apply(session_id, Command::Leave { participant_id }, false),
+            self.apply(session_id, Command::Leave { participant_id }),
             Some(Ok(_))
         )
     }
 
     /// The session ended: everyone is told and disconnected.
     pub fn end(&self, session_id: i64) {
-        let _ = self.apply(session_id, Command::End, false);
+        let _ = self.apply(session_id, Command::End);
         self.0.sfu.close_room(&room_of(session_id));
     }
 
@@ -663,7 +649,7 @@ impl Live {
                         participant_id: pid,
                         sdp,
                     };
-                    let _ = self.apply(sid, command, false);
+                    let _ = self.apply(sid, command);
                 }
                 None => {
                     let mut index = lock(&self.0.index);
@@ -686,7 +672,7 @@ impl Live {
                         track,
                         video,
                     };
-                    let _ = self.apply(sid, command, false);
+                    let _ = self.apply(sid, command);
                 }
             }
             SfuEvent::TrackUnpublished { peer, track } => {
@@ -696,7 +682,7 @@ impl Live {
                         peer,
                         track,
                     };
-                    let _ = self.apply(sid, command, false);
+                    let _ = self.apply(sid, command);
                 }
             }
             SfuEvent::PeerConnected { peer } => {
@@ -705,7 +691,7 @@ impl Live {
                         participant_id: pid,
                         peer,
                     };
-                    let _ = self.apply(sid, command, false);
+                    let _ = self.apply(sid, command);
                 }
             }
             SfuEvent::PeerDisconnected { peer } => {
@@ -722,7 +708,7 @@ impl Live {
                         participant_id: pid,
                         peer,
                     };
-                    let _ = self.apply(sid, command, false);
+                    let _ = self.apply(sid, command);
                 }
             }
             SfuEvent::ActiveSpeaker { room, peer } => {
@@ -732,7 +718,7 @@ impl Live {
                     let command = Command::ActiveSpeaker {
                         participant_id: pid,
                     };
-                    let _ = self.apply(sid, command, false);
+                    let _ = self.apply(sid, command);
                 }
             }
             SfuEvent::LayerChanged {
@@ -747,7 +733,7 @@ impl Live {
                         track_id: TrackKey::new(source, track).msid_track(),
                         layer,
                     };
-                    let _ = self.apply(sid, command, false);
+                    let _ = self.apply(sid, command);
                 }
             }
             SfuEvent::RoomClosed { room, reason } => {
@@ -762,7 +748,7 @@ impl Live {
                     let command = Command::RoomClosed {
                         reason: format!("the media server closed the room: {reason}"),
                     };
-                    let _ = self.apply(sid, command, false);
+                    let _ = self.apply(sid, command);
                 }
             }
             _ => {}
