@@ -1,6 +1,8 @@
 //! One GraphQL subscription over a websocket (`graphql-transport-ws`), authenticated by the
 //! session cookie of the page. When the socket drops, it reconnects (1 s, then up to 5 s apart)
-//! and subscribes again; the caller learns of both through [`WsStatus`].
+//! and subscribes again, with its variables as they are then (the caller may change them, e.g.
+//! to resume after the last event it got, with [`Subscription::set_variable`]); the caller
+//! learns of both through [`WsStatus`].
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,7 +25,9 @@ pub enum WsStatus {
 struct Inner {
     query: String,
     variables: serde_json::Value,
-    on_data: Box<dyn Fn(serde_json::Value)>,
+    /// Shared so that it is called with no borrow of the subscription held (it may change or
+    /// close the subscription).
+    on_data: Rc<dyn Fn(serde_json::Value)>,
     on_error: Box<dyn Fn(String)>,
     on_status: Box<dyn Fn(WsStatus)>,
     socket: Option<WebSocket>,
@@ -48,7 +52,7 @@ impl Subscription {
         let sub = Subscription(Rc::new(RefCell::new(Inner {
             query: query.to_owned(),
             variables,
-            on_data: Box::new(on_data),
+            on_data: Rc::new(on_data),
             on_error: Box::new(on_error),
             on_status: Box::new(on_status),
             socket: None,
@@ -58,6 +62,13 @@ impl Subscription {
         })));
         sub.connect();
         sub
+    }
+
+    /// Sets a variable for the next (re)subscription; the current one is not affected.
+    pub fn set_variable(&self, name: &str, value: serde_json::Value) {
+        if let Some(vars) = self.0.borrow_mut().variables.as_object_mut() {
+            vars.insert(name.to_owned(), value);
+        }
     }
 
     /// Closes the socket and stops reconnecting.
@@ -148,7 +159,8 @@ impl Subscription {
                             (sub.0.borrow().on_error)(message);
                         } else {
                             let data = payload["data"].clone();
-                            (sub.0.borrow().on_data)(data);
+                            let on_data = Rc::clone(&sub.0.borrow().on_data);
+                            on_data(data);
                         }
                     }
                     Some("error") => {

@@ -153,9 +153,11 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         ..sfu::SfuConfig::default()
     })?;
 
+    let live = live::Live::new(sfu.clone());
     let mut metrics = metrics::Metrics::new();
     metrics.register_collector(Box::new(metrics::SfuCollector(sfu.clone())));
     metrics.register_collector(Box::new(metrics::DbPoolCollector(db.clone())));
+    metrics.register_collector(Box::new(metrics::LiveCollector(live.clone())));
 
     let rate_limits = auth::rate_limit::RateLimits::new(auth::rate_limit::Limits {
         sign_in_per_ip: config.auth.sign_in_per_ip_per_minute,
@@ -164,7 +166,6 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         sign_up_per_ip: config.auth.sign_up_per_ip_per_minute,
     });
     let oidc = auth::oidc::Providers::new(&config.auth.oidc);
-    let live = live::Live::new(sfu.clone());
     Ok(AppState(Arc::new(App {
         config,
         db,
@@ -258,17 +259,14 @@ fn spawn_live_tasks(state: &AppState) {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
-            for (session, participant) in live.expired(tokio::time::Instant::now()) {
-                if live.leave(session, participant) {
-                    let now = schema::now_ms();
-                    let result = db
-                        .interact(move |c| {
-                            schema::models::participant::mark_left(c, participant, now)
-                        })
-                        .await;
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, participant, "recording a departure failed");
-                    }
+            // They have left already; the database is told.
+            for (_session, participant) in live.expire(std::time::Instant::now()) {
+                let now = schema::now_ms();
+                let result = db
+                    .interact(move |c| schema::models::participant::mark_left(c, participant, now))
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, participant, "recording a departure failed");
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format.
 //!
 //! Only what is measured: HTTP requests (counted and timed by a middleware), the process (read from
-//! `/proc/self` at each scrape), the SFU shards' counters and the database pool. Never a placeholder.
+//! `/proc/self` at each scrape), the SFU shards' counters, the database pool and the session hub's
+//! counters (resumes, lagged resyncs, superseded offers). Never a placeholder.
 
 use std::time::Instant;
 
@@ -510,6 +511,64 @@ impl Collector for DbPoolCollector {
             "Most connections the pool may open",
             &ConstGauge::new(max as i64),
         )?;
+        Ok(())
+    }
+}
+
+/// The session hub's counters, read at each scrape.
+#[derive(Clone)]
+pub struct LiveCollector(pub crate::live::Live);
+
+impl std::fmt::Debug for LiveCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveCollector")
+    }
+}
+
+impl Collector for LiveCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.stats();
+        encode_one(
+            &mut encoder,
+            "live_sessions",
+            "Live sessions with someone in them on this node",
+            &ConstGauge::new(s.sessions as i64),
+        )?;
+        let counters: [(&str, &str, u64); 6] = [
+            (
+                "live_room_events",
+                "Room events numbered (joins, leaves, roles, tracks, mutes, speaker, end)",
+                s.room_events,
+            ),
+            (
+                "live_lagged_resyncs",
+                "Snapshots sent to subscribers that fell behind their session's event log",
+                s.lagged_resyncs,
+            ),
+            (
+                "live_resumes",
+                "Resubscriptions (since) served from the session's event log",
+                s.resumes,
+            ),
+            (
+                "live_resumes_unavailable",
+                "Resubscriptions (since) the event log could not serve: a snapshot instead",
+                s.resumes_unavailable,
+            ),
+            (
+                "live_directed_superseded",
+                "Undelivered directed events replaced by newer ones (server offers, layer changes)",
+                s.directed_superseded,
+            ),
+            (
+                "live_directed_dropped",
+                "Directed events dropped from a full mailbox (layer changes only)",
+                s.directed_dropped,
+            ),
+        ];
+        for (name, help, value) in counters {
+            encode_one(&mut encoder, name, help, &ConstCounter::new(value))?;
+        }
         Ok(())
     }
 }

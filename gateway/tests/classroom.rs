@@ -441,11 +441,20 @@ async fn a_live_class_in_chromium() {
     viewers[1].screenshot(SCENARIO, "small-tiles").await;
     viewers[1].click("[data-testid=toggle-layout]").await;
 
-    // The host's websocket drops: the page says so, recovers, and viewers still get video.
+    // The host's websocket drops: the page says so, recovers, and viewers still get video. It
+    // resubscribes from the last event it applied (`since`), so it resumes instead of starting
+    // from a snapshot.
+    let resumes = server.state().live.stats().resumes;
     host.eval("window.__classroomDropSocket(); return true;")
         .await;
+    until(WAIT, "the host's page resumes its subscription", || async {
+        (server.state().live.stats().resumes > resumes).then_some(())
+    })
+    .await;
     host.wait_for("[data-testid=room-state][data-phase=live]")
         .await;
+    let tiles = count(&host, "[data-testid=tile]").await;
+    assert!(tiles > 0, "the host still sees the stage after resuming");
     for v in &viewers {
         video_flows(v, "video after the host's websocket dropped").await;
     }

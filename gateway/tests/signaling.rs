@@ -26,6 +26,7 @@ use webrtc::media_stream::track_remote::TrackRemoteEvent;
 const WAIT: Duration = Duration::from_secs(20);
 
 const EVENTS: &str = "subscription($s: ID!) { sessionEvents(sessionId: $s) { __typename
+  ... on SessionSnapshot { reason seq participants { id name role } tracks { id streamId participantId kind muted } }
   ... on ServerOffer { sdp }
   ... on ParticipantJoined { participant { id name role } }
   ... on ParticipantLeft { participantId }
@@ -239,8 +240,10 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
         Arc::clone(&host_current),
     )
     .await;
-    let me = next_of(&mut host_events, &["ParticipantJoined"]).await;
-    assert_eq!(me["participant"]["name"], "Hannah Host");
+    // The subscription starts from a snapshot of the room, the host in it.
+    let first = next_of(&mut host_events, &["SessionSnapshot"]).await;
+    assert_eq!(first["reason"], "FIRST");
+    assert_eq!(first["participants"][0]["name"], "Hannah Host");
     assert!(
         connect(&host, &session, &mut host_pc)
             .await
@@ -255,7 +258,8 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
     assert_eq!(published["track"]["kind"], "VIDEO");
     let track_id = published["track"]["id"].as_str().unwrap().to_owned();
 
-    // A viewer joins: it sees the host and the track first, then gets the SFU's offer.
+    // A viewer joins: it sees the host and the track first (in its snapshot), then gets the
+    // SFU's offer.
     let joined = viewer.ok(JOIN, json!({ "s": session })).await["joinSession"].clone();
     assert_eq!(joined["role"], "VIEWER");
     let viewer_pid = joined["participantId"].as_str().unwrap().to_owned();
@@ -282,8 +286,8 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
         Arc::clone(&viewer_current),
     )
     .await;
-    let seen = next_of(&mut viewer_events, &["TrackPublished"]).await;
-    assert_eq!(seen["track"]["id"], track_id.as_str());
+    let seen = next_of(&mut viewer_events, &["SessionSnapshot"]).await;
+    assert_eq!(seen["tracks"][0]["id"], track_id.as_str());
     assert!(
         connect(&viewer, &session, &mut viewer_pc)
             .await

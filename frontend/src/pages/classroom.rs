@@ -30,17 +30,20 @@ use crate::call::{self, Call, Handlers};
 use crate::pages::classes::{local_time, role_label};
 use crate::ws::{Subscription, WsStatus};
 
-const EVENTS: &str = "subscription($s: ID!) { sessionEvents(sessionId: $s) { __typename
+/// The session's events. Room events carry their number (`seq`): a resubscription passes the
+/// last one as `since` and gets what it missed, or a `SessionSnapshot` to start again from.
+const EVENTS: &str = "subscription($s: ID!, $since: Int) { sessionEvents(sessionId: $s, since: $since) { __typename
+  ... on SessionSnapshot { reason seq participants { id name role connected } tracks { id streamId participantId kind muted } activeSpeakerId }
   ... on ServerOffer { sdp }
-  ... on ParticipantJoined { participant { id name role connected } }
-  ... on ParticipantLeft { participantId }
-  ... on ParticipantRoleChanged { participantId role }
-  ... on TrackPublished { track { id streamId participantId kind muted } }
-  ... on TrackUnpublished { trackId }
-  ... on TrackMuted { trackId muted }
-  ... on ActiveSpeakerChanged { participantId }
+  ... on ParticipantJoined { seq participant { id name role connected } }
+  ... on ParticipantLeft { seq participantId }
+  ... on ParticipantRoleChanged { seq participantId role }
+  ... on TrackPublished { seq track { id streamId participantId kind muted } }
+  ... on TrackUnpublished { seq trackId }
+  ... on TrackMuted { seq trackId muted }
+  ... on ActiveSpeakerChanged { seq participantId }
   ... on LayerChanged { trackId layer }
-  ... on SessionEnded { sessionId }
+  ... on SessionEnded { seq sessionId }
   ... on RemovedFromSession { reason } } }";
 
 const SESSION_INFO: &str =
@@ -287,15 +290,46 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
     let on_event = move |data: serde_json::Value| {
         let e = &data["sessionEvents"];
         let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let person_of = |p: &serde_json::Value| Person {
+            id: s(&p["id"]),
+            name: s(&p["name"]),
+            role: s(&p["role"]),
+        };
+        let track_of = |t: &serde_json::Value| Track {
+            id: s(&t["id"]),
+            stream_id: s(&t["streamId"]),
+            participant_id: s(&t["participantId"]),
+            video: t["kind"] == "VIDEO",
+            muted: t["muted"].as_bool().unwrap_or(false),
+        };
+        // A resubscription resumes after the last numbered event this page applied.
+        if let Some(seq) = e["seq"].as_i64()
+            && let Some(sub) = subscription.get_value()
+        {
+            sub.set_variable("since", serde_json::json!(seq));
+        }
         match e["__typename"].as_str().unwrap_or_default() {
+            "SessionSnapshot" => {
+                // Everything now: it replaces what the page knew of the room.
+                let list: Vec<Person> = e["participants"]
+                    .as_array()
+                    .map(|a| a.iter().map(person_of).collect())
+                    .unwrap_or_default();
+                if list.iter().any(|p| p.role == "HOST") {
+                    host_away.set(false);
+                }
+                people.set(list);
+                tracks.set(
+                    e["tracks"]
+                        .as_array()
+                        .map(|a| a.iter().map(track_of).collect())
+                        .unwrap_or_default(),
+                );
+                speaker.set(e["activeSpeakerId"].as_str().map(str::to_owned));
+            }
             "ServerOffer" => apply_offer(s(&e["sdp"])),
             "ParticipantJoined" => {
-                let p = &e["participant"];
-                let person = Person {
-                    id: s(&p["id"]),
-                    name: s(&p["name"]),
-                    role: s(&p["role"]),
-                };
+                let person = person_of(&e["participant"]);
                 if person.role == "HOST" {
                     host_away.set(false);
                 }
@@ -326,14 +360,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                 });
             }
             "TrackPublished" => {
-                let t = &e["track"];
-                let track = Track {
-                    id: s(&t["id"]),
-                    stream_id: s(&t["streamId"]),
-                    participant_id: s(&t["participantId"]),
-                    video: t["kind"] == "VIDEO",
-                    muted: t["muted"].as_bool().unwrap_or(false),
-                };
+                let track = track_of(&e["track"]);
                 tracks.update(|list| {
                     list.retain(|x| x.id != track.id);
                     list.push(track);
@@ -444,9 +471,8 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
             move |status| match status {
                 WsStatus::Open => {
                     mark("classroom:subscribed");
-                    // A (re)subscription starts with a full picture: rebuild from it.
-                    people.set(Vec::new());
-                    tracks.set(Vec::new());
+                    // A resubscription resumes where it was (`since`) or starts from a
+                    // snapshot, which replaces people and tracks when it comes.
                     if matches!(phase.get_untracked(), Phase::Reconnecting(_)) {
                         phase.set(Phase::Live);
                     }

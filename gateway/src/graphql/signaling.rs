@@ -17,7 +17,7 @@ use schema::models::{class_session, participant, user};
 use super::errors::{self, ApiError};
 use super::{caller, load, require_user, state};
 use crate::auth::{self, Scope};
-use crate::live::{self, Addressed, Event, ParticipantInfo, TrackInfo};
+use crate::live::{self, Delivery, Directed, ParticipantInfo, RoomEvent, SessionState, TrackInfo};
 use crate::roles::{self, Action, Role};
 
 /// Largest session description accepted, in bytes.
@@ -142,33 +142,45 @@ pub struct ServerOffer {
 
 #[derive(SimpleObject, Clone)]
 pub struct ParticipantJoined {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
     pub participant: ParticipantView,
 }
 
 #[derive(SimpleObject, Clone)]
 pub struct ParticipantLeft {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
     pub participant_id: ID,
 }
 
 #[derive(SimpleObject, Clone)]
 pub struct ParticipantRoleChanged {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
     pub participant_id: ID,
     pub role: Role,
 }
 
 #[derive(SimpleObject, Clone)]
 pub struct TrackPublished {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
     pub track: TrackView,
 }
 
 #[derive(SimpleObject, Clone)]
 pub struct TrackUnpublished {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
     pub track_id: ID,
     pub participant_id: ID,
 }
 
 #[derive(SimpleObject, Clone)]
 pub struct TrackMuted {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
     pub track_id: ID,
     pub participant_id: ID,
     pub muted: bool,
@@ -176,6 +188,8 @@ pub struct TrackMuted {
 
 #[derive(SimpleObject, Clone)]
 pub struct ActiveSpeakerChanged {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
     pub participant_id: ID,
 }
 
@@ -189,6 +203,8 @@ pub struct LayerChanged {
 
 #[derive(SimpleObject, Clone)]
 pub struct SessionEnded {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
     pub session_id: ID,
 }
 
@@ -198,9 +214,45 @@ pub struct RemovedFromSession {
     pub reason: String,
 }
 
-/// Something that happened in a live session.
+/// Why a subscription starts again from a snapshot.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SnapshotReason {
+    /// A subscription without `since`.
+    First,
+    /// `since` was given, but the session no longer holds the events after it (or it is not a
+    /// number of this session).
+    ResumeUnavailable,
+    /// This subscription fell behind: the events it had not read yet are gone.
+    Lagged,
+}
+
+impl From<live::SnapshotReason> for SnapshotReason {
+    fn from(r: live::SnapshotReason) -> SnapshotReason {
+        match r {
+            live::SnapshotReason::First => SnapshotReason::First,
+            live::SnapshotReason::ResumeUnavailable => SnapshotReason::ResumeUnavailable,
+            live::SnapshotReason::Lagged => SnapshotReason::Lagged,
+        }
+    }
+}
+
+/// Everything in the session now, up to and including room event `seq`: replace what you knew
+/// of the room with it, then apply the events that follow.
+#[derive(SimpleObject, Clone)]
+pub struct SessionSnapshot {
+    pub reason: SnapshotReason,
+    /// The number of the last room event it includes.
+    pub seq: i64,
+    pub participants: Vec<ParticipantView>,
+    pub tracks: Vec<TrackView>,
+    pub active_speaker_id: Option<ID>,
+}
+
+/// Something that happened in a live session. Room events (for everyone) carry their `seq`;
+/// `ServerOffer`, `LayerChanged` and `RemovedFromSession` are for the caller only.
 #[derive(Union, Clone)]
 pub enum SessionEventItem {
+    SessionSnapshot(SessionSnapshot),
     ServerOffer(ServerOffer),
     ParticipantJoined(ParticipantJoined),
     ParticipantLeft(ParticipantLeft),
@@ -218,58 +270,96 @@ fn id(n: i64) -> ID {
     ID::from(n.to_string())
 }
 
-fn item(session_id: i64, event: Event) -> SessionEventItem {
+/// Sequence numbers go out as GraphQL `Int`s (a session would need 2^63 events to overflow).
+fn seq_out(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn item(session_id: i64, delivery: Delivery) -> SessionEventItem {
+    match delivery {
+        Delivery::Snapshot { reason, seq, state } => snapshot_item(reason, seq, state),
+        Delivery::Room { seq, event } => room_item(session_id, seq_out(seq), event),
+        Delivery::Direct(event) => direct_item(event),
+    }
+}
+
+fn snapshot_item(reason: live::SnapshotReason, seq: u64, state: SessionState) -> SessionEventItem {
+    SessionEventItem::SessionSnapshot(SessionSnapshot {
+        reason: reason.into(),
+        seq: seq_out(seq),
+        participants: state.participants.into_iter().map(Into::into).collect(),
+        tracks: state.tracks.into_iter().map(Into::into).collect(),
+        active_speaker_id: state.active_speaker.map(id),
+    })
+}
+
+fn direct_item(event: Directed) -> SessionEventItem {
     match event {
-        Event::ServerOffer { sdp } => SessionEventItem::ServerOffer(ServerOffer { sdp }),
-        Event::ParticipantJoined(p) => SessionEventItem::ParticipantJoined(ParticipantJoined {
+        Directed::ServerOffer { sdp } => SessionEventItem::ServerOffer(ServerOffer { sdp }),
+        Directed::LayerChanged { track_id, layer } => {
+            SessionEventItem::LayerChanged(LayerChanged {
+                track_id: ID::from(track_id),
+                layer: layer.map(VideoLayer::from_index),
+            })
+        }
+        Directed::Removed { reason } => {
+            SessionEventItem::RemovedFromSession(RemovedFromSession { reason })
+        }
+    }
+}
+
+fn room_item(session_id: i64, seq: i64, event: RoomEvent) -> SessionEventItem {
+    match event {
+        RoomEvent::ParticipantJoined(p) => SessionEventItem::ParticipantJoined(ParticipantJoined {
+            seq,
             participant: p.into(),
         }),
-        Event::ParticipantLeft { participant_id } => {
+        RoomEvent::ParticipantLeft { participant_id } => {
             SessionEventItem::ParticipantLeft(ParticipantLeft {
+                seq,
                 participant_id: id(participant_id),
             })
         }
-        Event::ParticipantRoleChanged {
+        RoomEvent::ParticipantRoleChanged {
             participant_id,
             role,
         } => SessionEventItem::ParticipantRoleChanged(ParticipantRoleChanged {
+            seq,
             participant_id: id(participant_id),
             role,
         }),
-        Event::TrackPublished(t) => {
-            SessionEventItem::TrackPublished(TrackPublished { track: t.into() })
-        }
-        Event::TrackUnpublished {
+        RoomEvent::TrackPublished(t) => SessionEventItem::TrackPublished(TrackPublished {
+            seq,
+            track: t.into(),
+        }),
+        RoomEvent::TrackUnpublished {
             track_id,
             participant_id,
         } => SessionEventItem::TrackUnpublished(TrackUnpublished {
+            seq,
             track_id: ID::from(track_id),
             participant_id: id(participant_id),
         }),
-        Event::TrackMuted {
+        RoomEvent::TrackMuted {
             track_id,
             participant_id,
             muted,
         } => SessionEventItem::TrackMuted(TrackMuted {
+            seq,
             track_id: ID::from(track_id),
             participant_id: id(participant_id),
             muted,
         }),
-        Event::ActiveSpeaker { participant_id } => {
+        RoomEvent::ActiveSpeaker { participant_id } => {
             SessionEventItem::ActiveSpeakerChanged(ActiveSpeakerChanged {
+                seq,
                 participant_id: id(participant_id),
             })
         }
-        Event::LayerChanged { track_id, layer } => SessionEventItem::LayerChanged(LayerChanged {
-            track_id: ID::from(track_id),
-            layer: layer.map(VideoLayer::from_index),
-        }),
-        Event::SessionEnded => SessionEventItem::SessionEnded(SessionEnded {
+        RoomEvent::SessionEnded => SessionEventItem::SessionEnded(SessionEnded {
+            seq,
             session_id: id(session_id),
         }),
-        Event::Removed { reason } => {
-            SessionEventItem::RemovedFromSession(RemovedFromSession { reason })
-        }
     }
 }
 
@@ -570,62 +660,44 @@ impl SignalingMutation {
 
 #[Subscription]
 impl SignalingSubscription {
-    /// Everything that happens in a live session the caller has joined: first everyone present
-    /// and every published track (as `ParticipantJoined` and `TrackPublished`, then the active
-    /// speaker), then every change, and the server's offers for the caller's connection. Ends
-    /// after `SessionEnded` or `RemovedFromSession`, or with UNAUTHENTICATED on sign-out.
+    /// Everything that happens in a live session the caller has joined. Room events (everyone
+    /// and every track, roles, mutes, the speaker, the end) are numbered (`seq`); with `since`
+    /// (the last `seq` received) a resubscription gets exactly what it missed when the server
+    /// still holds it. Otherwise, and on a first subscription, it starts with a
+    /// `SessionSnapshot` (reason FIRST or RESUME_UNAVAILABLE), and a subscription that falls too
+    /// far behind gets a `SessionSnapshot` (LAGGED) in place of what it missed, never a silent
+    /// gap. The caller's own signaling (`ServerOffer`, `LayerChanged`, `RemovedFromSession`)
+    /// comes on a lane of its own that room traffic cannot push out: if several server offers
+    /// pile up, only the newest is delivered. Ends after `SessionEnded` or
+    /// `RemovedFromSession`, or with UNAUTHENTICATED on sign-out.
     async fn session_events(
         &self,
         ctx: &Context<'_>,
         session_id: ID,
+        since: Option<i64>,
     ) -> Result<impl Stream<Item = SessionEventItem>> {
         let sid = parse_session(&session_id)?;
         let me = me(ctx, sid, Scope::Read)?;
         let app = state(ctx).clone();
         let caller = caller(ctx).clone();
         let revocations = app.revocations.subscribe();
-        let snapshot = app
+        // A negative `since` is no number of ours: a snapshot (RESUME_UNAVAILABLE).
+        let since = since.map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        let subscriber = app
             .live
-            .snapshot(sid)
+            .subscribe(sid, me.id, since)
             .ok_or(ApiError::NotFound("session"))?;
-        let mut first: Vec<SessionEventItem> = snapshot
-            .participants
-            .into_iter()
-            .map(|p| item(sid, Event::ParticipantJoined(p)))
-            .collect();
-        first.extend(
-            snapshot
-                .tracks
-                .into_iter()
-                .map(|t| item(sid, Event::TrackPublished(t))),
-        );
-        if let Some(speaker) = snapshot.active_speaker {
-            first.push(item(
-                sid,
-                Event::ActiveSpeaker {
-                    participant_id: speaker,
-                },
-            ));
-        }
         let _ = user::find; // the participant's name came from the users table at join
-        let rest = futures_util::stream::unfold(Some((snapshot.events, revocations)), move |st| {
+        let batches = futures_util::stream::unfold(Some((subscriber, revocations)), move |st| {
             let caller = caller.clone();
             async move {
-                let (mut events, mut revocations) = st?;
+                let (mut subscriber, mut revocations) = st?;
                 loop {
                     tokio::select! {
-                        e = events.recv() => match e {
-                            Ok(Addressed { to, event }) if to.is_none_or(|t| t == me.id) => {
-                                let last = matches!(
-                                    event,
-                                    Event::SessionEnded | Event::Removed { .. }
-                                );
-                                let next = (!last).then_some((events, revocations));
-                                return Some((item(sid, event), next));
-                            }
-                            Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                            Err(RecvError::Closed) => return None,
-                        },
+                        batch = subscriber.next() => {
+                            let batch = batch?;
+                            return Some((batch, Some((subscriber, revocations))));
+                        }
                         r = revocations.recv() => match r {
                             Ok(r) if auth::ends(&caller, r) => return None,
                             Ok(_) | Err(RecvError::Lagged(_)) => continue,
@@ -635,7 +707,9 @@ impl SignalingSubscription {
                 }
             }
         });
-        Ok(futures_util::stream::iter(first).chain(rest))
+        Ok(batches.flat_map(move |batch| {
+            futures_util::stream::iter(batch.into_iter().map(move |d| item(sid, d)))
+        }))
     }
 }
 
