@@ -107,7 +107,8 @@ impl Producer {
     }
 
     /// Counts a packet in its layer's bitrate, unless it is a retransmission (not newer than what
-    /// the layer had) or part of a keyframe (`keyframe_start`: its first packet).
+    /// the layer had), part of a keyframe (`keyframe_start`: its first packet), or padding alone
+    /// (a browser pads a paused layer's stream to probe bandwidth: that layer carries no video).
     pub(crate) fn count(
         &mut self,
         layer: u8,
@@ -115,6 +116,9 @@ impl Producer {
         keyframe_start: bool,
         now: Instant,
     ) {
+        if packet.payload.is_empty() {
+            return;
+        }
         let l = usize::from(layer.min(2));
         let seq = packet.header.sequence_number;
         if self.highest_seq[l].is_some_and(|h| seq.wrapping_sub(h).wrapping_sub(1) >= 0x8000) {

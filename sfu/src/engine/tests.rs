@@ -881,6 +881,17 @@ fn revoking_the_right_to_publish_closes_the_tracks_and_offers_the_peer_to_stop_s
 /// without waiting out the time a layer is normally kept.
 #[test]
 fn a_subscriber_whose_layer_stops_moves_down_without_waiting() {
+    top_layer_goes_quiet(false);
+}
+
+/// The same when the paused layer's stream carries only padding (a browser probing bandwidth
+/// without RTX pads on a media stream): padding is not video.
+#[test]
+fn a_layer_that_carries_only_padding_is_silent() {
+    top_layer_goes_quiet(true);
+}
+
+fn top_layer_goes_quiet(padding: bool) {
     let mut w = World::new(1);
     let publisher = w.publisher(0, true);
     let viewer = w.viewer(0);
@@ -902,13 +913,23 @@ fn a_subscriber_whose_layer_stops_moves_down_without_waiting() {
             .map(|r| r.payload.len() > 300)
     };
     assert_eq!(on_top(&w), Some(true), "on the top layer");
-    // Layer 2 stops; 0 and 1 go on (keyframes every 200 ms).
+    // Layer 2 stops (or pads); 0 and 1 go on (keyframes every 200 ms).
     let stopped = w.now;
     let mut seq = 50;
     let moved = loop {
         let keyframe = seq % 10 == 0;
         w.send(publisher, Some("q"), seq, keyframe);
         w.send(publisher, Some("h"), seq, keyframe);
+        if padding {
+            let now = w.now;
+            let mut pad = memory::vp8_packet(false, seq, u32::from(seq) * 3000, seq, 1);
+            pad.payload = Default::default();
+            pad.header.padding = true;
+            w.clients[publisher]
+                .peer
+                .send_rtp("cam", Some("f"), pad, now)
+                .expect("padding sent");
+        }
         w.step(20);
         seq += 1;
         let last = w.video_received(viewer).last().map(|r| r.payload.len());
