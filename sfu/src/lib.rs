@@ -25,6 +25,7 @@ mod events;
 pub mod fuzz;
 mod ids;
 pub mod media;
+mod recv;
 mod sdp_check;
 mod shard;
 mod stats;

@@ -286,11 +286,18 @@ impl ShardHandle {
             ice_address: config.ice_address,
             ice_timeouts: (config.ice_disconnected_timeout, config.ice_failed_timeout),
         });
+        if !crate::recv::enable_timestamps(&socket) {
+            tracing::warn!(
+                shard = index,
+                "no kernel receive timestamps: arrival times are taken when datagrams are read"
+            );
+        }
         let io = Io {
             index,
             udp: socket,
             listener,
             conns: Vec::new(),
+            control: crate::recv::control_buffer(),
             send_failed: LogThrottle::default(),
             receive_failed: LogThrottle::default(),
         };
@@ -392,6 +399,8 @@ struct Io {
     udp: UdpSocket,
     listener: Option<TcpListener>,
     conns: Vec<TcpConn>,
+    /// Control-message space for the kernel's receive timestamps.
+    control: Vec<u8>,
     /// Socket errors can repeat at packet rate: logged at most once in a while.
     send_failed: LogThrottle,
     receive_failed: LogThrottle,
@@ -632,7 +641,7 @@ impl Shard {
         // Account for what is still queued, so that stopping loses no count.
         while let Ok((len, from)) = io.udp.recv_from(&mut buf) {
             if len > 0 {
-                self.datagram(&buf[..len], from, TransportProtocol::UDP);
+                self.datagram(&buf[..len], from, TransportProtocol::UDP, Instant::now());
             }
         }
         tracing::debug!(shard = index, "shard stopped");
@@ -687,10 +696,12 @@ impl Shard {
 
     fn read_udp(&mut self, io: &mut Io, buf: &mut [u8]) {
         for _ in 0..UDP_BATCH {
-            match io.udp.recv_from(buf) {
+            match crate::recv::recv(&io.udp, buf, &mut io.control, Instant::now()) {
                 // An empty datagram is a wake-up: stop, or commands to read.
-                Ok((0, _)) => {}
-                Ok((len, from)) => self.datagram(&buf[..len], from, TransportProtocol::UDP),
+                Ok((0, _, _)) => {}
+                Ok((len, from, arrival)) => {
+                    self.datagram(&buf[..len], from, TransportProtocol::UDP, arrival)
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -720,18 +731,25 @@ impl Shard {
             conn.read(buf, |packet, from| frames.push((packet.to_vec(), from)));
         }
         for (packet, from) in frames {
-            self.datagram(&packet, from, TransportProtocol::TCP);
+            self.datagram(&packet, from, TransportProtocol::TCP, Instant::now());
         }
     }
 
     /// One datagram (or ICE-TCP frame) into the engine, counted.
-    fn datagram(&mut self, data: &[u8], from: SocketAddr, protocol: TransportProtocol) {
+    /// `arrival`: when the kernel received it (for UDP, when known), else when it was read.
+    fn datagram(
+        &mut self,
+        data: &[u8],
+        from: SocketAddr,
+        protocol: TransportProtocol,
+        arrival: Instant,
+    ) {
         let counters = &self.shared.counters;
         counters.packets_received.fetch_add(1, Ordering::Relaxed);
         counters
             .bytes_received
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let known = self.guarded(|e| e.handle_datagram(data, from, protocol, Instant::now()));
+        let known = self.guarded(|e| e.handle_datagram(data, from, protocol, arrival));
         if known != Some(true) {
             self.shared
                 .counters
