@@ -28,6 +28,20 @@ pub(crate) fn enable_timestamps(socket: &UdpSocket) -> bool {
     setsockopt(socket, sockopt::ReceiveTimestampns, &true).is_ok()
 }
 
+/// Receive buffer asked for each shard's socket: a shard thread descheduled for a moment on a
+/// busy machine must not lose datagrams (the default, about 200 KiB, holds well under a second
+/// of a few publishers' simulcast).
+pub(crate) const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// Enlarges `socket`'s receive buffer to [`RECEIVE_BUFFER`] (beyond the system's maximum when the
+/// process may), returning the size the kernel reports.
+pub(crate) fn enlarge_receive_buffer(socket: &UdpSocket) -> Option<usize> {
+    if setsockopt(socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &RECEIVE_BUFFER);
+    }
+    nix::sys::socket::getsockopt(socket, sockopt::RcvBuf).ok()
+}
+
 /// Space for one timestamp control message.
 pub(crate) fn control_buffer() -> Vec<u8> {
     nix::cmsg_space!(TimeSpec)
@@ -122,6 +136,14 @@ mod tests {
             arrival <= sent + Duration::from_millis(5),
             "about when it was sent, on loopback"
         );
+    }
+
+    #[test]
+    fn the_receive_buffer_is_enlarged() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = nix::sys::socket::getsockopt(&socket, sockopt::RcvBuf).unwrap();
+        let after = enlarge_receive_buffer(&socket).unwrap();
+        assert!(after > before, "{before} -> {after}");
     }
 
     #[test]

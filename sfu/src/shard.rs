@@ -286,6 +286,8 @@ impl ShardHandle {
             ice_address: config.ice_address,
             ice_timeouts: (config.ice_disconnected_timeout, config.ice_failed_timeout),
         });
+        let receive_buffer = crate::recv::enlarge_receive_buffer(&socket);
+        tracing::debug!(shard = index, ?receive_buffer, "UDP receive buffer");
         if !crate::recv::enable_timestamps(&socket) {
             tracing::warn!(
                 shard = index,
