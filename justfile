@@ -129,9 +129,9 @@ lint:
 fmt:
     cargo fmt --all
 
-# The video-quality scenario in Chromium (issue 12; not in `just test` until it passes every time).
+# The video-quality scenario in Chromium alone, with its report (it also runs in `just test`).
 quality:
-    cargo test -p gateway --test quality -- --ignored --nocapture
+    cargo test -p gateway --test quality -- --nocapture
 
 # Run the benchmarks (args go to criterion, e.g. `just bench shard`).
 bench *args:

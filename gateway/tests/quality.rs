@@ -667,7 +667,6 @@ fn short(name: &str) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not reliable yet: under CPU load a student can drop to 360p for several seconds after the host's camera comes back (issue 12 stays open); run with `just quality`"]
 async fn video_quality_a_student_sees() {
     let started = Instant::now();
     eprintln!("load average at the start: {}", load_average());
