@@ -5,7 +5,8 @@
 //! machine the thread reads a burst of datagrams late, all at one instant, and stamping them then
 //! adds a delay trend the path does not have (a publisher's browser then lowers its bitrate and
 //! drops its top simulcast layer). `SO_TIMESTAMPNS` gives each datagram its receive time in the
-//! kernel; it is mapped onto the monotonic clock the engine uses.
+//! kernel; it is mapped onto the monotonic clock the engine uses. (Linux turns stamping on for
+//! the system a moment after the first socket asks; datagrams read before are stamped when read.)
 
 use std::io;
 use std::io::IoSliceMut;
@@ -115,14 +116,33 @@ mod tests {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         assert!(enable_timestamps(&socket));
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut buf = [0u8; 64];
+        let mut control = control_buffer();
+        // Linux turns receive timestamping on for the system asynchronously (a deferred static
+        // key) the first time a socket asks: until then a datagram is stamped when read. Wait
+        // until a probe read 2 ms late comes back stamped on arrival.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            sender
+                .send_to(b"probe", socket.local_addr().unwrap())
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+            let read_at = Instant::now();
+            let (_, _, arrival) = recv(&socket, &mut buf, &mut control, read_at).unwrap();
+            if read_at.duration_since(arrival) >= Duration::from_millis(1) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the kernel never stamped a datagram"
+            );
+        }
         sender
             .send_to(b"hello", socket.local_addr().unwrap())
             .unwrap();
         let sent = Instant::now();
         // The reader is late (a busy shard thread): 50 ms pass before the read.
         std::thread::sleep(Duration::from_millis(50));
-        let mut buf = [0u8; 64];
-        let mut control = control_buffer();
         let read_at = Instant::now();
         let (len, from, arrival) = recv(&socket, &mut buf, &mut control, read_at).unwrap();
         assert_eq!(&buf[..len], b"hello");
