@@ -123,10 +123,15 @@ fn wait_for_line(
     what: &str,
     pred: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
+    let mut seen = Vec::new();
     loop {
-        let line = lines
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|_| panic!("no log line for {what} within {WAIT:?}"));
+        let line = lines.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!(
+                "no log line for {what} within {WAIT:?}; the lines before:\n{}",
+                seen.join("\n")
+            )
+        });
+        seen.push(line.clone());
         let value: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
         if pred(&value) {

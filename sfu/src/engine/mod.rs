@@ -646,7 +646,10 @@ impl Engine {
         self.touch(id);
         let peer = self.peers.get_mut(&id).ok_or(JoinError::UnknownPeer)?;
         let result = match peer.client_offer(sdp, now) {
-            Ok(answer) => Ok(answer),
+            Ok(answer) => {
+                self.unpublish_unreceived(id);
+                Ok(answer)
+            }
             Err(Ok(e)) => Err(e),
             Err(Err(e)) => {
                 tracing::warn!(peer = %id, "a refused offer could not be rolled back: peer closed");
@@ -658,6 +661,41 @@ impl Engine {
             self.refused(id, "offer", e, now);
         }
         result
+    }
+
+    /// Unpublishes the tracks of `id` whose sections no longer send to the SFU after a
+    /// renegotiation (the browser's `removeTrack`, or a stopped transceiver: a screen share that
+    /// ended). `rtc` says nothing of a remote track going away.
+    fn unpublish_unreceived(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let receiving: Vec<_> = peer
+            .pc
+            .get_transceivers()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|t| {
+                let t = peer.pc.rtp_transceiver(t)?;
+                t.current_direction()
+                    .has_recv()
+                    .then(|| t.receiver())
+                    .flatten()
+            })
+            .collect();
+        let gone: Vec<ProducerId> = peer
+            .producers
+            .iter()
+            .map(|(_, pid)| *pid)
+            .filter(|pid| {
+                self.router.producers.get(pid).is_some_and(|p| {
+                    matches!(p.origin, Origin::Local { receiver } if !receiving.contains(&receiver))
+                })
+            })
+            .collect();
+        for pid in gone {
+            self.remove_producer(pid);
+        }
     }
 
     /// The peer's answer to the pending server offer; see [`Peer::accept_answer`].

@@ -946,3 +946,90 @@ fn top_layer_goes_quiet(padding: bool) {
         "on layer 1 {moved:?} after layer 2 stopped (a layer is kept 4 s otherwise)"
     );
 }
+
+/// Screen sharing: a publisher with a camera adds a second video track (its screen) by a new
+/// offer. Viewers are offered it as a track of its own and receive its packets beside the
+/// camera's; stopping the share takes it off again.
+#[test]
+fn a_second_video_track_added_by_renegotiation_reaches_viewers_beside_the_camera() {
+    let mut w = World::new(1);
+    let publisher = w.publisher(0, false);
+    let viewer = w.viewer(0);
+    stream(&mut w, publisher, false, 0, 10, 5);
+    w.answer_offers();
+    let camera_tracks = w.clients[viewer].peer.remote_tracks().len();
+    // The share: a new offer with the screen track.
+    w.clients[publisher].peer.add_send_video("screen", false);
+    let offer = w.clients[publisher].peer.create_offer(w.now);
+    let id = w.id(publisher);
+    let answer = w.shards[0]
+        .engine
+        .client_offer(id, offer, w.now)
+        .expect("the renegotiation is answered");
+    w.clients[publisher]
+        .peer
+        .set_answer(&answer, w.now)
+        .expect("the publisher takes the answer");
+    w.shards[0].settle(w.now);
+    let mut screen_packets = 0;
+    for seq in 10..60u16 {
+        w.send(publisher, None, seq, seq % 5 == 0);
+        let now = w.now;
+        w.clients[publisher]
+            .peer
+            .send_rtp(
+                "screen",
+                None,
+                memory::vp8_packet(seq % 5 == 0, seq, u32::from(seq) * 3000, seq, 700),
+                now,
+            )
+            .expect("screen sent");
+        w.step(20);
+        w.answer_offers();
+        screen_packets = w
+            .video_received(viewer)
+            .iter()
+            .filter(|r| r.payload.len() > 700)
+            .count();
+    }
+    assert!(
+        w.clients[viewer].peer.remote_tracks().len() > camera_tracks,
+        "the viewer was offered the screen as a track of its own"
+    );
+    assert!(
+        screen_packets > 10,
+        "the screen's packets arrive: {screen_packets}"
+    );
+    assert!(
+        w.video_received(viewer)
+            .iter()
+            .rev()
+            .take(20)
+            .any(|r| r.payload.len() < 200),
+        "and the camera's too"
+    );
+    // The share stops: its section goes inactive, and the track is unpublished.
+    w.clients[publisher]
+        .peer
+        .remove_send("screen")
+        .expect("the screen track is removed");
+    let offer = w.clients[publisher].peer.create_offer(w.now);
+    let answer = w.shards[0]
+        .engine
+        .client_offer(id, offer, w.now)
+        .expect("the renegotiation is answered");
+    w.clients[publisher]
+        .peer
+        .set_answer(&answer, w.now)
+        .expect("the publisher takes the answer");
+    w.shards[0].settle(w.now);
+    stream(&mut w, publisher, false, 60, 5, 5);
+    assert!(
+        w.events(0).iter().any(|e| matches!(
+            e,
+            SfuEvent::TrackUnpublished { track, .. } if track.as_str() == "screen"
+        )),
+        "the screen is unpublished: {:?}",
+        w.events(0)
+    );
+}

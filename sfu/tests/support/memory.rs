@@ -286,6 +286,18 @@ impl MemoryPeer {
         self.next_ssrc
     }
 
+    /// Stops sending `track_id` (as a browser's `removeTrack`: its section goes inactive).
+    /// Takes effect with the next offer.
+    pub fn remove_send(&mut self, track_id: &str) -> Result<(), Error> {
+        let i = self
+            .local
+            .iter()
+            .position(|t| t.track_id == track_id)
+            .ok_or_else(|| Error::Other(format!("no local track {track_id}")))?;
+        let track = self.local.remove(i);
+        self.pc.remove_track(track.sender)
+    }
+
     /// Publishes a VP8 track `track_id` (stream `"<name>-stream"`): one encoding, or with
     /// `simulcast` three with rids q, h, f, each on its own SSRC. Returns the SSRCs in that order.
     /// Takes effect with the next offer.
