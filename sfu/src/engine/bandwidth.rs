@@ -126,11 +126,11 @@ impl Engine {
             }
             let highest = producer.highest_layer(now);
             let Some(preferred) = c.preferred.filter(|_| !c.paused) else {
-                plan.push((*cid, Err(None)));
+                plan.push((*cid, Err(None), false));
                 continue;
             };
             if !sub.feedback_seen {
-                plan.push((*cid, Err(Some(preferred.min(highest)))));
+                plan.push((*cid, Err(Some(preferred.min(highest))), false));
                 continue;
             }
             let priority = if speaker == Some(c.source.peer) {
@@ -138,7 +138,14 @@ impl Engine {
             } else {
                 c.priority
             };
-            plan.push((*cid, Ok(needs.len())));
+            // The layer forwarded now went silent (a publisher's browser stops its top layer
+            // when its own estimate falls) while others go on: waiting would leave the
+            // subscriber without video.
+            let silent = c
+                .forwarder
+                .current_layer()
+                .is_some_and(|l| producer.layer_silent(l, now));
+            plan.push((*cid, Ok(needs.len()), silent));
             needs.push(Need {
                 priority: priority as u8,
                 layer_bitrates,
@@ -174,20 +181,7 @@ impl Engine {
         }
         let connected = sub.connected;
         let mut keyframes = Vec::new();
-        for (cid, target) in plan {
-            // The layer forwarded now went silent (a publisher's browser stops its top layer when
-            // its own estimate falls) while others go on: waiting would leave the subscriber
-            // without video.
-            let silent = match target {
-                Ok(n) => {
-                    let rates = &needs[n].layer_bitrates;
-                    needs[n]
-                        .current
-                        .is_some_and(|l| rates[usize::from(l.min(2))].is_none())
-                        && rates.iter().any(Option::is_some)
-                }
-                Err(_) => false,
-            };
+        for (cid, target, silent) in plan {
             let target = match target {
                 Ok(n) => allocated[n],
                 Err(fixed) => fixed,

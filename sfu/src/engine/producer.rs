@@ -2,7 +2,7 @@
 //! (local) or piped from the shard its publisher is on, and the list of its consumers.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
@@ -22,6 +22,9 @@ pub(crate) enum Origin {
     /// The publisher is on shard `shard`, which pipes the packets here.
     Piped { shard: usize },
 }
+
+/// A layer without a packet for this long, while another layer has them, is paused.
+pub(crate) const SILENT_AFTER: Duration = Duration::from_millis(700);
 
 /// One published track on this shard.
 pub(crate) struct Producer {
@@ -47,6 +50,8 @@ pub(crate) struct Producer {
     /// Inside a keyframe on each layer (from its first packet to its marker): not counted in
     /// the layer's rate, whose keyframe spikes would otherwise make a layer look dearer than it is.
     in_keyframe: [bool; 3],
+    /// When each layer last carried a packet with a payload (keyframes included).
+    pub(crate) last_payload: [Option<Instant>; 3],
     /// Paused by the server: its packets go nowhere.
     pub(crate) paused: bool,
     /// Its consumers on this shard (subscribers' and in-process ones).
@@ -78,6 +83,7 @@ impl Producer {
             rates: Default::default(),
             highest_seq: [None; 3],
             in_keyframe: [false; 3],
+            last_payload: [None; 3],
             paused: false,
             consumers: Vec::new(),
             history: (kind == RtpCodecKind::Video).then(Box::default),
@@ -120,6 +126,7 @@ impl Producer {
             return;
         }
         let l = usize::from(layer.min(2));
+        self.last_payload[l] = Some(now);
         let seq = packet.header.sequence_number;
         if self.highest_seq[l].is_some_and(|h| seq.wrapping_sub(h).wrapping_sub(1) >= 0x8000) {
             return;
@@ -135,6 +142,16 @@ impl Producer {
             return;
         }
         self.rates[l].add(packet.header.marshal_size() + packet.payload.len(), now);
+    }
+
+    /// Whether `layer` carried nothing for [`SILENT_AFTER`] while another layer did: the
+    /// publisher paused it (Chromium stops its top layer when its own estimate falls).
+    pub(crate) fn layer_silent(&self, layer: u8, now: Instant) -> bool {
+        let recent = |at: &Option<Instant>| {
+            at.is_some_and(|t| now.saturating_duration_since(t) < SILENT_AFTER)
+        };
+        !recent(&self.last_payload[usize::from(layer.min(2))])
+            && self.last_payload.iter().any(recent)
     }
 
     /// A keyframe started on `layer`: requests for it are satisfied.
