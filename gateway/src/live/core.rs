@@ -550,6 +550,37 @@ mod tests {
     }
 
     #[test]
+    fn an_interaction_of_someone_present_is_a_room_event_for_everyone() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let change = Arc::new(Interaction::ChatDeleted { message_id: 5 });
+        let out = s
+            .apply(
+                Command::Interaction {
+                    participant_id: 2,
+                    change: Arc::clone(&change),
+                },
+                t0,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Output::Room(RoomEvent::Interaction(change.clone()))]
+        );
+        let absent = Command::Interaction {
+            participant_id: 9,
+            change: Arc::clone(&change),
+        };
+        assert_eq!(s.apply(absent, t0), Err(Refused::UnknownParticipant));
+        s.apply(Command::End, t0).unwrap();
+        let ended = Command::Interaction {
+            participant_id: 2,
+            change,
+        };
+        assert_eq!(s.apply(ended, t0), Err(Refused::Ended));
+    }
+
+    #[test]
     fn core_is_send_and_outputs_stay_small() {
         fn send<T: Send>() {}
         send::<SessionCore>();
