@@ -31,6 +31,11 @@ impl PanelContext {
         matches!(self.role.get().as_str(), "HOST" | "CO_HOST")
     }
 
+    /// [`PanelContext::moderator`], read once (outside reactive code).
+    pub fn moderator_untracked(&self) -> bool {
+        matches!(self.role.get_untracked().as_str(), "HOST" | "CO_HOST")
+    }
+
     /// Runs a mutation with the session id as `$s`; its error goes to `error`.
     pub fn run(
         &self,

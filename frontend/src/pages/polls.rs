@@ -106,7 +106,8 @@ fn PollCard(ctx: PanelContext, poll: Poll, error: RwSignal<Option<String>>) -> i
     let id = StoredValue::new(poll.id.clone());
     let chosen = RwSignal::new(Vec::<i64>::new());
     let multiple = poll.multiple_choice;
-    let can_vote = poll.open && !poll.voted;
+    // Hosts and co-hosts run the poll; the class votes.
+    let can_vote = poll.open && !poll.voted && !ctx.moderator_untracked();
     let total: i64 = poll.results.as_ref().map(|r| r.iter().sum()).unwrap_or(0);
     let vote = move |_| {
         ctx.run(

@@ -45,7 +45,7 @@ pub fn QuestionsTab(ctx: PanelContext) -> impl IntoView {
     view! {
         <div class="qa" data-testid="qa">
             <form class="ask" on:submit=ask>
-                <textarea rows="2" placeholder="Ask the host a question…" aria-label="Your question" data-testid="question-input"
+                <textarea rows="2" placeholder=move || if ctx.moderator() { "Add a question to the list…" } else { "Ask the host a question…" } aria-label="Your question" data-testid="question-input"
                     prop:value=move || draft.get() on:input=move |ev| draft.set(event_target_value(&ev))></textarea>
                 <div class="composer-row">
                     <label class="check" title="Hosts and co-hosts still see who asked">
