@@ -87,10 +87,10 @@ async fn subscribe(
             let Message::Text(t) = msg else { continue };
             let at = Instant::now();
             let v: Value = serde_json::from_str(&t).unwrap();
-            if let Some(body) = v["payload"]["data"]["sessionEvents"]["message"]["body"].as_str() {
-                if tx.send((body.to_owned(), at)).is_err() {
-                    return;
-                }
+            if let Some(body) = v["payload"]["data"]["sessionEvents"]["message"]["body"].as_str()
+                && tx.send((body.to_owned(), at)).is_err()
+            {
+                return;
             }
         }
     });
