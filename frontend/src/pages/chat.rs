@@ -13,6 +13,19 @@ const SEND: &str =
 const DELETE: &str =
     "mutation($s: ID!, $m: ID!) { deleteChatMessage(sessionId: $s, messageId: $m) }";
 
+/// `hh:mm` of a message in the browser's own time zone (the server's UTC if it cannot say).
+fn local_clock(iso: &str) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(iso));
+    if date.get_time().is_nan() {
+        return clock(iso);
+    }
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&options, &"hour".into(), &"2-digit".into());
+    let _ = js_sys::Reflect::set(&options, &"minute".into(), &"2-digit".into());
+    date.to_locale_time_string_with_options("default", &options)
+        .into()
+}
+
 #[component]
 pub fn ChatTab(ctx: PanelContext) -> impl IntoView {
     let draft = RwSignal::new(String::new());
@@ -62,7 +75,7 @@ pub fn ChatTab(ctx: PanelContext) -> impl IntoView {
                             <li class="message" class:mine=mine data-testid="chat-message" data-id=m.id.clone()>
                                 <div class="meta">
                                     <span class="author">{if mine { "You".to_owned() } else { m.author_name.clone() }}</span>
-                                    <time>{clock(&m.sent_at)}</time>
+                                    <time>{local_clock(&m.sent_at)}</time>
                                     <Show when=move || ctx.moderator()>
                                         {
                                             let id = id.clone();
