@@ -52,6 +52,9 @@ pub struct AuthConfig {
     pub sign_in_per_account_all_ips_per_minute: u32,
     /// Sign-ups per minute from one IP address.
     pub sign_up_per_ip_per_minute: u32,
+    /// Chat messages per minute from one user (and, apart, questions asked), a quarter of them
+    /// back to back.
+    pub chat_per_user_per_minute: u32,
     /// OpenID Connect providers by name (`[auth.oidc.<name>]` in the file).
     pub oidc: std::collections::BTreeMap<String, OidcProviderConfig>,
 }
@@ -76,6 +79,7 @@ impl Default for AuthConfig {
             sign_in_per_account_per_minute: 5,
             sign_in_per_account_all_ips_per_minute: 50,
             sign_up_per_ip_per_minute: 10,
+            chat_per_user_per_minute: 20,
             oidc: Default::default(),
         }
     }
@@ -335,6 +339,11 @@ pub const KEYS: &[KeyDoc] = &[
         default: "10",
         help: "sign-ups allowed per minute from one IP (1-100000)",
     },
+    KeyDoc {
+        key: "auth.chat_per_user_per_minute",
+        default: "20",
+        help: "chat messages (and, counted apart, questions) allowed per minute from one user, a quarter of them back to back (1-100000)",
+    },
 ];
 
 /// Keys that are maps of their own (`[auth.oidc.<name>]`), documented apart from [`KEYS`].
@@ -554,6 +563,10 @@ impl Config {
             (
                 "auth.sign_up_per_ip_per_minute",
                 self.auth.sign_up_per_ip_per_minute,
+            ),
+            (
+                "auth.chat_per_user_per_minute",
+                self.auth.chat_per_user_per_minute,
             ),
         ] {
             if !(1..=100_000).contains(&v) {

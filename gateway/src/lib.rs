@@ -164,6 +164,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         sign_in_per_account_and_ip: config.auth.sign_in_per_account_per_minute,
         sign_in_per_account: config.auth.sign_in_per_account_all_ips_per_minute,
         sign_up_per_ip: config.auth.sign_up_per_ip_per_minute,
+        chat_per_user: config.auth.chat_per_user_per_minute,
     });
     let oidc = auth::oidc::Providers::new(&config.auth.oidc);
     Ok(AppState(Arc::new(App {

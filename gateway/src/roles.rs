@@ -63,6 +63,12 @@ pub enum Action {
     ViewRoles,
     /// Send camera, microphone or screen in a live session.
     Publish,
+    /// Chat, ask questions, upvote them and vote in polls in a live session.
+    Participate,
+    /// Delete chat messages; answer, dismiss and reopen questions; see who asked anonymously.
+    ModerateInteraction,
+    /// Create polls, see their results while they run, close them and share the results.
+    ManagePolls,
 }
 
 /// The roles table (shared/DESIGN.md, "Roles").
@@ -75,6 +81,8 @@ pub fn allowed(role: Role, action: Action) -> bool {
         }
         ManageSpeakers | ManageMembers | ViewRoles => matches!(role, Role::Host | Role::CoHost),
         Publish => matches!(role, Role::Host | Role::CoHost | Role::Speaker),
+        Participate => true,
+        ModerateInteraction | ManagePolls => matches!(role, Role::Host | Role::CoHost),
     }
 }
 
@@ -122,6 +130,9 @@ mod tests {
             (ManageSpeakers, [true, true, false, false]),
             (ManageMembers, [true, true, false, false]),
             (ViewRoles, [true, true, false, false]),
+            (Participate, [true, true, true, true]),
+            (ModerateInteraction, [true, true, false, false]),
+            (ManagePolls, [true, true, false, false]),
         ];
         for (action, expected) in table {
             for (role, want) in [Role::Host, Role::CoHost, Role::Speaker, Role::Viewer]

@@ -37,6 +37,18 @@ struct Fixture {
     ids: std::collections::HashMap<&'static str, i64>,
     target_email: String,
     host_token_id: i64,
+    /// Set by [`join_live`] for the live rows: a live session of the unlisted class that the
+    /// host, co-host, speaker and viewer have joined, with a chat message, a question (the
+    /// viewer's) and an open poll in it.
+    live: LiveFixture,
+}
+
+#[derive(Default)]
+struct LiveFixture {
+    session_id: i64,
+    message_id: i64,
+    question_id: i64,
+    poll_id: i64,
 }
 
 async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
@@ -179,7 +191,100 @@ async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
         ids,
         target_email: format!("target-{n}@example.org"),
         host_token_id: token.id,
+        live: LiveFixture::default(),
     }
+}
+
+/// Makes the live part of the fixture (see [`Fixture::live`]).
+async fn join_live(state: &AppState, f: &mut Fixture) {
+    use schema::models::{chat_message, poll, question};
+    let now = schema::now_ms();
+    let (class_id, ids) = (f.class_id, f.ids.clone());
+    let (sid, members, message, question, poll) = state
+        .db
+        .interact(move |c| {
+            let s = class_session::create(
+                c,
+                &class_session::NewClassSession {
+                    class_id,
+                    scheduled_start: now,
+                    scheduled_end: None,
+                    state: class_session::LIVE,
+                    created_at: now,
+                },
+            )?;
+            let mut members = Vec::new();
+            for (kind, role) in [
+                ("host", gateway::roles::Role::Host),
+                ("co-host", gateway::roles::Role::CoHost),
+                ("speaker", gateway::roles::Role::Speaker),
+                ("viewer", gateway::roles::Role::Viewer),
+            ] {
+                let p = participant::create(
+                    c,
+                    &participant::NewParticipant {
+                        session_id: s.id,
+                        user_id: ids[kind],
+                        role: "viewer",
+                        joined_at: now,
+                    },
+                )?;
+                members.push((p.id, ids[kind], kind, role));
+            }
+            let m = chat_message::create(
+                c,
+                &chat_message::NewChatMessage {
+                    session_id: s.id,
+                    user_id: ids["viewer"],
+                    body: "hello",
+                    created_at: now,
+                },
+            )?;
+            let q = question::create(
+                c,
+                &question::NewQuestion {
+                    session_id: s.id,
+                    user_id: ids["viewer"],
+                    body: "why?",
+                    state: question::OPEN,
+                    created_at: now,
+                    anonymous: false,
+                },
+            )?;
+            let p = poll::create(
+                c,
+                &poll::NewPoll {
+                    session_id: s.id,
+                    created_by: ids["host"],
+                    question: "which?",
+                    options: "[\"a\",\"b\"]",
+                    state: poll::OPEN,
+                    created_at: now,
+                    multiple_choice: false,
+                },
+            )?;
+            Ok((s.id, members, m.id, q.id, p.id))
+        })
+        .await
+        .unwrap();
+    for (id, user_id, kind, role) in members {
+        state.live.join(
+            sid,
+            gateway::live::ParticipantInfo {
+                id,
+                user_id,
+                name: kind.to_owned(),
+                role,
+                connected: false,
+            },
+        );
+    }
+    f.live = LiveFixture {
+        session_id: sid,
+        message_id: message,
+        question_id: question,
+        poll_id: poll,
+    };
 }
 
 /// A row: name, document, variables from the fixture, and who may (host, co-host, speaker, viewer,
@@ -337,6 +442,109 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Rows on a live session that the host, co-host, speaker and viewer have joined (the stranger
+/// has not: FORBIDDEN, join first): chat, Q&A and polls.
+fn live_cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "sendChatMessage",
+            document: "mutation($s: ID!) { sendChatMessage(sessionId: $s, body: \"hi\") { id } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "chatMessages (query)",
+            document: "query($s: ID!) { chatMessages(sessionId: $s) { messages { id } } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "deleteChatMessage",
+            document: "mutation($s: ID!, $m: ID!) { deleteChatMessage(sessionId: $s, messageId: $m) }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string(), "m": f.live.message_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "askQuestion",
+            document: "mutation($s: ID!) { askQuestion(sessionId: $s, body: \"how?\", anonymous: true) { id } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "questions (query)",
+            document: "query($s: ID!) { questions(sessionId: $s) { id votes } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "upvoteQuestion",
+            document: "mutation($s: ID!, $q: ID!) { upvoteQuestion(sessionId: $s, questionId: $q) { votes } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string(), "q": f.live.question_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "withdrawUpvote",
+            document: "mutation($s: ID!, $q: ID!) { withdrawUpvote(sessionId: $s, questionId: $q) { votes } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string(), "q": f.live.question_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "answerQuestion",
+            document: "mutation($s: ID!, $q: ID!) { answerQuestion(sessionId: $s, questionId: $q, answer: \"because\") { state } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string(), "q": f.live.question_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "answerQuestion (live)",
+            document: "mutation($s: ID!, $q: ID!) { answerQuestion(sessionId: $s, questionId: $q) { answeredLive } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string(), "q": f.live.question_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "dismissQuestion",
+            document: "mutation($s: ID!, $q: ID!) { dismissQuestion(sessionId: $s, questionId: $q) { state } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string(), "q": f.live.question_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "reopenQuestion",
+            document: "mutation($s: ID!, $q: ID!) { reopenQuestion(sessionId: $s, questionId: $q) { state } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string(), "q": f.live.question_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "createPoll",
+            document: "mutation($s: ID!) { createPoll(sessionId: $s, input: { question: \"q\", options: [\"x\", \"y\"] }) { id } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "polls (query)",
+            document: "query($s: ID!) { polls(sessionId: $s) { id } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "votePoll",
+            document: "mutation($s: ID!, $p: ID!) { votePoll(sessionId: $s, pollId: $p, options: [1]) { voted } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string(), "p": f.live.poll_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "closePoll",
+            document: "mutation($s: ID!, $p: ID!) { closePoll(sessionId: $s, pollId: $p) { open } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string(), "p": f.live.poll_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "sharePollResults",
+            document: "mutation($s: ID!, $p: ID!) { sharePollResults(sessionId: $s, pollId: $p) { resultsShared } }",
+            variables: |f, _| json!({ "s": f.live.session_id.to_string(), "p": f.live.poll_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+    ]
+}
+
 /// Rows on the invite-only class, where the viewer is invited and the stranger is not: the
 /// stranger must get NOT_FOUND (never FORBIDDEN, which would tell the class exists).
 fn invite_only_cases() -> Vec<Case> {
@@ -436,12 +644,16 @@ async fn every_operation_against_every_caller() {
     let mut n = 0;
     let rows = cases()
         .into_iter()
-        .map(|c| (c, false))
-        .chain(invite_only_cases().into_iter().map(|c| (c, true)));
-    for (case, invite_only) in rows {
+        .map(|c| (c, false, false))
+        .chain(invite_only_cases().into_iter().map(|c| (c, true, false)))
+        .chain(live_cases().into_iter().map(|c| (c, false, true)));
+    for (case, invite_only, live) in rows {
         for (col, kind) in CALLERS.iter().enumerate() {
             n += 1;
-            let f = fixture(&state, n, &hash).await;
+            let mut f = fixture(&state, n, &hash).await;
+            if live {
+                join_live(&state, &mut f).await;
+            }
             let variables = (case.variables)(&f, col);
             let response = run(&state, f.callers[col].clone(), case.document, variables).await;
             let code = response

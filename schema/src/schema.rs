@@ -147,6 +147,8 @@ diesel::table! {
         state -> Text,
         created_at -> BigInt,
         answered_at -> Nullable<BigInt>,
+        anonymous -> Bool,
+        answer -> Nullable<Text>,
     }
 }
 
@@ -179,15 +181,24 @@ diesel::table! {
         state -> Text,
         created_at -> BigInt,
         closed_at -> Nullable<BigInt>,
+        multiple_choice -> Bool,
+        results_shared -> Bool,
     }
 }
 
 diesel::table! {
-    poll_votes (poll_id, user_id) {
+    poll_ballots (poll_id, user_id) {
+        poll_id -> BigInt,
+        user_id -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    poll_votes (poll_id, user_id, option_index) {
         poll_id -> BigInt,
         user_id -> BigInt,
         option_index -> Integer,
-        created_at -> BigInt,
     }
 }
 
@@ -204,10 +215,13 @@ diesel::joinable!(participants -> class_sessions (session_id));
 diesel::joinable!(participants -> users (user_id));
 diesel::joinable!(recordings -> class_sessions (session_id));
 diesel::joinable!(chat_messages -> class_sessions (session_id));
+diesel::joinable!(chat_messages -> users (user_id));
 diesel::joinable!(questions -> class_sessions (session_id));
+diesel::joinable!(questions -> users (user_id));
 diesel::joinable!(question_votes -> questions (question_id));
 diesel::joinable!(hand_raises -> class_sessions (session_id));
 diesel::joinable!(polls -> class_sessions (session_id));
+diesel::joinable!(poll_ballots -> polls (poll_id));
 diesel::joinable!(poll_votes -> polls (poll_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -227,5 +241,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     question_votes,
     hand_raises,
     polls,
+    poll_ballots,
     poll_votes,
 );

@@ -728,11 +728,14 @@ async fn migrations_redo(db: &Db) {
 async fn existing_classes_become_unlisted(db: &Db) {
     db.interact(|c| {
         use diesel_migrations::MigrationHarness;
-        let reverted = match c {
-            Conn::Sqlite(c) => c.revert_last_migration(schema::SQLITE_MIGRATIONS),
-            Conn::Postgres(c) => c.revert_last_migration(schema::POSTGRES_MIGRATIONS),
-        };
-        assert_eq!(reverted.expect("revert").to_string(), "20261127000001");
+        // Back to before the visibility migration (and the ones after it).
+        for version in ["20261127000002", "20261127000001"] {
+            let reverted = match c {
+                Conn::Sqlite(c) => c.revert_last_migration(schema::SQLITE_MIGRATIONS),
+                Conn::Postgres(c) => c.revert_last_migration(schema::POSTGRES_MIGRATIONS),
+            };
+            assert_eq!(reverted.expect("revert").to_string(), version);
+        }
         diesel::sql_query(
             "INSERT INTO users (email, display_name, created_at) VALUES ('old@example.org', 'Old', 0)",
         )
@@ -746,7 +749,7 @@ async fn existing_classes_become_unlisted(db: &Db) {
     })
     .await
     .unwrap();
-    assert_eq!(db.migrate().await.unwrap(), 1);
+    assert_eq!(db.migrate().await.unwrap(), 2);
     let visibility = db
         .interact(|c| {
             use schema::schema::{classes, users};
@@ -762,6 +765,145 @@ async fn existing_classes_become_unlisted(db: &Db) {
     assert_eq!(visibility, class::UNLISTED);
 }
 
+/// Chat pages, one upvote per person and question, one ballot per person and poll: the
+/// database itself refuses a second one.
+async fn chat_questions_and_polls(db: &Db) {
+    db.interact(|c| {
+        let now = 1_700_000_000_000i64;
+        let mut users = Vec::new();
+        for name in ["Host", "Ann"] {
+            let email = format!("{}-iq@example.org", name.to_lowercase());
+            users.push(
+                user::create(
+                    c,
+                    &user::NewUser {
+                        email: Some(&email),
+                        email_verified: false,
+                        display_name: name,
+                        password_hash: None,
+                        created_at: now,
+                    },
+                )?
+                .id,
+            );
+        }
+        let cl = class::create(
+            c,
+            &class::NewClass {
+                owner_id: users[0],
+                title: "Q",
+                description: "",
+                visibility: class::UNLISTED,
+                created_at: now,
+                updated_at: now,
+            },
+        )?;
+        let s = class_session::create(
+            c,
+            &class_session::NewClassSession {
+                class_id: cl.id,
+                scheduled_start: now,
+                scheduled_end: None,
+                state: class_session::LIVE,
+                created_at: now,
+            },
+        )?;
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let body = format!("m{i}");
+            let m = chat_message::create(
+                c,
+                &chat_message::NewChatMessage {
+                    session_id: s.id,
+                    user_id: users[1],
+                    body: &body,
+                    created_at: now + i,
+                },
+            )?;
+            ids.push(m.id);
+        }
+        assert!(chat_message::delete(c, ids[3], now)?);
+        assert!(!chat_message::delete(c, ids[3], now)?, "once");
+        let page: Vec<String> = chat_message::page(c, s.id, None, 2)?
+            .into_iter()
+            .map(|(m, name)| format!("{}:{name}", m.body))
+            .collect();
+        assert_eq!(page, ["m4:Ann", "m2:Ann"], "newest first, deleted left out");
+        let older: Vec<String> = chat_message::page(c, s.id, Some(ids[2]), 10)?
+            .into_iter()
+            .map(|(m, _)| m.body)
+            .collect();
+        assert_eq!(older, ["m1", "m0"]);
+
+        let q = question::create(
+            c,
+            &question::NewQuestion {
+                session_id: s.id,
+                user_id: users[1],
+                body: "why?",
+                state: question::OPEN,
+                created_at: now,
+                anonymous: true,
+            },
+        )?;
+        question::upvote(c, q.id, users[0], now)?;
+        let twice = question::upvote(c, q.id, users[0], now);
+        assert!(
+            matches!(
+                twice,
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _
+                ))
+            ),
+            "{twice:?}"
+        );
+        question::upvote(c, q.id, users[1], now + 1)?;
+        question::set_state(c, q.id, question::ANSWERED, None, now)?;
+        let row = question::row(c, q.id)?.expect("the question");
+        assert_eq!(row.voters, [users[0], users[1]]);
+        assert_eq!(row.asker_name, "Ann");
+        assert!(row.question.anonymous);
+        assert_eq!(row.question.answered_at, Some(now));
+        assert!(question::withdraw_upvote(c, q.id, users[0])?);
+        assert_eq!(question::list_for_session(c, s.id)?[0].voters, [users[1]]);
+
+        let p = poll::create(
+            c,
+            &poll::NewPoll {
+                session_id: s.id,
+                created_by: users[0],
+                question: "which?",
+                options: "[\"a\",\"b\",\"c\"]",
+                state: poll::OPEN,
+                created_at: now,
+                multiple_choice: true,
+            },
+        )?;
+        poll::vote(c, p.id, users[1], &[0, 2], now)?;
+        assert!(poll::has_voted(c, p.id, users[1])?);
+        let again = poll::vote(c, p.id, users[1], &[1], now);
+        assert!(
+            matches!(
+                again,
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _
+                ))
+            ),
+            "{again:?}"
+        );
+        assert!(poll::close(c, p.id, now)?);
+        poll::set_shared(c, p.id, true)?;
+        let row = poll::row(c, p.id)?.expect("the poll");
+        assert_eq!(row.ballots, [(users[1], vec![0, 2])]);
+        assert!(row.poll.results_shared && row.poll.state == poll::CLOSED);
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn sqlite_backend_passes_the_data_suite() {
     let dir = tempfile::tempdir().unwrap();
@@ -772,6 +914,7 @@ async fn sqlite_backend_passes_the_data_suite() {
     migrations_redo(&db).await;
     existing_classes_become_unlisted(&db).await;
     suite(&db).await;
+    chat_questions_and_polls(&db).await;
 }
 
 #[tokio::test]
@@ -783,6 +926,7 @@ async fn postgres_backend_passes_the_data_suite() {
     migrations_redo(&db).await;
     existing_classes_become_unlisted(&db).await;
     suite(&db).await;
+    chat_questions_and_polls(&db).await;
     db.close();
 }
 

@@ -28,6 +28,8 @@ use web_sys::{HtmlMediaElement, MediaStream, MediaStreamTrack};
 use crate::api;
 use crate::call::{self, Call, Handlers};
 use crate::pages::classes::{local_time, role_label};
+use crate::pages::interaction::{self, Interaction};
+use crate::pages::panel::{self, SidePanel};
 use crate::ws::{Subscription, WsStatus};
 
 /// The session's events. Room events carry their number (`seq`): a resubscription passes the
@@ -44,7 +46,11 @@ const EVENTS: &str = "subscription($s: ID!, $since: Int) { sessionEvents(session
   ... on ActiveSpeakerChanged { seq participantId }
   ... on LayerChanged { trackId layer }
   ... on SessionEnded { seq sessionId }
-  ... on RemovedFromSession { reason } } }";
+  ... on RemovedFromSession { reason }
+  ... on ChatMessagePosted { seq message { id authorId authorName body sentAt } }
+  ... on ChatMessageDeleted { seq messageId }
+  ... on QuestionUpdated { seq question { id body anonymous askerName mine state answer answeredLive votes upvotedByMe askedAt } }
+  ... on PollUpdated { seq poll { id question options multipleChoice open resultsShared voted myChoices results voters createdAt } } } }";
 
 const SESSION_INFO: &str =
     "query($id: ID!) { session(id: $id) { state scheduledStart class { id title myRole } } }";
@@ -246,6 +252,8 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
     let waiting = StoredValue::new_local(None::<Subscription>);
     let requested_layers = StoredValue::new(HashMap::<String, &'static str>::new());
     let sid = StoredValue::new(session_id.clone());
+    // Chat, Q&A and polls: fed by the events below, shown by the side panel.
+    let talk = RwSignal::new(Interaction::default());
 
     // The class's title and id, in parallel with joining.
     leptos::task::spawn_local(async move {
@@ -326,6 +334,10 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         .unwrap_or_default(),
                 );
                 speaker.set(e["activeSpeakerId"].as_str().map(str::to_owned));
+                // Chat, Q&A and polls in between were missed: load them again.
+                if e["reason"] != "FIRST" {
+                    panel::load_history(sid.get_value(), talk);
+                }
             }
             "ServerOffer" => apply_offer(s(&e["sdp"])),
             "ParticipantJoined" => {
@@ -388,7 +400,11 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                 phase.set(Phase::Removed(s(&e["reason"])));
                 hang_up();
             }
-            _ => {}
+            _ => {
+                if let Some(event) = interaction::Event::parse(e) {
+                    talk.update(|t| t.apply(event));
+                }
+            }
         }
     };
 
@@ -929,6 +945,8 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                     }}
                 </div>
             </Show>
+            <div class="room-body">
+            <div class="room-main">
             <div class="stage" data-testid="stage">
                 <For each=stage key=|p| (p.id.clone(), p.role.clone()) let:person>
                     {
@@ -1170,6 +1188,12 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         </span>
                     </Show>
                 </Show>
+            </div>
+            </div>
+            <Show when=move || me.get().is_some()>
+                <SidePanel session_id=sid.get_value() state=talk
+                    role=Signal::derive(move || me.get().map(|(_, r)| r).unwrap_or_default())/>
+            </Show>
             </div>
             </Show>
         </section>

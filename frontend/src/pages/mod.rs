@@ -1,8 +1,13 @@
 //! One module per route.
 
 pub mod auth;
+pub mod chat;
 pub mod classes;
 pub mod classroom;
 pub mod home;
+pub mod interaction;
 pub mod not_found;
+pub mod panel;
+pub mod polls;
+pub mod qa;
 pub mod status;

@@ -1,4 +1,5 @@
-//! Rate limits on sign-in and sign-up, per client IP and per account (governor, keyed GCRA).
+//! Rate limits on sign-in and sign-up, per client IP and per account, and on chat and questions
+//! per user (governor, keyed GCRA).
 //!
 //! Sign-in attempts for one account are limited per source address, and more loosely for all
 //! sources together: an attacker guessing from one address is stopped after a few attempts
@@ -22,6 +23,10 @@ pub struct RateLimits {
     pub sign_in_account: DefaultKeyedRateLimiter<String>,
     /// Sign-ups per client IP.
     pub sign_up_ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Chat messages per user.
+    pub chat_user: DefaultKeyedRateLimiter<i64>,
+    /// Questions asked per user.
+    pub question_user: DefaultKeyedRateLimiter<i64>,
 }
 
 /// Attempts per minute, each a burst of the same size.
@@ -31,10 +36,19 @@ pub struct Limits {
     pub sign_in_per_account_and_ip: u32,
     pub sign_in_per_account: u32,
     pub sign_up_per_ip: u32,
+    /// Chat messages (and, apart, questions) per minute; a quarter of them in a burst.
+    pub chat_per_user: u32,
 }
 
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN))
+}
+
+/// `n` per minute, a quarter of them (at least one) back to back: someone typing quickly is
+/// never stopped, a script flooding the room is after a few lines.
+fn chatty(n: u32) -> Quota {
+    let burst = NonZeroU32::new((n / 4).max(1)).unwrap_or(NonZeroU32::MIN);
+    per_minute(n).allow_burst(burst)
 }
 
 impl RateLimits {
@@ -46,6 +60,8 @@ impl RateLimits {
             )),
             sign_in_account: DefaultKeyedRateLimiter::keyed(per_minute(limits.sign_in_per_account)),
             sign_up_ip: DefaultKeyedRateLimiter::keyed(per_minute(limits.sign_up_per_ip)),
+            chat_user: DefaultKeyedRateLimiter::keyed(chatty(limits.chat_per_user)),
+            question_user: DefaultKeyedRateLimiter::keyed(chatty(limits.chat_per_user)),
         }
     }
 }

@@ -71,7 +71,7 @@ impl AccountQuery {
 }
 
 /// Refuses when `limiter` has no capacity left for `key`.
-fn check_limit<K: std::hash::Hash + Eq + Clone>(
+pub(crate) fn check_limit<K: std::hash::Hash + Eq + Clone>(
     limiter: &governor::DefaultKeyedRateLimiter<K>,
     key: &K,
 ) -> ApiResult<()> {

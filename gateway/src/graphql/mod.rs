@@ -11,6 +11,7 @@ pub mod classes;
 pub mod cost;
 pub mod errors;
 pub mod guard;
+pub mod interaction;
 pub mod signaling;
 pub mod types;
 pub mod ws;
@@ -55,13 +56,18 @@ pub const LIMITS: cost::Limits = cost::Limits {
 };
 
 #[derive(MergedObject, Default)]
-pub struct Query(account::AccountQuery, classes::ClassQuery);
+pub struct Query(
+    account::AccountQuery,
+    classes::ClassQuery,
+    interaction::InteractionQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     account::AccountMutation,
     classes::ClassMutation,
     signaling::SignalingMutation,
+    interaction::InteractionMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -15,6 +15,9 @@ use tokio::sync::broadcast::error::RecvError;
 use schema::models::{class_session, participant, user};
 
 use super::errors::{self, ApiError};
+use super::interaction::{
+    self, ChatMessageDeleted, ChatMessagePosted, PollUpdated, QuestionUpdated, Viewer,
+};
 use super::{caller, load, require_user, state};
 use crate::auth::{self, Scope};
 use crate::live::{self, Delivery, Directed, ParticipantInfo, RoomEvent, SessionState, TrackInfo};
@@ -248,7 +251,8 @@ pub struct SessionSnapshot {
     pub active_speaker_id: Option<ID>,
 }
 
-/// Something that happened in a live session. Room events (for everyone) carry their `seq`;
+/// Something that happened in a live session. Room events (for everyone, chat, questions and
+/// polls included) carry their `seq`;
 /// `ServerOffer`, `LayerChanged` and `RemovedFromSession` are for the caller only.
 #[derive(Union, Clone)]
 pub enum SessionEventItem {
@@ -264,6 +268,10 @@ pub enum SessionEventItem {
     LayerChanged(LayerChanged),
     SessionEnded(SessionEnded),
     RemovedFromSession(RemovedFromSession),
+    ChatMessagePosted(ChatMessagePosted),
+    ChatMessageDeleted(ChatMessageDeleted),
+    QuestionUpdated(QuestionUpdated),
+    PollUpdated(PollUpdated),
 }
 
 fn id(n: i64) -> ID {
@@ -275,10 +283,32 @@ fn seq_out(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
-fn item(session_id: i64, delivery: Delivery) -> SessionEventItem {
+/// The event as `viewer` sees it; keeps `viewer`'s role current as role changes and snapshots
+/// pass (what it may see of questions and polls depends on it).
+fn item(
+    session_id: i64,
+    participant_id: i64,
+    viewer: &mut Viewer,
+    delivery: Delivery,
+) -> SessionEventItem {
     match delivery {
-        Delivery::Snapshot { reason, seq, state } => snapshot_item(reason, seq, state),
-        Delivery::Room { seq, event } => room_item(session_id, seq_out(seq), event),
+        Delivery::Snapshot { reason, seq, state } => {
+            if let Some(me) = state.participants.iter().find(|p| p.id == participant_id) {
+                viewer.role = me.role;
+            }
+            snapshot_item(reason, seq, state)
+        }
+        Delivery::Room { seq, event } => {
+            if let RoomEvent::ParticipantRoleChanged {
+                participant_id: who,
+                role,
+            } = &event
+                && *who == participant_id
+            {
+                viewer.role = *role;
+            }
+            room_item(session_id, seq_out(seq), event, *viewer)
+        }
         Delivery::Direct(event) => direct_item(event),
     }
 }
@@ -308,7 +338,7 @@ fn direct_item(event: Directed) -> SessionEventItem {
     }
 }
 
-fn room_item(session_id: i64, seq: i64, event: RoomEvent) -> SessionEventItem {
+fn room_item(session_id: i64, seq: i64, event: RoomEvent, viewer: Viewer) -> SessionEventItem {
     match event {
         RoomEvent::ParticipantJoined(p) => SessionEventItem::ParticipantJoined(ParticipantJoined {
             seq,
@@ -360,6 +390,7 @@ fn room_item(session_id: i64, seq: i64, event: RoomEvent) -> SessionEventItem {
             seq,
             session_id: id(session_id),
         }),
+        RoomEvent::Interaction(change) => interaction::event_item(seq, &change, viewer),
     }
 }
 
@@ -385,7 +416,11 @@ fn parse_session(session_id: &ID) -> Result<i64, ApiError> {
 }
 
 /// The caller's participant in the live session, or FORBIDDEN.
-fn me(ctx: &Context<'_>, session_id: i64, scope: Scope) -> Result<ParticipantInfo, ApiError> {
+pub(crate) fn me(
+    ctx: &Context<'_>,
+    session_id: i64,
+    scope: Scope,
+) -> Result<ParticipantInfo, ApiError> {
     let user = require_user(ctx, scope)?;
     state(ctx)
         .live
@@ -707,8 +742,14 @@ impl SignalingSubscription {
                 }
             }
         });
+        let pid = me.id;
+        let mut viewer = Viewer::of(&me);
         Ok(batches.flat_map(move |batch| {
-            futures_util::stream::iter(batch.into_iter().map(move |d| item(sid, d)))
+            let items: Vec<SessionEventItem> = batch
+                .into_iter()
+                .map(|d| item(sid, pid, &mut viewer, d))
+                .collect();
+            futures_util::stream::iter(items)
         }))
     }
 }

@@ -8,10 +8,12 @@
 //! it is tested with hand-built commands and an injected clock.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sfu::{PeerId, TrackId, TrackKey};
 
+use super::interaction::Interaction;
 use crate::roles::{self, Role};
 
 /// How long a participant whose connection dropped keeps its place.
@@ -65,6 +67,8 @@ pub enum RoomEvent {
         participant_id: i64,
     },
     SessionEnded,
+    /// Chat, Q&A or polls changed (shared, not copied, by every subscriber that reads it).
+    Interaction(Arc<Interaction>),
 }
 
 /// What happened for one participant only (its own signaling).
@@ -139,6 +143,11 @@ pub enum Command {
     },
     /// From the SFU: the room closed on its own (a fault): everyone is removed.
     RoomClosed { reason: String },
+    /// A participant's chat message, question or poll change, already stored: everyone is told.
+    Interaction {
+        participant_id: i64,
+        change: Arc<Interaction>,
+    },
 }
 
 /// What follows from a command, for the hub to carry out.
@@ -440,6 +449,15 @@ impl SessionCore {
                     },
                 }));
             }
+            Command::Interaction {
+                participant_id,
+                change,
+            } => {
+                // Only someone present speaks in the room; what they may do was checked (by
+                // role) before the change was stored.
+                self.get(participant_id)?;
+                out.push(Output::Room(RoomEvent::Interaction(change)));
+            }
         }
         Ok(out)
     }
@@ -529,6 +547,37 @@ mod tests {
         )
         .unwrap();
         s
+    }
+
+    #[test]
+    fn an_interaction_of_someone_present_is_a_room_event_for_everyone() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        let change = Arc::new(Interaction::ChatDeleted { message_id: 5 });
+        let out = s
+            .apply(
+                Command::Interaction {
+                    participant_id: 2,
+                    change: Arc::clone(&change),
+                },
+                t0,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Output::Room(RoomEvent::Interaction(change.clone()))]
+        );
+        let absent = Command::Interaction {
+            participant_id: 9,
+            change: Arc::clone(&change),
+        };
+        assert_eq!(s.apply(absent, t0), Err(Refused::UnknownParticipant));
+        s.apply(Command::End, t0).unwrap();
+        let ended = Command::Interaction {
+            participant_id: 2,
+            change,
+        };
+        assert_eq!(s.apply(ended, t0), Err(Refused::Ended));
     }
 
     #[test]

@@ -30,6 +30,7 @@
 
 pub mod core;
 pub mod feed;
+pub mod interaction;
 pub mod log;
 
 use std::collections::HashMap;
@@ -524,6 +525,25 @@ impl Live {
             let key = TrackKey::from_msid_track(&t.id)?;
             (peer == Some(key.peer)).then(|| (key.peer, key.track.to_string()))
         })?
+    }
+
+    /// Tells everyone in the session about a stored chat, Q&A or poll change, on the room lane
+    /// (numbered, resumable; never the directed mailbox). `Err` when the participant is not in
+    /// the session (anymore) or it ended; the change stays stored either way.
+    pub fn interaction(
+        &self,
+        session_id: i64,
+        participant_id: i64,
+        change: interaction::Interaction,
+    ) -> Result<(), Refused> {
+        let command = Command::Interaction {
+            participant_id,
+            change: Arc::new(change),
+        };
+        match self.apply(session_id, command) {
+            Some(result) => result.map(drop),
+            None => Err(Refused::Ended),
+        }
     }
 
     /// The participant leaves: its peer goes, everyone is told. Returns whether it was present.

@@ -380,3 +380,62 @@ async fn next_waits_for_events_and_ends_when_the_last_one_leaves() {
     ));
     sfu.shutdown();
 }
+
+fn chat(live: &Live, from: i64, n: usize) {
+    for i in 0..n {
+        let line = interaction::ChatLine {
+            id: i as i64 + 1,
+            user_id: from * 10,
+            author: format!("p{from}"),
+            body: format!("message {i}"),
+            sent_at: 0,
+        };
+        live.interaction(SID, from, interaction::Interaction::ChatPosted(line))
+            .unwrap();
+    }
+}
+
+#[test]
+fn chat_goes_on_the_room_lane_in_order_and_never_pushes_out_a_server_offer() {
+    let (live, sfu) = live();
+    classroom(&live);
+    let mut viewer = live.subscribe(SID, 2, None).unwrap();
+    drain(&mut viewer);
+    chat(&live, 1, 3);
+    let got = drain(&mut viewer);
+    let bodies: Vec<&str> = got
+        .iter()
+        .filter_map(|d| match d {
+            Delivery::Room {
+                event: RoomEvent::Interaction(change),
+                ..
+            } => match &**change {
+                interaction::Interaction::ChatPosted(line) => Some(line.body.as_str()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies, ["message 0", "message 1", "message 2"]);
+    // A flood of chat far beyond the log, with an offer in the middle: the offer arrives.
+    chat(&live, 1, ROOM_LOG_CAPACITY * 2);
+    live.on_sfu_event(SfuEvent::Offer {
+        peer: PeerId::from_u64(200),
+        sdp: "offer".into(),
+    });
+    chat(&live, 2, ROOM_LOG_CAPACITY * 2);
+    let got = drain(&mut viewer);
+    assert_eq!(
+        got.first(),
+        Some(&Delivery::Direct(Directed::ServerOffer {
+            sdp: "offer".into()
+        }))
+    );
+    // Someone not in the session cannot speak in it.
+    let line = interaction::Interaction::ChatDeleted { message_id: 1 };
+    assert_eq!(
+        live.interaction(SID, 99, line),
+        Err(Refused::UnknownParticipant)
+    );
+    sfu.shutdown();
+}

@@ -104,9 +104,18 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{}: no element `{css}` within {WAIT:?}: {e}", self.name))
     }
 
-    /// Text of the first element matching `css`, once it exists.
+    /// Text of the first element matching `css`, once it exists. An element the page replaced
+    /// between finding it and reading it (a re-render) is looked up again, within [`WAIT`].
     pub async fn text_of(&self, css: &str) -> String {
-        self.wait_for(css).await.text().await.expect("element text")
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            match self.wait_for(css).await.text().await {
+                Ok(text) => return text,
+                Err(e)
+                    if std::time::Instant::now() < deadline && e.to_string().contains("stale") => {}
+                Err(e) => panic!("{}: text of `{css}`: {e}", self.name),
+            }
+        }
     }
 
     /// Clicks the first element matching `css`, once it exists.

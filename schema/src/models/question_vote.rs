@@ -1,4 +1,5 @@
-//! One user's upvote of a question (at most one per user and question).
+//! One user's upvote of a question (at most one per user and question: the primary key).
+//! Written and counted through [`super::question`].
 
 use diesel::prelude::*;
 
