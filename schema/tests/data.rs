@@ -732,7 +732,7 @@ async fn existing_classes_become_unlisted(db: &Db) {
             Conn::Sqlite(c) => c.revert_last_migration(schema::SQLITE_MIGRATIONS),
             Conn::Postgres(c) => c.revert_last_migration(schema::POSTGRES_MIGRATIONS),
         };
-        assert_eq!(reverted.expect("revert").to_string(), "20261127000001");
+        assert_eq!(reverted.expect("revert").to_string(), "20261127000002");
         diesel::sql_query(
             "INSERT INTO users (email, display_name, created_at) VALUES ('old@example.org', 'Old', 0)",
         )

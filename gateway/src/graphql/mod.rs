@@ -12,6 +12,7 @@ pub mod cost;
 pub mod errors;
 pub mod guard;
 pub mod signaling;
+pub mod stage;
 pub mod types;
 pub mod ws;
 
@@ -55,13 +56,18 @@ pub const LIMITS: cost::Limits = cost::Limits {
 };
 
 #[derive(MergedObject, Default)]
-pub struct Query(account::AccountQuery, classes::ClassQuery);
+pub struct Query(
+    account::AccountQuery,
+    classes::ClassQuery,
+    stage::AttendanceQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     account::AccountMutation,
     classes::ClassMutation,
     signaling::SignalingMutation,
+    stage::StageMutation,
 );
 
 #[derive(MergedSubscription, Default)]
