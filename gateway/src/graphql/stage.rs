@@ -210,10 +210,17 @@ impl StageMutation {
     }
 
     /// The caller leaves the stage (or declines an invitation to it): a speaker becomes a viewer
-    /// for this session; their tracks close. CONFLICT when the caller is not a speaker.
+    /// for this session; their tracks close. FORBIDDEN when the caller is not a speaker.
     async fn leave_stage(&self, ctx: &Context<'_>, session_id: ID) -> Result<bool> {
         let sid = parse_session(&session_id)?;
         let me = me(ctx, sid)?;
+        if me.role != crate::roles::Role::Speaker {
+            return Err(ApiError::Forbidden(format!(
+                "only a speaker can leave the stage, not a {}",
+                me.role
+            ))
+            .into());
+        }
         run(
             ctx,
             sid,
