@@ -5,4 +5,5 @@ pub mod classes;
 pub mod classroom;
 pub mod home;
 pub mod not_found;
+pub mod people;
 pub mod status;
