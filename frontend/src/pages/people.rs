@@ -285,10 +285,10 @@ pub fn PeoplePanel(
                     <Show when=move || my_role() == "VIEWER">
                         <button class="button" class:secondary=my_hand data-testid="raise-hand" on:click=toggle_hand
                             aria-pressed=move || my_hand().to_string()>
-                            {move || if my_hand() { "Lower hand" } else { "✋ Raise hand" }}
+                            {move || if my_hand() { "Lower my hand" } else { "Raise hand" }}
                         </button>
                     </Show>
-                    <Show when=move || my_role() == "SPEAKER">
+                    <Show when=move || my_role() == "SPEAKER" && !moderation.with(|m| m.invited)>
                         <button class="button secondary" data-testid="leave-stage" on:click=leave_stage>"Leave the stage"</button>
                     </Show>
                 </div>
@@ -348,10 +348,10 @@ pub fn PeoplePanel(
                                     <span class="name">{member.name.clone()}{move || if is_me() { " (you)" } else { "" }}</span>
                                     <span class="role-badge" data-role=role.clone()>{role_label(&role)}</span>
                                     <Show when=move || moderation.with(|m| m.hand_raised(&pid.get_value()))>
-                                        <span class="hand-flag" title="Hand raised">"✋"</span>
+                                        <span class="hand-flag" data-testid="hand-flag">"hand raised"</span>
                                     </Show>
                                     <Show when=mic_locked>
-                                        <span class="muted-flag" data-testid="host-muted-mic">"muted by host"</span>
+                                        <span class="host-muted-flag" data-testid="host-muted-mic">"mic muted by host"</span>
                                     </Show>
                                 </div>
                                 <Show when=can_act>
