@@ -398,7 +398,10 @@ impl Call {
             }
         }
         if let (Some(current), Some(offered)) = (
-            remote_sdp(&pc).as_deref().and_then(ice_ufrag).map(str::to_owned),
+            remote_sdp(&pc)
+                .as_deref()
+                .and_then(ice_ufrag)
+                .map(str::to_owned),
             ice_ufrag(&sdp),
         ) && current != offered
         {

@@ -800,6 +800,9 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                     mic_off.set(false);
                     local.set(Some(stream.clone()));
                     devices.set(call::devices().await);
+                    // The new connection's consumers start from the server's default layer:
+                    // every tile asks again for the layer its size needs.
+                    requested_layers.update_value(HashMap::clear);
                     if let Some(c) = call.get_value()
                         && let Err(e) = c.restart(&ice_servers.get_value(), Some(&stream)).await
                     {
