@@ -233,15 +233,16 @@ async fn a_viewer_may_raise_a_hand_but_not_moderate_and_the_host_takes_them_on_s
     host.ok(INVITE, s_p(&session, ann_pid)).await;
     // Her own lane (the invitation) comes before room events: any order between the two.
     let (mut invited, mut speaker, mut lowered) = (false, false, None);
+    let ann_id = ann_pid.to_string();
     while !(invited && speaker && lowered.is_some()) {
         let e = ann_events.next().await;
         match e["__typename"].as_str().unwrap() {
             "StageInvitation" => invited = true,
-            "ParticipantRoleChanged" if e["participantId"] == ann_pid.to_string() => {
+            "ParticipantRoleChanged" if e["participantId"].as_str() == Some(&ann_id) => {
                 assert_eq!(e["role"], "SPEAKER");
                 speaker = true;
             }
-            "HandLowered" if e["participantId"] == ann_pid.to_string() => {
+            "HandLowered" if e["participantId"].as_str() == Some(&ann_id) => {
                 lowered = Some(e["reason"].clone());
             }
             _ => {}
