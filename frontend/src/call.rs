@@ -41,6 +41,44 @@ fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
     let _ = Reflect::set(obj, &key.into(), &value.into());
 }
 
+/// The connection's `signalingState`.
+fn signaling_state(pc: &RtcPeerConnection) -> String {
+    Reflect::get(pc, &"signalingState".into())
+        .ok()
+        .and_then(|v| v.as_string())
+        .unwrap_or_default()
+}
+
+/// The SDP of the connection's remote description, if it has one.
+fn remote_sdp(pc: &RtcPeerConnection) -> Option<String> {
+    let d = Reflect::get(pc, &"remoteDescription".into()).ok()?;
+    Reflect::get(&d, &"sdp".into()).ok()?.as_string()
+}
+
+/// The first `a=ice-ufrag` of a description.
+fn ice_ufrag(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+}
+
+/// Resolves at the connection's next signaling state change (or when it closes).
+async fn signaling_settled(pc: &RtcPeerConnection) {
+    let target = pc.clone();
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let options = Object::new();
+        set(&options, "once", true);
+        let add = Reflect::get(&target, &"addEventListener".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        if let Some(add) = add {
+            let _ = add.call3(&target, &"signalingstatechange".into(), &resolve, &options);
+        } else {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
 /// Asks for camera and microphone (optionally specific devices).
 pub async fn local_media(
     camera: Option<String>,
@@ -344,12 +382,31 @@ impl Call {
         offer_and_send(&pc, &session_id, true).await
     }
 
-    /// Applies a server offer and answers it.
+    /// Applies a server offer and answers it. An offer made for an earlier connection of this
+    /// page (the server's ICE credentials differ from the current connection's: it crossed a
+    /// restart, such as joining the stage) is dropped: the current connection gets its own.
+    /// While this page's own offer waits for its answer, the server's waits for that.
     pub async fn on_server_offer(&self, sdp: String) -> Result<(), String> {
         let (pc, session_id) = {
             let inner = self.0.borrow();
             (inner.pc.clone(), inner.session_id.clone())
         };
+        if signaling_state(&pc) == "have-local-offer" {
+            signaling_settled(&pc).await;
+            if self.0.borrow().pc != pc {
+                return Ok(());
+            }
+        }
+        if let (Some(current), Some(offered)) = (
+            remote_sdp(&pc)
+                .as_deref()
+                .and_then(ice_ufrag)
+                .map(str::to_owned),
+            ice_ufrag(&sdp),
+        ) && current != offered
+        {
+            return Ok(());
+        }
         let init = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
         init.set_sdp(&sdp);
         JsFuture::from(pc.set_remote_description(&init))

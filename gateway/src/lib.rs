@@ -4,6 +4,7 @@
 //! [`router`] until [`Running::stop`]. `main` adds configuration loading, logging and signals; tests
 //! call [`start`] or [`router`] directly.
 
+pub mod attendance;
 pub mod auth;
 pub mod body_limit;
 pub mod config;
@@ -109,6 +110,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/graphql/ws", get(graphql::websocket))
+        .route(
+            "/sessions/{id}/attendance.csv",
+            get(attendance::attendance_csv),
+        )
         .route("/auth/oidc/{provider}/start", get(auth::oidc::start))
         .route("/auth/oidc/{provider}/callback", get(auth::oidc::callback))
         .merge(graphql);
@@ -261,10 +266,14 @@ fn spawn_live_tasks(state: &AppState) {
                 _ = shutdown.cancelled() => return,
             }
             // They have left already; the database is told.
-            for (_session, participant) in live.expire(std::time::Instant::now()) {
+            for (_session, d) in live.expire(std::time::Instant::now()) {
                 let now = schema::now_ms();
+                let talk = i64::try_from(d.talk_ms).unwrap_or(i64::MAX);
+                let participant = d.participant_id;
                 let result = db
-                    .interact(move |c| schema::models::participant::mark_left(c, participant, now))
+                    .interact(move |c| {
+                        schema::models::participant::record_departure(c, participant, now, talk)
+                    })
                     .await;
                 if let Err(e) = result {
                     tracing::warn!(error = %e, participant, "recording a departure failed");

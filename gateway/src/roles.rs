@@ -69,6 +69,13 @@ pub enum Action {
     ModerateInteraction,
     /// Create polls, see their results while they run, close them and share the results.
     ManagePolls,
+    /// Raise or lower one's own hand in a live session.
+    RaiseHand,
+    /// In a live session: dismiss hands, invite to stage and send back, mute someone, remove
+    /// someone, lock the session. Only on participants of a lower role ([`outranks`]).
+    Moderate,
+    /// See a session's attendance (GraphQL report and CSV).
+    ViewAttendance,
 }
 
 /// The roles table (shared/DESIGN.md, "Roles").
@@ -79,11 +86,28 @@ pub fn allowed(role: Role, action: Action) -> bool {
         EditClass | ScheduleSession | StartSession | EndSession | ManageCoHosts => {
             role == Role::Host
         }
-        ManageSpeakers | ManageMembers | ViewRoles => matches!(role, Role::Host | Role::CoHost),
+        ManageSpeakers | ManageMembers | ViewRoles | Moderate | ViewAttendance => {
+            matches!(role, Role::Host | Role::CoHost)
+        }
         Publish => matches!(role, Role::Host | Role::CoHost | Role::Speaker),
         Participate => true,
         ModerateInteraction | ManagePolls => matches!(role, Role::Host | Role::CoHost),
+        RaiseHand => true,
     }
+}
+
+/// Whether a moderator of role `actor` may act on a participant of role `target`: only on a
+/// lower role (a co-host on speakers and viewers, the host on everyone else; nobody on the host).
+pub fn outranks(actor: Role, target: Role) -> bool {
+    fn rank(r: Role) -> u8 {
+        match r {
+            Role::Host => 3,
+            Role::CoHost => 2,
+            Role::Speaker => 1,
+            Role::Viewer => 0,
+        }
+    }
+    rank(actor) > rank(target)
 }
 
 /// The role of `user_id` in `class`.
@@ -133,6 +157,10 @@ mod tests {
             (Participate, [true, true, true, true]),
             (ModerateInteraction, [true, true, false, false]),
             (ManagePolls, [true, true, false, false]),
+            (Publish, [true, true, true, false]),
+            (RaiseHand, [true, true, true, true]),
+            (Moderate, [true, true, false, false]),
+            (ViewAttendance, [true, true, false, false]),
         ];
         for (action, expected) in table {
             for (role, want) in [Role::Host, Role::CoHost, Role::Speaker, Role::Viewer]
@@ -142,5 +170,14 @@ mod tests {
                 assert_eq!(allowed(role, *action), *want, "{role} {action:?}");
             }
         }
+    }
+
+    #[test]
+    fn moderators_act_only_on_lower_roles() {
+        use Role::*;
+        assert!(outranks(Host, CoHost) && outranks(Host, Speaker) && outranks(Host, Viewer));
+        assert!(outranks(CoHost, Speaker) && outranks(CoHost, Viewer));
+        assert!(!outranks(CoHost, CoHost) && !outranks(CoHost, Host) && !outranks(Host, Host));
+        assert!(!allowed(Speaker, Action::Moderate));
     }
 }

@@ -12,6 +12,8 @@ use async_graphql::{Request, Variables};
 use futures_util::StreamExt;
 use gateway::AppState;
 use gateway::auth::{Caller, Credential};
+use gateway::live::{Command, ParticipantInfo};
+use gateway::roles::Role;
 use schema::models::{class, class_member, class_role, class_session, participant, user};
 use serde_json::{Value, json};
 
@@ -41,6 +43,11 @@ struct Fixture {
     /// host, co-host, speaker and viewer have joined, with a chat message, a question (the
     /// viewer's) and an open poll in it.
     live: LiveFixture,
+    /// A live session of the unlisted class that host, co-host, speaker, viewer and target have
+    /// joined (not the stranger); the target's hand is raised.
+    live_session_id: i64,
+    /// Participant ids in it by kind.
+    pids: std::collections::HashMap<&'static str, i64>,
 }
 
 #[derive(Default)]
@@ -54,94 +61,164 @@ struct LiveFixture {
 async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
     let now = schema::now_ms();
     let hash = password_hash.to_owned();
-    let (class_id, session_id, private_class_id, private_session_id, ids) = state
-        .db
-        .interact(move |c| {
-            let mut ids = std::collections::HashMap::new();
-            for kind in ["host", "co-host", "speaker", "viewer", "stranger", "target"] {
-                let email = format!("{kind}-{n}@example.org");
-                let u = user::create(
-                    c,
-                    &user::NewUser {
-                        email: Some(&email),
-                        email_verified: false,
-                        display_name: kind,
-                        password_hash: Some(&hash),
-                        created_at: now,
-                    },
-                )?;
-                ids.insert(kind, u.id);
-            }
-            let mut classes = Vec::new();
-            for visibility in [class::UNLISTED, class::INVITE_ONLY] {
-                let cl = class::create(
-                    c,
-                    &class::NewClass {
-                        owner_id: ids["host"],
-                        title: "Matrix",
-                        description: "",
-                        visibility,
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )?;
-                for (kind, role) in [
-                    ("co-host", class_role::CO_HOST),
-                    ("speaker", class_role::SPEAKER),
-                ] {
-                    class_role::assign(
+    let (class_id, session_id, private_class_id, private_session_id, ids, live_session_id, pids) =
+        state
+            .db
+            .interact(move |c| {
+                let mut ids = std::collections::HashMap::new();
+                for kind in ["host", "co-host", "speaker", "viewer", "stranger", "target"] {
+                    let email = format!("{kind}-{n}@example.org");
+                    let u = user::create(
                         c,
-                        &class_role::NewClassRole {
-                            class_id: cl.id,
-                            user_id: ids[kind],
-                            role,
+                        &user::NewUser {
+                            email: Some(&email),
+                            email_verified: false,
+                            display_name: kind,
+                            password_hash: Some(&hash),
                             created_at: now,
                         },
                     )?;
+                    ids.insert(kind, u.id);
                 }
-                classes.push(cl);
-            }
-            let (cl, private) = (&classes[0], &classes[1]);
-            class_member::invite(
-                c,
-                &class_member::NewClassMember {
-                    class_id: private.id,
-                    user_id: ids["viewer"],
-                    created_at: now,
+                let mut classes = Vec::new();
+                // The third (unlisted) holds the live session.
+                for visibility in [class::UNLISTED, class::INVITE_ONLY, class::UNLISTED] {
+                    let cl = class::create(
+                        c,
+                        &class::NewClass {
+                            owner_id: ids["host"],
+                            title: "Matrix",
+                            description: "",
+                            visibility,
+                            created_at: now,
+                            updated_at: now,
+                        },
+                    )?;
+                    for (kind, role) in [
+                        ("co-host", class_role::CO_HOST),
+                        ("speaker", class_role::SPEAKER),
+                    ] {
+                        class_role::assign(
+                            c,
+                            &class_role::NewClassRole {
+                                class_id: cl.id,
+                                user_id: ids[kind],
+                                role,
+                                created_at: now,
+                            },
+                        )?;
+                    }
+                    classes.push(cl);
+                }
+                let (cl, private) = (&classes[0], &classes[1]);
+                class_member::invite(
+                    c,
+                    &class_member::NewClassMember {
+                        class_id: private.id,
+                        user_id: ids["viewer"],
+                        created_at: now,
+                    },
+                )?;
+                let private_session = class_session::create(
+                    c,
+                    &class_session::NewClassSession {
+                        class_id: private.id,
+                        scheduled_start: now,
+                        scheduled_end: None,
+                        state: class_session::LIVE,
+                        created_at: now,
+                    },
+                )?;
+                let s = class_session::create(
+                    c,
+                    &class_session::NewClassSession {
+                        class_id: cl.id,
+                        scheduled_start: now,
+                        scheduled_end: None,
+                        state: "scheduled",
+                        created_at: now,
+                    },
+                )?;
+                participant::create(
+                    c,
+                    &participant::NewParticipant {
+                        session_id: s.id,
+                        user_id: ids["viewer"],
+                        role: "viewer",
+                        joined_at: now,
+                    },
+                )?;
+                let live = class_session::create(
+                    c,
+                    &class_session::NewClassSession {
+                        class_id: classes[2].id,
+                        scheduled_start: now,
+                        scheduled_end: None,
+                        state: class_session::LIVE,
+                        created_at: now,
+                    },
+                )?;
+                let mut pids = std::collections::HashMap::new();
+                for (kind, role) in [
+                    ("host", "host"),
+                    ("co-host", "co_host"),
+                    ("speaker", "speaker"),
+                    ("viewer", "viewer"),
+                    ("target", "viewer"),
+                ] {
+                    let p = participant::create(
+                        c,
+                        &participant::NewParticipant {
+                            session_id: live.id,
+                            user_id: ids[kind],
+                            role,
+                            joined_at: now,
+                        },
+                    )?;
+                    pids.insert(kind, p.id);
+                }
+                Ok((
+                    cl.id,
+                    s.id,
+                    private.id,
+                    private_session.id,
+                    ids,
+                    live.id,
+                    pids,
+                ))
+            })
+            .await
+            .unwrap();
+    for (kind, role) in [
+        ("host", Role::Host),
+        ("co-host", Role::CoHost),
+        ("speaker", Role::Speaker),
+        ("viewer", Role::Viewer),
+        ("target", Role::Viewer),
+    ] {
+        state
+            .live
+            .join(
+                live_session_id,
+                ParticipantInfo {
+                    id: pids[kind],
+                    user_id: ids[kind],
+                    name: kind.to_owned(),
+                    role,
+                    connected: false,
                 },
-            )?;
-            let private_session = class_session::create(
-                c,
-                &class_session::NewClassSession {
-                    class_id: private.id,
-                    scheduled_start: now,
-                    scheduled_end: None,
-                    state: class_session::LIVE,
-                    created_at: now,
-                },
-            )?;
-            let s = class_session::create(
-                c,
-                &class_session::NewClassSession {
-                    class_id: cl.id,
-                    scheduled_start: now,
-                    scheduled_end: None,
-                    state: "scheduled",
-                    created_at: now,
-                },
-            )?;
-            participant::create(
-                c,
-                &participant::NewParticipant {
-                    session_id: s.id,
-                    user_id: ids["viewer"],
-                    role: "viewer",
-                    joined_at: now,
-                },
-            )?;
-            Ok((cl.id, s.id, private.id, private_session.id, ids))
-        })
-        .await
+            )
+            .unwrap();
+    }
+    state
+        .live
+        .command(
+            live_session_id,
+            Command::RaiseHand {
+                participant_id: pids["target"],
+                at_ms: now,
+            },
+        )
         .unwrap();
     let mut callers = Vec::new();
     for kind in &CALLERS[..5] {
@@ -192,6 +269,8 @@ async fn fixture(state: &AppState, n: usize, password_hash: &str) -> Fixture {
         target_email: format!("target-{n}@example.org"),
         host_token_id: token.id,
         live: LiveFixture::default(),
+        live_session_id,
+        pids,
     }
 }
 
@@ -268,16 +347,19 @@ async fn join_live(state: &AppState, f: &mut Fixture) {
         .await
         .unwrap();
     for (id, user_id, kind, role) in members {
-        state.live.join(
-            sid,
-            gateway::live::ParticipantInfo {
-                id,
-                user_id,
-                name: kind.to_owned(),
-                role,
-                connected: false,
-            },
-        );
+        state
+            .live
+            .join(
+                sid,
+                gateway::live::ParticipantInfo {
+                    id,
+                    user_id,
+                    name: kind.to_owned(),
+                    role,
+                    connected: false,
+                },
+            )
+            .expect("joins the live session");
     }
     f.live = LiveFixture {
         session_id: sid,
@@ -439,6 +521,85 @@ fn cases() -> Vec<Case> {
             variables: |f, _| json!({ "c": f.class_id.to_string() }),
             allowed: [Y, Y, N, N, N, N],
         },
+        // The live session: the stranger has not joined it.
+        Case {
+            name: "raiseHand",
+            document: "mutation($s: ID!) { raiseHand(sessionId: $s) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "lowerHand",
+            document: "mutation($s: ID!) { lowerHand(sessionId: $s) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
+        },
+        Case {
+            name: "dismissHand(target)",
+            document: "mutation($s: ID!, $p: ID!) { dismissHand(sessionId: $s, participantId: $p) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string(), "p": f.pids["target"].to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "inviteToStage(target)",
+            document: "mutation($s: ID!, $p: ID!) { inviteToStage(sessionId: $s, participantId: $p) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string(), "p": f.pids["target"].to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "sendToAudience(speaker)",
+            document: "mutation($s: ID!, $p: ID!) { sendToAudience(sessionId: $s, participantId: $p) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string(), "p": f.pids["speaker"].to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "leaveStage",
+            document: "mutation($s: ID!) { leaveStage(sessionId: $s) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string() }),
+            allowed: [N, N, Y, N, N, N],
+        },
+        Case {
+            name: "muteParticipant(target)",
+            document: "mutation($s: ID!, $p: ID!) { muteParticipant(sessionId: $s, participantId: $p, kind: AUDIO) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string(), "p": f.pids["target"].to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "muteParticipant(host)",
+            document: "mutation($s: ID!, $p: ID!) { muteParticipant(sessionId: $s, participantId: $p, kind: VIDEO) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string(), "p": f.pids["host"].to_string() }),
+            allowed: [N, N, N, N, N, N],
+        },
+        Case {
+            name: "allowUnmute(target)",
+            document: "mutation($s: ID!, $p: ID!) { allowUnmute(sessionId: $s, participantId: $p, kind: AUDIO) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string(), "p": f.pids["target"].to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "removeParticipant(target)",
+            document: "mutation($s: ID!, $p: ID!) { removeParticipant(sessionId: $s, participantId: $p) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string(), "p": f.pids["target"].to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "removeParticipant(co-host)",
+            document: "mutation($s: ID!, $p: ID!) { removeParticipant(sessionId: $s, participantId: $p) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string(), "p": f.pids["co-host"].to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case {
+            name: "lockSession",
+            document: "mutation($s: ID!) { lockSession(sessionId: $s, locked: true) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "attendance (query)",
+            document: "query($s: ID!) { attendance(sessionId: $s) { people } }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
     ]
 }
 
@@ -595,6 +756,12 @@ fn invite_only_cases() -> Vec<Case> {
             name: "removeFromClass (invite-only)",
             document: "mutation($c: ID!, $u: ID!) { removeFromClass(classId: $c, userId: $u) }",
             variables: |f, _| json!({ "c": f.private_class_id.to_string(), "u": f.ids["viewer"].to_string() }),
+            allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "attendance (invite-only)",
+            document: "query($s: ID!) { attendance(sessionId: $s) { people } }",
+            variables: |f, _| json!({ "s": f.private_session_id.to_string() }),
             allowed: [Y, Y, N, N, N, N],
         },
         Case {

@@ -80,6 +80,7 @@ diesel::table! {
         ended_at -> Nullable<BigInt>,
         state -> Text,
         created_at -> BigInt,
+        locked -> Bool,
     }
 }
 
@@ -110,6 +111,17 @@ diesel::table! {
         role -> Text,
         joined_at -> BigInt,
         left_at -> Nullable<BigInt>,
+        talk_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    session_removals (id) {
+        id -> BigInt,
+        session_id -> BigInt,
+        user_id -> BigInt,
+        removed_by -> BigInt,
+        removed_at -> BigInt,
     }
 }
 
@@ -214,6 +226,7 @@ diesel::joinable!(class_members -> users (user_id));
 diesel::joinable!(participants -> class_sessions (session_id));
 diesel::joinable!(participants -> users (user_id));
 diesel::joinable!(recordings -> class_sessions (session_id));
+diesel::joinable!(session_removals -> class_sessions (session_id));
 diesel::joinable!(chat_messages -> class_sessions (session_id));
 diesel::joinable!(chat_messages -> users (user_id));
 diesel::joinable!(questions -> class_sessions (session_id));
@@ -235,6 +248,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     class_roles,
     class_members,
     participants,
+    session_removals,
     recordings,
     chat_messages,
     questions,

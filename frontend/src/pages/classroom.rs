@@ -30,14 +30,16 @@ use crate::call::{self, Call, Handlers};
 use crate::pages::classes::{local_time, role_label};
 use crate::pages::interaction::{self, Interaction};
 use crate::pages::panel::{self, SidePanel};
+use crate::pages::people::{Member, Moderation, PeoplePanel};
 use crate::ws::{Subscription, WsStatus};
 
 /// The session's events. Room events carry their number (`seq`): a resubscription passes the
 /// last one as `since` and gets what it missed, or a `SessionSnapshot` to start again from.
 const EVENTS: &str = "subscription($s: ID!, $since: Int) { sessionEvents(sessionId: $s, since: $since) { __typename
-  ... on SessionSnapshot { reason seq participants { id name role connected } tracks { id streamId participantId kind muted } activeSpeakerId }
+  ... on SessionSnapshot { reason seq participants { id userId name role connected } tracks { id streamId participantId kind muted } activeSpeakerId
+      hands { participantId raisedAt } hostMutes { participantId kind } locked }
   ... on ServerOffer { sdp }
-  ... on ParticipantJoined { seq participant { id name role connected } }
+  ... on ParticipantJoined { seq participant { id userId name role connected } }
   ... on ParticipantLeft { seq participantId }
   ... on ParticipantRoleChanged { seq participantId role }
   ... on TrackPublished { seq track { id streamId participantId kind muted } }
@@ -50,7 +52,12 @@ const EVENTS: &str = "subscription($s: ID!, $since: Int) { sessionEvents(session
   ... on ChatMessagePosted { seq message { id authorId authorName body sentAt } }
   ... on ChatMessageDeleted { seq messageId }
   ... on QuestionUpdated { seq question { id body anonymous askerName mine state answer answeredLive votes upvotedByMe askedAt } }
-  ... on PollUpdated { seq poll { id question options multipleChoice open resultsShared voted myChoices results voters createdAt } } } }";
+  ... on PollUpdated { seq poll { id question options multipleChoice open resultsShared voted myChoices results voters createdAt } }
+  ... on HandRaised { seq hand { participantId raisedAt } }
+  ... on HandLowered { seq participantId reason }
+  ... on HostMuteChanged { seq participantId kind locked }
+  ... on SessionLockChanged { seq locked }
+  ... on StageInvitation { invited } } }";
 
 const SESSION_INFO: &str =
     "query($id: ID!) { session(id: $id) { state scheduledStart class { id title myRole } } }";
@@ -61,6 +68,7 @@ const STATE_CHANGES: &str =
 #[derive(Clone, Debug, PartialEq)]
 struct Person {
     id: String,
+    user_id: String,
     name: String,
     role: String,
 }
@@ -254,6 +262,8 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
     let sid = StoredValue::new(session_id.clone());
     // Chat, Q&A and polls: fed by the events below, shown by the side panel.
     let talk = RwSignal::new(Interaction::default());
+    // Hands, mutes by the host, the lock, an invitation to stage (the People panel's).
+    let moderation = RwSignal::new(Moderation::default());
 
     // The class's title and id, in parallel with joining.
     leptos::task::spawn_local(async move {
@@ -300,6 +310,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
         let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
         let person_of = |p: &serde_json::Value| Person {
             id: s(&p["id"]),
+            user_id: s(&p["userId"]),
             name: s(&p["name"]),
             role: s(&p["role"]),
         };
@@ -316,6 +327,8 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
         {
             sub.set_variable("since", serde_json::json!(seq));
         }
+        let my_pid = me.get_untracked().map(|m| m.0).unwrap_or_default();
+        moderation.update(|m| m.apply(&my_pid, e));
         match e["__typename"].as_str().unwrap_or_default() {
             "SessionSnapshot" => {
                 // Everything now: it replaces what the page knew of the room.
@@ -370,6 +383,22 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         p.role = role.clone();
                     }
                 });
+                if id == my_pid {
+                    me.update(|m| {
+                        if let Some(m) = m {
+                            m.1 = role.clone();
+                        }
+                    });
+                    if !can_publish(&role)
+                        && let Some(stream) = local.get_untracked()
+                    {
+                        // Off the stage: the server stopped taking what this page sends.
+                        for t in stream.get_tracks().iter() {
+                            t.unchecked_into::<MediaStreamTrack>().stop();
+                        }
+                        local.set(None);
+                    }
+                }
             }
             "TrackPublished" => {
                 let track = track_of(&e["track"]);
@@ -755,6 +784,63 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
             });
         }
     };
+    // A kind of mine muted by the host: off here too, and not to be turned on until allowed.
+    let locked_by_host = move |video: bool| {
+        let pid = me.get().map(|m| m.0).unwrap_or_default();
+        moderation.with(|m| m.host_muted(&pid, video))
+    };
+    Effect::new(move |_| {
+        for video in [false, true] {
+            let off = if video { cam_off } else { mic_off };
+            if locked_by_host(video) && !off.get_untracked() {
+                off.set(true);
+                if let Some(stream) = local.get_untracked() {
+                    let list = if video {
+                        stream.get_video_tracks()
+                    } else {
+                        stream.get_audio_tracks()
+                    };
+                    for t in list.iter() {
+                        t.unchecked_into::<MediaStreamTrack>().set_enabled(false);
+                    }
+                }
+            }
+        }
+    });
+    // Invited on stage and accepted: camera and microphone on, and a connection that sends.
+    let accept_stage = Callback::new(move |_: ()| {
+        leptos::task::spawn_local(async move {
+            match call::local_media(None, None).await {
+                Ok(stream) => {
+                    cam_off.set(false);
+                    mic_off.set(false);
+                    local.set(Some(stream.clone()));
+                    devices.set(call::devices().await);
+                    // The new connection's consumers start from the server's default layer:
+                    // every tile asks again for the layer its size needs.
+                    requested_layers.update_value(HashMap::clear);
+                    if let Some(c) = call.get_value()
+                        && let Err(e) = c.restart(&ice_servers.get_value(), Some(&stream)).await
+                    {
+                        notice.set(Some(format!("Could not join the stage: {e}")));
+                    }
+                }
+                Err(message) => notice.set(Some(message)),
+            }
+        });
+    });
+    let members = Signal::derive(move || {
+        people
+            .get()
+            .into_iter()
+            .map(|p| Member {
+                id: p.id,
+                user_id: p.user_id,
+                name: p.name,
+                role: p.role,
+            })
+            .collect::<Vec<_>>()
+    });
     let switch_device = move |kind: &'static str, device: String| {
         leptos::task::spawn_local(async move {
             let (cam, mic) = if kind == "videoinput" {
@@ -1150,12 +1236,12 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
             <div class="toolbar">
                 <Show when=move || local.get().is_some()>
                     <button class="button secondary" data-testid="toggle-camera" on:click=move |_| toggle(true)
-                        aria-pressed=move || cam_off.get().to_string()>
-                        {move || if cam_off.get() { "Turn camera on" } else { "Turn camera off" }}
+                        aria-pressed=move || cam_off.get().to_string() disabled=move || locked_by_host(true)>
+                        {move || if locked_by_host(true) { "Camera stopped by the host" } else if cam_off.get() { "Turn camera on" } else { "Turn camera off" }}
                     </button>
                     <button class="button secondary" data-testid="toggle-mic" on:click=move |_| toggle(false)
-                        aria-pressed=move || mic_off.get().to_string()>
-                        {move || if mic_off.get() { "Unmute microphone" } else { "Mute microphone" }}
+                        aria-pressed=move || mic_off.get().to_string() disabled=move || locked_by_host(false)>
+                        {move || if locked_by_host(false) { "Muted by the host" } else if mic_off.get() { "Unmute microphone" } else { "Mute microphone" }}
                     </button>
                     <label class="device">"Camera"
                         <select aria-label="Camera" on:change=move |ev| switch_device("videoinput", event_target_value(&ev))>
@@ -1190,10 +1276,14 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                 </Show>
             </div>
             </div>
-            <Show when=move || me.get().is_some()>
-                <SidePanel session_id=sid.get_value() state=talk
-                    role=Signal::derive(move || me.get().map(|(_, r)| r).unwrap_or_default())/>
-            </Show>
+            <div class="room-side">
+                <PeoplePanel session_id=sid.get_value() me=me members=members moderation=moderation
+                    class_id=class_id notice=notice on_accept_stage=accept_stage/>
+                <Show when=move || me.get().is_some()>
+                    <SidePanel session_id=sid.get_value() state=talk
+                        role=Signal::derive(move || me.get().map(|(_, r)| r).unwrap_or_default())/>
+                </Show>
+            </div>
             </div>
             </Show>
         </section>

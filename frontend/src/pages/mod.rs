@@ -8,6 +8,7 @@ pub mod home;
 pub mod interaction;
 pub mod not_found;
 pub mod panel;
+pub mod people;
 pub mod polls;
 pub mod qa;
 pub mod status;

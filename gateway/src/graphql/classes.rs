@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
-use schema::models::{class, class_member, class_role, class_session, recording, user};
+use schema::models::{
+    class, class_member, class_role, class_session, participant, recording, user,
+};
 use schema::{Conn, TxError};
 
 use super::errors::{self, ApiError};
@@ -352,8 +354,12 @@ impl ClassMutation {
         })
         .await?;
         publish(ctx, &ended);
-        // Everyone in it is told and disconnected.
-        state(ctx).live.end(ended.id);
+        // Everyone in it is told and disconnected; their visits end.
+        let departed = state(ctx).live.end(ended.id);
+        super::stage::record_departures(state(ctx), departed).await;
+        let sid = ended.id;
+        // Visits the hub no longer held (dropped connections) end with the session too.
+        load(ctx, move |c| participant::close_open(c, sid, now)).await?;
         Ok(SessionView(ended))
     }
 

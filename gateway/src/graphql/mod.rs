@@ -13,6 +13,7 @@ pub mod errors;
 pub mod guard;
 pub mod interaction;
 pub mod signaling;
+pub mod stage;
 pub mod types;
 pub mod ws;
 
@@ -60,6 +61,7 @@ pub struct Query(
     account::AccountQuery,
     classes::ClassQuery,
     interaction::InteractionQuery,
+    stage::AttendanceQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -68,6 +70,7 @@ pub struct Mutation(
     classes::ClassMutation,
     signaling::SignalingMutation,
     interaction::InteractionMutation,
+    stage::StageMutation,
 );
 
 #[derive(MergedSubscription, Default)]

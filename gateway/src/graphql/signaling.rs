@@ -12,15 +12,19 @@ use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject, Subscriptio
 use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
-use schema::models::{class_session, participant, user};
+use schema::models::{class_session, participant, session_removal, user};
 
 use super::errors::{self, ApiError};
 use super::interaction::{
     self, ChatMessageDeleted, ChatMessagePosted, PollUpdated, QuestionUpdated, Viewer,
 };
+use super::stage;
 use super::{caller, load, require_user, state};
 use crate::auth::{self, Scope};
-use crate::live::{self, Delivery, Directed, ParticipantInfo, RoomEvent, SessionState, TrackInfo};
+use crate::live::{
+    self, Delivery, Directed, HandLoweredReason as LiveHandLoweredReason, ParticipantInfo,
+    RoomEvent, SessionState, TrackInfo,
+};
 use crate::roles::{self, Action, Role};
 
 /// Largest session description accepted, in bytes.
@@ -217,6 +221,73 @@ pub struct RemovedFromSession {
     pub reason: String,
 }
 
+/// A host or co-host invited this participant to stage: they are a speaker now and may
+/// publish. Ask them to turn on camera and microphone; `leaveStage` declines.
+#[derive(SimpleObject, Clone)]
+pub struct StageInvitation {
+    /// Always true (a GraphQL object needs a field).
+    pub invited: bool,
+}
+
+/// A raised hand.
+#[derive(SimpleObject, Clone)]
+pub struct RaisedHand {
+    pub participant_id: ID,
+    pub raised_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct HandRaised {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
+    pub hand: RaisedHand,
+}
+
+/// Why a hand went down.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HandLoweredReason {
+    /// Its owner lowered it.
+    Lowered,
+    /// A host or co-host dismissed it.
+    Dismissed,
+    /// Its owner was invited to stage.
+    Invited,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct HandLowered {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
+    pub participant_id: ID,
+    pub reason: HandLoweredReason,
+}
+
+/// A kind of a participant's tracks muted by a host or co-host.
+#[derive(SimpleObject, Clone)]
+pub struct HostMute {
+    pub participant_id: ID,
+    pub kind: TrackKind,
+}
+
+/// A host or co-host muted a kind of a participant's tracks (`locked: true`: they cannot unmute
+/// it), or allowed them to unmute it again (`locked: false`; they stay muted until they unmute).
+#[derive(SimpleObject, Clone)]
+pub struct HostMuteChanged {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
+    pub participant_id: ID,
+    pub kind: TrackKind,
+    pub locked: bool,
+}
+
+/// The session was locked (no one new may join but hosts and co-hosts) or opened.
+#[derive(SimpleObject, Clone)]
+pub struct SessionLockChanged {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
+    pub locked: bool,
+}
+
 /// Why a subscription starts again from a snapshot.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SnapshotReason {
@@ -249,6 +320,12 @@ pub struct SessionSnapshot {
     pub participants: Vec<ParticipantView>,
     pub tracks: Vec<TrackView>,
     pub active_speaker_id: Option<ID>,
+    /// Raised hands, oldest first.
+    pub hands: Vec<RaisedHand>,
+    /// Kinds muted by a host or co-host.
+    pub host_mutes: Vec<HostMute>,
+    /// No one new may join but hosts and co-hosts.
+    pub locked: bool,
 }
 
 /// Something that happened in a live session. Room events (for everyone, chat, questions and
@@ -272,6 +349,26 @@ pub enum SessionEventItem {
     ChatMessageDeleted(ChatMessageDeleted),
     QuestionUpdated(QuestionUpdated),
     PollUpdated(PollUpdated),
+    StageInvitation(StageInvitation),
+    HandRaised(HandRaised),
+    HandLowered(HandLowered),
+    HostMuteChanged(HostMuteChanged),
+    SessionLockChanged(SessionLockChanged),
+}
+
+fn kind(video: bool) -> TrackKind {
+    if video {
+        TrackKind::Video
+    } else {
+        TrackKind::Audio
+    }
+}
+
+fn hand(h: live::Hand) -> RaisedHand {
+    RaisedHand {
+        participant_id: id(h.participant_id),
+        raised_at: super::types::time(h.raised_at_ms),
+    }
 }
 
 fn id(n: i64) -> ID {
@@ -320,6 +417,16 @@ fn snapshot_item(reason: live::SnapshotReason, seq: u64, state: SessionState) ->
         participants: state.participants.into_iter().map(Into::into).collect(),
         tracks: state.tracks.into_iter().map(Into::into).collect(),
         active_speaker_id: state.active_speaker.map(id),
+        hands: state.hands.into_iter().map(hand).collect(),
+        host_mutes: state
+            .host_mutes
+            .into_iter()
+            .map(|m| HostMute {
+                participant_id: id(m.participant_id),
+                kind: kind(m.video),
+            })
+            .collect(),
+        locked: state.locked,
     })
 }
 
@@ -334,6 +441,9 @@ fn direct_item(event: Directed) -> SessionEventItem {
         }
         Directed::Removed { reason } => {
             SessionEventItem::RemovedFromSession(RemovedFromSession { reason })
+        }
+        Directed::StageInvitation => {
+            SessionEventItem::StageInvitation(StageInvitation { invited: true })
         }
     }
 }
@@ -391,6 +501,32 @@ fn room_item(session_id: i64, seq: i64, event: RoomEvent, viewer: Viewer) -> Ses
             session_id: id(session_id),
         }),
         RoomEvent::Interaction(change) => interaction::event_item(seq, &change, viewer),
+        RoomEvent::HandRaised(h) => SessionEventItem::HandRaised(HandRaised { seq, hand: hand(h) }),
+        RoomEvent::HandLowered {
+            participant_id,
+            reason,
+        } => SessionEventItem::HandLowered(HandLowered {
+            seq,
+            participant_id: id(participant_id),
+            reason: match reason {
+                LiveHandLoweredReason::Lowered => HandLoweredReason::Lowered,
+                LiveHandLoweredReason::Dismissed => HandLoweredReason::Dismissed,
+                LiveHandLoweredReason::Invited => HandLoweredReason::Invited,
+            },
+        }),
+        RoomEvent::HostMute {
+            participant_id,
+            video,
+            locked,
+        } => SessionEventItem::HostMuteChanged(HostMuteChanged {
+            seq,
+            participant_id: id(participant_id),
+            kind: kind(video),
+            locked,
+        }),
+        RoomEvent::SessionLocked { locked } => {
+            SessionEventItem::SessionLockChanged(SessionLockChanged { seq, locked })
+        }
     }
 }
 
@@ -455,7 +591,7 @@ impl SignalingMutation {
             .map(|url| IceServer { urls: vec![url] })
             .collect();
         let user_id = user.id;
-        let (found, role) = load(ctx, move |c| {
+        let (found, role, removed) = load(ctx, move |c| {
             let Some(session) = class_session::find(c, sid)? else {
                 return Ok(None);
             };
@@ -463,10 +599,17 @@ impl SignalingMutation {
                 return Ok(None);
             };
             // NOT_FOUND, like a session that does not exist, when the caller may not see the class.
-            Ok(roles::access(c, &class, user_id)?.map(|role| (session, role)))
+            let Some(role) = roles::access(c, &class, user_id)? else {
+                return Ok(None);
+            };
+            let removed = session_removal::exists(c, sid, user_id)?;
+            Ok(Some((session, role, removed)))
         })
         .await?
         .ok_or(ApiError::NotFound("session"))?;
+        if removed {
+            return Err(ApiError::Forbidden("you were removed from this session".into()).into());
+        }
         if !roles::allowed(role, Action::View) {
             return Err(ApiError::NotFound("session").into());
         }
@@ -476,12 +619,17 @@ impl SignalingMutation {
             );
         }
         if let Some(p) = live.participant_of(sid, user_id) {
-            live.join(sid, p.clone());
+            live.join(sid, p.clone()).map_err(stage::refused)?;
             return Ok(JoinedSession {
                 participant_id: id(p.id),
                 role: p.role,
                 ice_servers,
             });
+        }
+        if found.locked && !matches!(role, Role::Host | Role::CoHost) {
+            return Err(
+                ApiError::Forbidden("the session is locked: no one new may join".into()).into(),
+            );
         }
         let now = schema::now_ms();
         let role_name = match role {
@@ -502,7 +650,7 @@ impl SignalingMutation {
             )
         })
         .await?;
-        live.join(
+        let joined = live.join(
             sid,
             ParticipantInfo {
                 id: row.id,
@@ -512,6 +660,16 @@ impl SignalingMutation {
                 connected: false,
             },
         );
+        if let Err(e) = joined {
+            // Locked or removed meanwhile: the visit never began.
+            let pid = row.id;
+            load(ctx, move |c| participant::mark_left(c, pid, now)).await?;
+            return Err(stage::refused(e).into());
+        }
+        if found.locked && live.snapshot(sid).is_some_and(|s| !s.locked) {
+            // The lock is stored; the session's state in memory is new (everyone had left).
+            let _ = live.command(sid, live::Command::Lock { locked: true });
+        }
         Ok(JoinedSession {
             participant_id: id(row.id),
             role,
@@ -663,7 +821,8 @@ impl SignalingMutation {
     }
 
     /// Tells everyone one of the caller's tracks is muted (or not). The browser stops sending
-    /// itself; this is what the others see.
+    /// itself; this is what the others see. Unmuting a kind a host or co-host muted is
+    /// FORBIDDEN until they allow it (`allowUnmute`).
     async fn set_track_muted(
         &self,
         ctx: &Context<'_>,
@@ -673,9 +832,10 @@ impl SignalingMutation {
     ) -> Result<bool> {
         let sid = parse_session(&session_id)?;
         let me = me(ctx, sid, Scope::Write)?;
-        if !state(ctx).live.set_muted(sid, me.id, &track_id, muted) {
-            return Err(ApiError::NotFound("track").into());
-        }
+        state(ctx)
+            .live
+            .set_muted(sid, me.id, &track_id, muted)
+            .map_err(stage::refused)?;
         Ok(true)
     }
 
@@ -684,10 +844,8 @@ impl SignalingMutation {
         let sid = parse_session(&session_id)?;
         let me = me(ctx, sid, Scope::Write)?;
         let app = state(ctx);
-        if app.live.leave(sid, me.id) {
-            let now = schema::now_ms();
-            let pid = me.id;
-            load(ctx, move |c| participant::mark_left(c, pid, now)).await?;
+        if let Some(departure) = app.live.leave(sid, me.id) {
+            stage::record_departures(app, vec![departure]).await;
         }
         Ok(true)
     }

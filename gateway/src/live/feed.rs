@@ -66,10 +66,15 @@ impl Mailbox {
                 );
             }
             Directed::Removed { .. } => {
+                if self.holds_removal() {
+                    return pushed;
+                }
+            }
+            Directed::StageInvitation => {
                 if self
                     .queue
                     .iter()
-                    .any(|e| matches!(e, Directed::Removed { .. }))
+                    .any(|e| matches!(e, Directed::StageInvitation))
                 {
                     return pushed;
                 }
@@ -89,6 +94,13 @@ impl Mailbox {
         }
         self.queue.push_back(event);
         pushed
+    }
+
+    /// A removal waits in it (the participant is gone, its mailbox stays until it is read).
+    pub fn holds_removal(&self) -> bool {
+        self.queue
+            .iter()
+            .any(|e| matches!(e, Directed::Removed { .. }))
     }
 
     /// Everything undelivered, oldest first.

@@ -45,8 +45,8 @@ use crate::roles::Role;
 
 use self::core::Output;
 pub use self::core::{
-    Command, Directed, GRACE, ParticipantInfo, Refused, RoomEvent, SessionCore, SessionState,
-    TrackInfo,
+    Command, Departure, Directed, GRACE, Hand, HandLoweredReason, HostMute, ParticipantInfo,
+    Refused, RoomEvent, SessionCore, SessionState, TrackInfo,
 };
 use self::feed::{MAILBOX_CAPACITY, Mailbox};
 use self::log::{ROOM_LOG_CAPACITY, Read, RoomLog};
@@ -212,7 +212,8 @@ struct Effects {
     release: Vec<PeerId>,
     forget: Vec<PeerId>,
     set_publish: Vec<(PeerId, bool)>,
-    expired: Vec<i64>,
+    pause: Vec<(PeerId, String, bool)>,
+    departed: Vec<Departure>,
     /// The session closed with this command.
     closed: bool,
 }
@@ -222,7 +223,8 @@ impl Effects {
         self.release.extend(other.release);
         self.forget.extend(other.forget);
         self.set_publish.extend(other.set_publish);
-        self.expired.extend(other.expired);
+        self.pause.extend(other.pause);
+        self.departed.extend(other.departed);
         self.closed |= other.closed;
     }
 }
@@ -304,7 +306,13 @@ impl Live {
         for output in outputs {
             match output {
                 Output::Room(event) => {
-                    if let RoomEvent::ParticipantLeft { participant_id } = &event {
+                    if let RoomEvent::ParticipantLeft { participant_id } = &event
+                        && !session
+                            .feeds
+                            .get(participant_id)
+                            .is_some_and(|f| f.mailbox.holds_removal())
+                    {
+                        // A removed participant's mailbox stays until its removal is read.
                         session.feeds.remove(participant_id);
                     }
                     session.log.append(event);
@@ -335,7 +343,13 @@ impl Live {
                 Output::SetPublish { peer, allowed } => effects.set_publish.push((peer, allowed)),
                 Output::Release(peer) => effects.release.push(peer),
                 Output::Forget(peer) => effects.forget.push(peer),
-                Output::Expired { participant_id } => effects.expired.push(participant_id),
+                Output::Expired { .. } => {}
+                Output::PauseProducer {
+                    peer,
+                    track,
+                    paused,
+                } => effects.pause.push((peer, track, paused)),
+                Output::Departed(d) => effects.departed.push(d),
             }
         }
         if session.core.is_ended() || session.core.is_empty() {
@@ -377,6 +391,24 @@ impl Live {
         for &(peer, allowed) in &effects.set_publish {
             self.0.sfu.set_publish(peer, allowed);
         }
+        for (peer, track, paused) in &effects.pause {
+            self.0.sfu.pause_producer(*peer, track, *paused);
+        }
+    }
+
+    /// Applies a command (a hand, the stage, moderation) to a live session. Returns the visits
+    /// that ended with it (to record).
+    pub fn command(&self, session_id: i64, command: Command) -> Result<Vec<Departure>, Refused> {
+        self.apply(session_id, command)
+            .unwrap_or(Err(Refused::NoSession))
+            .map(|e| e.departed)
+    }
+
+    /// The participant's talk time so far, if present.
+    pub fn talk_time(&self, session_id: i64, participant_id: i64) -> Option<std::time::Duration> {
+        self.read(session_id, |s| {
+            s.core.talk_time(participant_id, Instant::now())
+        })?
     }
 
     /// Reads a session under its lock.
@@ -386,8 +418,9 @@ impl Live {
         Some(f(&session))
     }
 
-    /// Adds (or finds again) a participant. Returns true when it is new to the session.
-    pub fn join(&self, session_id: i64, info: ParticipantInfo) -> bool {
+    /// Adds (or finds again) a participant. Returns true when it is new to the session; refused
+    /// for a user removed from it, or someone new to a locked session (but hosts and co-hosts).
+    pub fn join(&self, session_id: i64, info: ParticipantInfo) -> Result<bool, Refused> {
         loop {
             let cell = self.cell_or_new(session_id);
             let (new, result) = {
@@ -410,9 +443,30 @@ impl Live {
             return match result {
                 Ok(effects) => {
                     self.carry_out(session_id, &cell, &effects);
-                    new
+                    Ok(new)
                 }
-                Err(_) => false,
+                Err(e) => {
+                    let emptied = {
+                        let session = cell.lock();
+                        let empty = session.core.is_empty() && !cell.closed.load(Ordering::Acquire);
+                        if empty {
+                            // A refused first joiner leaves no empty session behind.
+                            lock(&self.0.closed_heads).insert(session_id, session.log.head());
+                            cell.closed.store(true, Ordering::Release);
+                        }
+                        empty
+                    };
+                    if emptied {
+                        let mut sessions = lock(&self.0.sessions);
+                        if sessions
+                            .get(&session_id)
+                            .is_some_and(|c| Arc::ptr_eq(c, &cell))
+                        {
+                            sessions.remove(&session_id);
+                        }
+                    }
+                    Err(e)
+                }
             };
         }
     }
@@ -502,20 +556,21 @@ impl Live {
         }
     }
 
-    /// Marks a track muted or not, for everyone. False if the participant has no such track.
+    /// Marks a track muted or not, for everyone. Refused when the participant has no such
+    /// track, or unmutes a kind a moderator muted.
     pub fn set_muted(
         &self,
         session_id: i64,
         participant_id: i64,
         track_id: &str,
         muted: bool,
-    ) -> bool {
+    ) -> Result<(), Refused> {
         let command = Command::SetMuted {
             participant_id,
             track_id: track_id.to_owned(),
             muted,
         };
-        matches!(self.apply(session_id, command), Some(Ok(_)))
+        self.command(session_id, command).map(drop)
     }
 
     /// The publisher of a track of the session: (its SFU peer, its track name).
@@ -546,23 +601,25 @@ impl Live {
         }
     }
 
-    /// The participant leaves: its peer goes, everyone is told. Returns whether it was present.
-    pub fn leave(&self, session_id: i64, participant_id: i64) -> bool {
-        matches!(
-            self.apply(session_id, Command::Leave { participant_id }),
-            Some(Ok(_))
-        )
+    /// The participant leaves: its peer goes, everyone is told. Returns its visit when it was
+    /// present.
+    pub fn leave(&self, session_id: i64, participant_id: i64) -> Option<Departure> {
+        self.command(session_id, Command::Leave { participant_id })
+            .ok()?
+            .into_iter()
+            .find(|d| d.participant_id == participant_id)
     }
 
-    /// The session ended: everyone is told and disconnected.
-    pub fn end(&self, session_id: i64) {
-        let _ = self.apply(session_id, Command::End);
+    /// The session ended: everyone is told and disconnected. Returns the visits that ended.
+    pub fn end(&self, session_id: i64) -> Vec<Departure> {
+        let departed = self.command(session_id, Command::End).unwrap_or_default();
         self.0.sfu.close_room(&room_of(session_id));
+        departed
     }
 
-    /// Participants whose connection dropped [`GRACE`] ago or more at `now` leave. Returns them
-    /// as (session, participant).
-    pub fn expire(&self, now: Instant) -> Vec<(i64, i64)> {
+    /// Participants whose connection dropped [`GRACE`] ago or more at `now` leave. Returns their
+    /// visits by session.
+    pub fn expire(&self, now: Instant) -> Vec<(i64, Departure)> {
         let cells: Vec<(i64, Arc<SessionCell>)> = lock(&self.0.sessions)
             .iter()
             .map(|(id, c)| (*id, Arc::clone(c)))
@@ -578,7 +635,7 @@ impl Live {
             };
             if let Ok(effects) = result {
                 self.carry_out(session_id, &cell, &effects);
-                gone.extend(effects.expired.iter().map(|p| (session_id, *p)));
+                gone.extend(effects.departed.iter().map(|d| (session_id, *d)));
             }
         }
         gone
@@ -814,6 +871,10 @@ impl Subscriber {
                 out.push(Delivery::Direct(event));
                 if last {
                     self.done = true;
+                    if session.core.participant(self.participant_id).is_none() {
+                        // Removed and gone: its mailbox is read.
+                        session.feeds.remove(&self.participant_id);
+                    }
                     return out;
                 }
             }

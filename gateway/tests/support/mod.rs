@@ -144,6 +144,15 @@ impl Api {
         response.json().await.expect("a JSON answer")
     }
 
+    /// `GET <base><path>` with this client's cookies (and bearer token, if any).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("GET")
+    }
+
     /// Posts a query that must succeed; returns `data`.
     pub async fn ok(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
         let body = self.post(query, variables).await;

@@ -22,6 +22,8 @@ pub struct ClassSession {
     /// `scheduled`, `live` or `ended`.
     pub state: String,
     pub created_at: i64,
+    /// No new participants but hosts and co-hosts (while live).
+    pub locked: bool,
 }
 
 #[derive(Debug, Insertable)]
@@ -105,4 +107,11 @@ pub fn end(conn: &mut Conn, id: i64, now: i64) -> QueryResult<Option<ClassSessio
     .returning(class_sessions::all_columns)
     .get_result(conn)
     .optional()
+}
+
+/// Locks (no new participants but hosts and co-hosts) or opens a session.
+pub fn set_locked(conn: &mut Conn, id: i64, locked: bool) -> QueryResult<usize> {
+    diesel::update(class_sessions::table.find(id))
+        .set(class_sessions::locked.eq(locked))
+        .execute(conn)
 }

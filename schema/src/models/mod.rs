@@ -17,4 +17,5 @@ pub mod poll_vote;
 pub mod question;
 pub mod question_vote;
 pub mod recording;
+pub mod session_removal;
 pub mod user;
