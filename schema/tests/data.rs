@@ -749,7 +749,7 @@ async fn existing_classes_become_unlisted(db: &Db) {
     })
     .await
     .unwrap();
-    assert_eq!(db.migrate().await.unwrap(), 2);
+    assert_eq!(db.migrate().await.unwrap(), 3);
     let visibility = db
         .interact(|c| {
             use schema::schema::{classes, users};
