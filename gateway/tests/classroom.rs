@@ -58,12 +58,14 @@ async fn inbound(b: &Browser) -> (f64, f64, f64) {
 
 /// The first remote tile's picture as shown on the page: (mean luma, luma std deviation, 8x8
 /// fingerprint, width). `None` while its video element is not playing: a video the browser
-/// refused to play stays black for the person, whatever was decoded.
+/// refused to play stays black for the person, whatever was decoded. Also `None` until playback
+/// has advanced (a frame was presented): right when playback starts, a canvas can still read
+/// the element as black.
 async fn picture(b: &Browser) -> Option<(f64, f64, Vec<f64>, f64)> {
     let v = b
         .eval(
             "const v = document.querySelector('[data-testid=tile]:not(.self) video');
-             if (!v || !v.videoWidth || v.paused) return null;
+             if (!v || !v.videoWidth || v.paused || !(v.currentTime > 0)) return null;
              const c = document.createElement('canvas'); c.width = 64; c.height = 36;
              const g = c.getContext('2d'); g.drawImage(v, 0, 0, 64, 36);
              const d = g.getImageData(0, 0, 64, 36).data;
