@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sfu::{PeerId, SfuEvent, TrackKey};
-use support::{Api, TestServer};
+use support::{TestServer, join, live_session, user};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -26,58 +26,6 @@ const EVENTS: &str =
   ... on ParticipantLeft { seq participantId }
   ... on TrackPublished { seq track { id } }
   ... on TrackMuted { seq trackId muted } } }";
-
-const JOIN: &str = "mutation($s: ID!) { joinSession(sessionId: $s) { participantId role } }";
-
-/// A signed-up user with an API token for the websocket.
-async fn user(server: &TestServer, email: &str, name: &str) -> (Api, String) {
-    let api = Api::new(&server.url);
-    api.sign_up(email, name).await;
-    let token = api
-        .ok(
-            "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret } }",
-            json!({ "i": { "name": "ws", "scopes": ["READ", "WRITE"] } }),
-        )
-        .await["createApiToken"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (api, token)
-}
-
-/// A live session of a class `host` teaches. Returns its id.
-async fn live_session(host: &Api) -> String {
-    let class = host
-        .ok(
-            "mutation($i: CreateClassInput!) { createClass(input: $i) { id } }",
-            json!({ "i": { "title": "Optics" } }),
-        )
-        .await["createClass"]["id"]
-        .clone();
-    let session = host
-        .ok(
-            "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id } }",
-            json!({ "i": { "classId": class, "start": "2030-01-01T10:00:00Z" } }),
-        )
-        .await["scheduleSession"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    host.ok(
-        "mutation($id: ID!) { startSession(id: $id) { id } }",
-        json!({ "id": session }),
-    )
-    .await;
-    session
-}
-
-async fn join(api: &Api, session: &str) -> i64 {
-    api.ok(JOIN, json!({ "s": session })).await["joinSession"]["participantId"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// A subscription: its events as they arrive; dropping the sender side (the returned handle's
 /// task) closes the websocket.
@@ -153,7 +101,7 @@ fn seq(event: &Value) -> i64 {
 async fn a_resubscription_with_since_gets_exactly_the_missed_events() {
     let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
     let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     join(&host, &session).await;
 
     let mut events = subscribe(&server, &host_token, &session, None).await;
@@ -210,7 +158,7 @@ async fn a_resubscription_with_since_gets_exactly_the_missed_events() {
 async fn a_resubscription_the_server_cannot_serve_starts_from_a_snapshot() {
     let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
     let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     let host_pid = join(&host, &session).await;
     let sid: i64 = session.parse().unwrap();
     let live = server.state().live.clone();
@@ -253,7 +201,7 @@ async fn a_flood_of_room_events_does_not_lose_a_server_offer_nor_leave_a_silent_
     let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
     let (host, _) = user(&server, "host@example.org", "Hannah Host").await;
     let (viewer, viewer_token) = user(&server, "viewer@example.org", "Vic Viewer").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     let host_pid = join(&host, &session).await;
     let viewer_pid = join(&viewer, &session).await;
     let sid: i64 = session.parse().unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Api, TestServer};
+use support::{Api, TestServer, join, live_session, user};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -32,56 +32,6 @@ async fn server() -> TestServer {
         c.auth.chat_per_user_per_minute = 8;
     })
     .await
-}
-
-/// A signed-up user with an API token for the websocket.
-async fn user(server: &TestServer, email: &str, name: &str) -> (Api, String) {
-    let api = Api::new(&server.url);
-    api.sign_up(email, name).await;
-    let token = api
-        .ok(
-            "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret } }",
-            json!({ "i": { "name": "ws", "scopes": ["READ", "WRITE"] } }),
-        )
-        .await["createApiToken"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (api, token)
-}
-
-/// A live session of a class `host` teaches. Returns its id.
-async fn live_session(host: &Api) -> String {
-    let class = host
-        .ok(
-            "mutation($i: CreateClassInput!) { createClass(input: $i) { id } }",
-            json!({ "i": { "title": "Optics" } }),
-        )
-        .await["createClass"]["id"]
-        .clone();
-    let session = host
-        .ok(
-            "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id } }",
-            json!({ "i": { "classId": class, "start": "2030-01-01T10:00:00Z" } }),
-        )
-        .await["scheduleSession"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    host.ok(
-        "mutation($id: ID!) { startSession(id: $id) { id } }",
-        json!({ "id": session }),
-    )
-    .await;
-    session
-}
-
-async fn join(api: &Api, session: &str) {
-    api.ok(
-        "mutation($s: ID!) { joinSession(sessionId: $s) { participantId } }",
-        json!({ "s": session }),
-    )
-    .await;
 }
 
 /// A `graphql-transport-ws` connection: operations go out with their own ids; every `next`,
@@ -213,7 +163,7 @@ fn code(body: &Value) -> &str {
 async fn chat_is_live_stored_paged_and_limited_on_http_and_websocket() {
     let server = server().await;
     let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     join(&host, &session).await;
     let (ann, _) = user(&server, "ann@example.org", "Ann").await;
     join(&ann, &session).await;
@@ -310,7 +260,7 @@ async fn chat_is_live_stored_paged_and_limited_on_http_and_websocket() {
 async fn hosts_and_co_hosts_delete_messages_for_everyone_attendees_cannot() {
     let server = server().await;
     let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     join(&host, &session).await;
     let (co, _) = user(&server, "co@example.org", "Cole").await;
     let co_id = co.ok("{ me { id } }", json!({})).await["me"]["id"].clone();
@@ -381,7 +331,7 @@ const UPVOTE: &str = "mutation($s: ID!, $q: ID!) { upvoteQuestion(sessionId: $s,
 async fn questions_one_upvote_per_person_anonymous_to_attendees_and_moderated_live() {
     let server = server().await;
     let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     join(&host, &session).await;
     let (ann, ann_token) = user(&server, "ann@example.org", "Ann").await;
     join(&ann, &session).await;
@@ -495,7 +445,7 @@ async fn questions_one_upvote_per_person_anonymous_to_attendees_and_moderated_li
 async fn polls_one_ballot_per_person_results_for_hosts_until_shared() {
     let server = server().await;
     let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     join(&host, &session).await;
     let (ann, ann_token) = user(&server, "ann@example.org", "Ann").await;
     join(&ann, &session).await;
@@ -630,7 +580,7 @@ fn an_acknowledged_message_survives_sigkill() {
     let host = Api::new(&base);
     let (session, sent) = runtime.block_on(async {
         host.sign_up("host@example.org", "Hannah Host").await;
-        let session = live_session(&host).await;
+        let session = live_session(&host).await.1;
         join(&host, &session).await;
         let sent = host
             .ok(SEND, json!({ "s": session, "b": "remember me" }))

@@ -16,7 +16,7 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use serde_json::{Value, json};
-use support::{Api, TestServer};
+use support::{Api, TestServer, live_session, user};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -42,22 +42,6 @@ const JOIN: &str =
     "mutation($s: ID!) { joinSession(sessionId: $s) { participantId role iceServers { urls } } }";
 const OFFER: &str = "mutation($s: ID!, $sdp: String!) { sendOffer(sessionId: $s, sdp: $sdp) }";
 const ANSWER: &str = "mutation($s: ID!, $sdp: String!) { sendAnswer(sessionId: $s, sdp: $sdp) }";
-
-/// A signed-up user with an API token for the websocket.
-async fn user(server: &TestServer, email: &str, name: &str) -> (Api, String) {
-    let api = Api::new(&server.url);
-    api.sign_up(email, name).await;
-    let token = api
-        .ok(
-            "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret } }",
-            json!({ "i": { "name": "ws", "scopes": ["READ", "WRITE"] } }),
-        )
-        .await["createApiToken"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (api, token)
-}
 
 /// The connection a user's server offers go to: none until its own offer was answered (as the
 /// app does, offers that arrive earlier wait), replaced when the user reconnects.
@@ -468,32 +452,6 @@ async fn a_host_publishes_a_viewer_watches_and_may_not_publish() {
         let _ = pc.close().await;
     }
     server.stop().await;
-}
-
-/// A live session of a class: (class id, session id), the host's client signed in.
-async fn live_session(host: &Api) -> (Value, String) {
-    let class = host
-        .ok(
-            "mutation($i: CreateClassInput!) { createClass(input: $i) { id } }",
-            json!({ "i": { "title": "Optics" } }),
-        )
-        .await["createClass"]["id"]
-        .clone();
-    let session = host
-        .ok(
-            "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id } }",
-            json!({ "i": { "classId": class, "start": "2030-01-01T10:00:00Z" } }),
-        )
-        .await["scheduleSession"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    host.ok(
-        "mutation($id: ID!) { startSession(id: $id) { id } }",
-        json!({ "id": session }),
-    )
-    .await;
-    (class, session)
 }
 
 /// A client with one receive-only video section.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sfu::{PeerId, SfuEvent, TrackKey};
-use support::{Api, TestServer};
+use support::{Api, TestServer, join, live_session, user};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -32,54 +32,6 @@ const EVENTS: &str = "subscription($s: ID!) { sessionEvents(sessionId: $s) { __t
   ... on RemovedFromSession { reason } } }";
 
 const JOIN: &str = "mutation($s: ID!) { joinSession(sessionId: $s) { participantId role } }";
-
-async fn user(server: &TestServer, email: &str, name: &str) -> (Api, String) {
-    let api = Api::new(&server.url);
-    api.sign_up(email, name).await;
-    let token = api
-        .ok(
-            "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret } }",
-            json!({ "i": { "name": "ws", "scopes": ["READ", "WRITE"] } }),
-        )
-        .await["createApiToken"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (api, token)
-}
-
-async fn live_session(host: &Api) -> String {
-    let class = host
-        .ok(
-            "mutation($i: CreateClassInput!) { createClass(input: $i) { id } }",
-            json!({ "i": { "title": "Optics" } }),
-        )
-        .await["createClass"]["id"]
-        .clone();
-    let session = host
-        .ok(
-            "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id } }",
-            json!({ "i": { "classId": class, "start": "2030-01-01T10:00:00Z" } }),
-        )
-        .await["scheduleSession"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    host.ok(
-        "mutation($id: ID!) { startSession(id: $id) { id } }",
-        json!({ "id": session }),
-    )
-    .await;
-    session
-}
-
-async fn join(api: &Api, session: &str) -> i64 {
-    api.ok(JOIN, json!({ "s": session })).await["joinSession"]["participantId"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 struct Events {
     rx: mpsc::UnboundedReceiver<Value>,
@@ -170,7 +122,7 @@ const RAISE: &str = "mutation($s: ID!) { raiseHand(sessionId: $s) }";
 async fn a_viewer_may_raise_a_hand_but_not_moderate_and_the_host_takes_them_on_stage_and_back() {
     let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
     let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     let host_pid = join(&host, &session).await;
     let (ann, ann_token) = user(&server, "ann@example.org", "Ann").await;
     let ann_pid = join(&ann, &session).await;
@@ -288,7 +240,7 @@ async fn a_viewer_may_raise_a_hand_but_not_moderate_and_the_host_takes_them_on_s
 async fn a_mute_by_the_host_holds_until_the_host_allows_an_unmute() {
     let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
     let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     join(&host, &session).await;
     let (ann, _) = user(&server, "ann@example.org", "Ann").await;
     let ann_pid = join(&ann, &session).await;
@@ -332,7 +284,7 @@ async fn a_mute_by_the_host_holds_until_the_host_allows_an_unmute() {
 async fn a_removed_participant_cannot_rejoin_and_a_locked_session_admits_no_one_new() {
     let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
     let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     join(&host, &session).await;
     let (ann, ann_token) = user(&server, "ann@example.org", "Ann").await;
     let ann_pid = join(&ann, &session).await;
@@ -396,7 +348,7 @@ async fn a_removed_participant_cannot_rejoin_and_a_locked_session_admits_no_one_
 async fn attendance_lists_every_visit_for_hosts_as_graphql_and_csv() {
     let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
     let (host, _) = user(&server, "host@example.org", "Hannah Host").await;
-    let session = live_session(&host).await;
+    let session = live_session(&host).await.1;
     join(&host, &session).await;
     let (ann, _) = user(&server, "ann@example.org", "Ann, \"the\" student").await;
     // Two visits.

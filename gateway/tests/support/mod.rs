@@ -180,3 +180,59 @@ impl Api {
         data["signUp"]["id"].as_str().expect("user id").to_owned()
     }
 }
+
+/// A signed-up user (a fresh client with its session cookie) and an API token of theirs for
+/// the websocket.
+pub async fn user(server: &TestServer, email: &str, name: &str) -> (Api, String) {
+    let api = Api::new(&server.url);
+    api.sign_up(email, name).await;
+    let token = api
+        .ok(
+            "mutation($i: CreateApiTokenInput!) { createApiToken(input: $i) { secret } }",
+            serde_json::json!({ "i": { "name": "ws", "scopes": ["READ", "WRITE"] } }),
+        )
+        .await["createApiToken"]["secret"]
+        .as_str()
+        .expect("the token's secret")
+        .to_owned();
+    (api, token)
+}
+
+/// A live session of a new class of `host`'s: (class id, session id).
+pub async fn live_session(host: &Api) -> (serde_json::Value, String) {
+    let class = host
+        .ok(
+            "mutation($i: CreateClassInput!) { createClass(input: $i) { id } }",
+            serde_json::json!({ "i": { "title": "Optics" } }),
+        )
+        .await["createClass"]["id"]
+        .clone();
+    let session = host
+        .ok(
+            "mutation($i: ScheduleSessionInput!) { scheduleSession(input: $i) { id } }",
+            serde_json::json!({ "i": { "classId": class, "start": "2030-01-01T10:00:00Z" } }),
+        )
+        .await["scheduleSession"]["id"]
+        .as_str()
+        .expect("the session's id")
+        .to_owned();
+    host.ok(
+        "mutation($id: ID!) { startSession(id: $id) { id } }",
+        serde_json::json!({ "id": session }),
+    )
+    .await;
+    (class, session)
+}
+
+/// `api`'s user joins the live `session`: their participant id.
+pub async fn join(api: &Api, session: &str) -> i64 {
+    api.ok(
+        "mutation($s: ID!) { joinSession(sessionId: $s) { participantId } }",
+        serde_json::json!({ "s": session }),
+    )
+    .await["joinSession"]["participantId"]
+        .as_str()
+        .expect("a participant id")
+        .parse()
+        .expect("a numeric participant id")
+}
