@@ -30,6 +30,14 @@ fn js_err(e: JsValue) -> String {
         .unwrap_or_else(|| format!("{e:?}"))
 }
 
+/// The `name` of a DOM exception (`NotAllowedError`, ...), empty for anything else.
+fn error_name(e: &JsValue) -> String {
+    Reflect::get(e, &"name".into())
+        .ok()
+        .and_then(|n| n.as_string())
+        .unwrap_or_default()
+}
+
 /// A `performance.mark` of a step of connecting.
 fn mark(name: &str) {
     if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
@@ -114,10 +122,7 @@ pub async fn local_media(
         .get_user_media_with_constraints(&constraints)
         .map_err(js_err)?;
     let stream = JsFuture::from(promise).await.map_err(|e| {
-        let name = Reflect::get(&e, &"name".into())
-            .ok()
-            .and_then(|n| n.as_string())
-            .unwrap_or_default();
+        let name = error_name(&e);
         if name == "NotAllowedError" {
             "Camera or microphone access was denied. Allow it in the browser's site settings, then reload.".to_owned()
         } else if name == "NotFoundError" {
@@ -156,8 +161,9 @@ pub async fn devices() -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The stream id in the `a=msid` line of the m-section with `a=mid:<mid>`.
-fn msid_of(sdp: &str, mid: &str) -> Option<String> {
+/// The track id in the `a=msid:<stream> <track>` line of the m-section with `a=mid:<mid>`:
+/// the id the server gives the track (the API's `Track.id`).
+fn msid_track_of(sdp: &str, mid: &str) -> Option<String> {
     let mut in_section = false;
     let mut msid = None;
     for line in sdp.lines().map(str::trim) {
@@ -169,7 +175,7 @@ fn msid_of(sdp: &str, mid: &str) -> Option<String> {
         } else if let Some(m) = line.strip_prefix("a=mid:") {
             in_section = m == mid;
         } else if let Some(rest) = line.strip_prefix("a=msid:") {
-            msid = rest.split_whitespace().next().map(str::to_owned);
+            msid = rest.split_whitespace().nth(1).map(str::to_owned);
         }
     }
     if in_section { msid } else { None }
@@ -180,7 +186,7 @@ type Listener = Closure<dyn FnMut(JsValue)>;
 
 /// Callbacks of a call.
 pub struct Handlers {
-    /// A remote track arrived, of the publisher's stream with this id.
+    /// A remote track arrived: its id as the API names it (`Track.id`), and the track.
     pub on_track: Box<dyn Fn(String, MediaStreamTrack)>,
     /// The connection state changed (`new`, `connecting`, `connected`, `disconnected`, `failed`,
     /// `closed`).
@@ -223,8 +229,8 @@ fn new_pc(
         let handlers = Rc::clone(handlers);
         Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
             let e: RtcTrackEvent = e.unchecked_into();
-            // The publisher's stream id, from the `a=msid` of this transceiver's m-section in
-            // the server's description (Chromium does not always associate it itself).
+            // The track's id, from the `a=msid` of this transceiver's m-section in the server's
+            // description (what the browser calls the track may differ).
             let mid = e.transceiver().mid().unwrap_or_default();
             let sdp = Reflect::get(
                 &e.target().unwrap_or(JsValue::NULL.into()),
@@ -234,11 +240,9 @@ fn new_pc(
             .and_then(|d| Reflect::get(&d, &"sdp".into()).ok())
             .and_then(|s| s.as_string())
             .unwrap_or_default();
-            let stream_id = msid_of(&sdp, &mid)
-                .or_else(|| e.streams().get(0).dyn_ref::<MediaStream>().map(|s| s.id()));
-            if let Some(stream_id) = stream_id {
-                (handlers.on_track)(stream_id, e.track());
-            }
+            let track = e.track();
+            let id = msid_track_of(&sdp, &mid).unwrap_or_else(|| track.id());
+            (handlers.on_track)(id, track);
         })
     };
     pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
@@ -254,6 +258,63 @@ fn new_pc(
     };
     pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
     Ok((pc, vec![on_track, on_state]))
+}
+
+/// Asks the person to pick a screen, window or tab to share, with its sound when the browser
+/// offers it.
+pub async fn display_media() -> Result<MediaStream, String> {
+    let devices = web_sys::window()
+        .ok_or("no window")?
+        .navigator()
+        .media_devices()
+        .map_err(|_| "this browser cannot share a screen (insecure page?)".to_owned())?;
+    let constraints = web_sys::DisplayMediaStreamConstraints::new();
+    constraints.set_video_bool(true);
+    constraints.set_audio_bool(true);
+    let promise = devices
+        .get_display_media_with_constraints(&constraints)
+        .map_err(js_err)?;
+    let stream = JsFuture::from(promise).await.map_err(|e| {
+        let name = error_name(&e);
+        if name == "NotAllowedError" {
+            "Screen sharing was cancelled or is not allowed.".to_owned()
+        } else {
+            format!("The screen could not be shared: {}", js_err(e))
+        }
+    })?;
+    Ok(stream.unchecked_into())
+}
+
+/// A track of a shared screen (marked by [`add_screen`]).
+fn is_screen(track: &MediaStreamTrack) -> bool {
+    let hint = Reflect::get(track, &"contentHint".into())
+        .ok()
+        .and_then(|h| h.as_string())
+        .unwrap_or_default();
+    track.kind() == "video" && hint == "detail" || track.kind() == "audio" && hint == "music"
+}
+
+/// Adds a shared screen's tracks (its picture, and its sound if any): one layer, sent as
+/// captured (text stays readable), in their own stream.
+fn add_screen(pc: &RtcPeerConnection, screen: &MediaStream) {
+    for track in screen.get_tracks().iter() {
+        let track: MediaStreamTrack = track.unchecked_into();
+        // A screen's picture: sharpness over smoothness (the encoder keeps the resolution and
+        // drops frames); its sound is music or a video's, not speech. This also marks them
+        // apart from the camera and microphone.
+        let hint = if track.kind() == "video" {
+            "detail"
+        } else {
+            "music"
+        };
+        set(track.unchecked_ref(), "contentHint", hint);
+        let init = RtcRtpTransceiverInit::new();
+        init.set_direction(RtcRtpTransceiverDirection::Sendonly);
+        let streams = Array::new();
+        streams.push(screen);
+        init.set_streams(&streams);
+        pc.add_transceiver_with_media_stream_track_and_init(&track, &init);
+    }
 }
 
 /// Adds what this browser sends (or receive-only lines for a viewer).
@@ -295,6 +356,13 @@ async fn offer_and_send(
     session_id: &str,
     restart: bool,
 ) -> Result<(), String> {
+    // A server offer being answered finishes first (an offer cannot be made meanwhile).
+    while signaling_state(pc) != "stable" {
+        if signaling_state(pc) == "closed" {
+            return Err("the connection is closed".into());
+        }
+        signaling_settled(pc).await;
+    }
     let offer = JsFuture::from(pc.create_offer()).await.map_err(js_err)?;
     let sdp = Reflect::get(&offer, &"sdp".into())
         .ok()
@@ -362,6 +430,7 @@ impl Call {
         &self,
         ice_servers: &[String],
         local: Option<&MediaStream>,
+        screen: Option<&MediaStream>,
     ) -> Result<(), String> {
         let (session_id, handlers, old) = {
             let inner = self.0.borrow();
@@ -374,6 +443,9 @@ impl Call {
         old.close();
         let (pc, closures) = new_pc(ice_servers, &handlers)?;
         add_media(&pc, local);
+        if let Some(screen) = screen {
+            add_screen(&pc, screen);
+        }
         {
             let mut inner = self.0.borrow_mut();
             inner.pc = pc.clone();
@@ -431,12 +503,55 @@ impl Call {
         Ok(())
     }
 
+    /// Starts sending a shared screen (announced first with `shareScreen`): renegotiates.
+    pub async fn share_screen(&self, screen: &MediaStream) -> Result<(), String> {
+        let (pc, session_id) = {
+            let inner = self.0.borrow();
+            (inner.pc.clone(), inner.session_id.clone())
+        };
+        add_screen(&pc, screen);
+        offer_and_send(&pc, &session_id, false).await
+    }
+
+    /// Stops sending a shared screen's tracks: renegotiates (the server unpublishes them).
+    pub async fn stop_screen(&self, screen: &MediaStream) -> Result<(), String> {
+        let (pc, session_id) = {
+            let inner = self.0.borrow();
+            (inner.pc.clone(), inner.session_id.clone())
+        };
+        let ids: Vec<String> = screen
+            .get_tracks()
+            .iter()
+            .map(|t| t.unchecked_into::<MediaStreamTrack>().id())
+            .collect();
+        let mut removed = false;
+        for sender in pc.get_senders().iter() {
+            let sender: web_sys::RtcRtpSender = sender.unchecked_into();
+            // The screen's tracks (any screen's: nothing of a share may stay on the air).
+            if let Some(track) = sender.track()
+                && (ids.contains(&track.id()) || is_screen(&track))
+            {
+                track.stop();
+                pc.remove_track(&sender);
+                removed = true;
+            }
+        }
+        if !removed || signaling_state(&pc) == "closed" {
+            return Ok(());
+        }
+        offer_and_send(&pc, &session_id, false).await
+    }
+
     /// Replaces the camera or microphone being sent with `track` (a device change).
     pub fn replace_track(&self, track: &MediaStreamTrack) {
         let pc = self.0.borrow().pc.clone();
         for sender in pc.get_senders().iter() {
             let sender: web_sys::RtcRtpSender = sender.unchecked_into();
-            if sender.track().is_some_and(|t| t.kind() == track.kind()) {
+            // The camera's or microphone's sender (a screen's track keeps its own).
+            if sender
+                .track()
+                .is_some_and(|t| t.kind() == track.kind() && !is_screen(&t))
+            {
                 let _ = sender.replace_track(Some(track));
             }
         }

@@ -2,8 +2,9 @@
 //! people do, in one sequence: a viewer raises a hand, the host sees it in the People panel and
 //! invites them, the invited viewer accepts and publishes, another viewer decodes their video;
 //! the host sends them back to the audience and their video stops for everyone; invited again,
-//! the host mutes their microphone and they cannot unmute; the host removes a viewer, who cannot
-//! come back. Every wait polls a condition with a deadline. Screenshots are kept.
+//! the host mutes their microphone and they cannot unmute; the host shares a screen, which
+//! everyone sees large (speaker view), a viewer switches to the grid and pins a camera, and the
+//! share stops for everyone; the host removes a viewer, who cannot come back. Every wait polls a condition with a deadline. Screenshots are kept.
 
 mod support;
 
@@ -74,6 +75,34 @@ async fn attr(b: &Browser, css: &str, name: &str) -> Option<String> {
     .map(str::to_owned)
 }
 
+/// Frames decoded of the shared screen shown on `b` (0 while none plays).
+async fn screen_frames(b: &Browser) -> f64 {
+    b.eval(
+        "const v = document.querySelector('[data-testid=screen-tile] video');
+         if (!v || !v.srcObject || !v.videoWidth || v.paused) return 0;
+         return v.getVideoPlaybackQuality().totalVideoFrames;",
+    )
+    .await
+    .as_f64()
+    .unwrap_or(0.0)
+}
+
+/// The laid-out width of the element `css` selects (0 when there is none).
+async fn width(b: &Browser, css: &str) -> f64 {
+    b.eval(&format!(
+        "const e = document.querySelector({}); return e ? e.getBoundingClientRect().width : 0;",
+        Value::from(css)
+    ))
+    .await
+    .as_f64()
+    .unwrap_or(0.0)
+}
+
+/// The selector of `participant`'s camera tile.
+fn tile(participant: i64) -> String {
+    format!("[data-testid=tile][data-participant=\"{participant}\"]")
+}
+
 /// The participant id of the person named `name` in the live session.
 async fn participant(server: &TestServer, sid: i64, name: &str) -> i64 {
     until(WAIT, &format!("{name} in the session"), || async {
@@ -106,6 +135,10 @@ fn tracks(server: &TestServer, sid: i64, pid: i64, video: bool) -> Vec<gateway::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hands_stage_and_moderation_in_chromium() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let server = TestServer::with_built_frontend().await;
     let url = server.url.clone();
     let host = Browser::launch("host").await;
@@ -171,9 +204,14 @@ async fn hands_stage_and_moderation_in_chromium() {
     .await;
     decodes(&bo, ann_pid, "bo sees ann on stage").await;
     decodes(&host, ann_pid, "the host sees ann on stage").await;
-    // (Not checked here: that Ann, whose connection was replaced by one that sends, keeps
-    // receiving the host's video. It stalls after its first frames, or before, in the SFU's
-    // allocation for that new connection; see the report of this branch. The SFU's to fix.)
+    // Her connection was replaced by one that sends: on it she keeps receiving the host.
+    let start = tile_frames(&ann, host_pid).await;
+    until(
+        WAIT,
+        "ann on stage keeps decoding the host's picture",
+        || async { (tile_frames(&ann, host_pid).await > start + 30.0).then_some(()) },
+    )
+    .await;
     bo.screenshot(SCENARIO, "ann-on-stage").await;
 
     // Sent back to the audience: her tracks close and her video goes for everyone.
@@ -251,6 +289,93 @@ async fn hands_stage_and_moderation_in_chromium() {
     assert_eq!(refused, Err(gateway::live::Refused::MutedByHost));
     assert!(exists(&bo, &mic_muted_for_bo).await);
     host.screenshot(SCENARIO, "people-panel").await;
+
+    // The host shares a screen: everyone sees it large, the cameras in a strip below.
+    host.click("[data-testid=share-screen]").await;
+    until(WAIT, "the host's screen published as a screen", || async {
+        tracks(&server, sid, host_pid, true)
+            .iter()
+            .any(|t| t.source == gateway::live::TrackSource::Screen)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        host.text_of("[data-testid=share-screen]").await,
+        "Stop sharing"
+    );
+    for (b, who) in [(&bo, "bo"), (&ann, "ann")] {
+        let start = until(WAIT, &format!("{who}: the screen shows"), || async {
+            let f = screen_frames(b).await;
+            (f > 0.0).then_some(f)
+        })
+        .await;
+        until(WAIT, &format!("{who}: the screen decodes"), || async {
+            (screen_frames(b).await >= start + 5.0).then_some(())
+        })
+        .await;
+        until(
+            WAIT,
+            &format!("{who}: speaker view with the screen large"),
+            || async {
+                (exists(
+                    b,
+                    "[data-testid=stage][data-layout=speaker] [data-testid=screen-tile].main",
+                )
+                .await
+                    && width(b, "[data-testid=screen-tile]").await
+                        > 2.0 * width(b, &tile(host_pid)).await)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    // The host's camera in the strip is small: Bo asks for its low layer.
+    until(WAIT, "bo asks for the host's small layer", || async {
+        (attr(&bo, &tile(host_pid), "data-layer").await.as_deref() == Some("LOW")).then_some(())
+    })
+    .await;
+    bo.screenshot(SCENARIO, "screen-share").await;
+    // Bo picks the grid: no tile is large.
+    bo.click("[data-testid=speaker-view]").await;
+    until(WAIT, "bo's grid", || async {
+        (exists(&bo, "[data-testid=stage][data-layout=grid]").await
+            && !exists(&bo, "[data-testid=stage] .main").await)
+            .then_some(())
+    })
+    .await;
+    bo.screenshot(SCENARIO, "grid").await;
+    // He pins the host's camera: speaker view with it large, at its high layer.
+    bo.click(&format!("{} [data-testid=pin]", tile(host_pid)))
+        .await;
+    until(WAIT, "bo's pinned host, large and sharp", || async {
+        (exists(
+            &bo,
+            &format!(
+                "[data-testid=stage][data-layout=speaker] {}.main",
+                tile(host_pid)
+            ),
+        )
+        .await
+            && attr(&bo, &tile(host_pid), "data-layer").await.as_deref() == Some("HIGH"))
+        .then_some(())
+    })
+    .await;
+    bo.screenshot(SCENARIO, "pinned").await;
+    // The host stops sharing: the screen goes for everyone.
+    host.click("[data-testid=share-screen]").await;
+    until(WAIT, "the screen unpublished", || async {
+        (!tracks(&server, sid, host_pid, true)
+            .iter()
+            .any(|t| t.source == gateway::live::TrackSource::Screen))
+        .then_some(())
+    })
+    .await;
+    for (b, who) in [(&bo, "bo"), (&ann, "ann")] {
+        until(WAIT, &format!("{who}: the screen tile gone"), || async {
+            (!exists(b, "[data-testid=screen-tile]").await).then_some(())
+        })
+        .await;
+    }
 
     // Removed: Bo's page says so, and he cannot come back.
     host.click(&format!(

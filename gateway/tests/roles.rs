@@ -553,6 +553,12 @@ fn cases() -> Vec<Case> {
             allowed: [Y, Y, N, N, N, N],
         },
         Case {
+            name: "shareScreen",
+            document: "mutation($s: ID!) { shareScreen(sessionId: $s, trackIds: [\"screen-video\"]) }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string() }),
+            allowed: [Y, Y, Y, N, N, N],
+        },
+        Case {
             name: "leaveStage",
             document: "mutation($s: ID!) { leaveStage(sessionId: $s) }",
             variables: |f, _| json!({ "s": f.live_session_id.to_string() }),

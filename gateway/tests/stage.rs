@@ -27,6 +27,7 @@ const EVENTS: &str = "subscription($s: ID!) { sessionEvents(sessionId: $s) { __t
   ... on HandLowered { participantId reason }
   ... on HostMuteChanged { participantId kind locked }
   ... on TrackMuted { trackId muted }
+  ... on TrackPublished { track { id source } }
   ... on SessionLockChanged { locked }
   ... on StageInvitation { invited }
   ... on RemovedFromSession { reason } } }";
@@ -426,5 +427,71 @@ async fn attendance_lists_every_visit_for_hosts_as_graphql_and_csv() {
         .filter(|v| v["leftAt"].is_null())
         .count();
     assert_eq!(open, 0, "{report}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_screen_share_is_published_as_a_screen_for_everyone() {
+    let server = TestServer::start(std::path::PathBuf::from("/nonexistent")).await;
+    let (host, host_token) = user(&server, "host@example.org", "Hannah Host").await;
+    let session = live_session(&host).await.1;
+    let host_pid = join(&host, &session).await;
+    let (ann, _) = user(&server, "ann@example.org", "Ann").await;
+    join(&ann, &session).await;
+    let share = "mutation($s: ID!, $t: [String!]!) { shareScreen(sessionId: $s, trackIds: $t) }";
+    // Bad input names the field; a viewer may not share.
+    for bad in [
+        json!([]),
+        json!(["a", "b", "c"]),
+        json!(["x".repeat(65)]),
+        json!(["a b"]),
+    ] {
+        let body = host.post(share, json!({ "s": session, "t": bad })).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{body}"
+        );
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], "trackIds",
+            "{body}"
+        );
+    }
+    assert_eq!(
+        ann.error_code(share, json!({ "s": session, "t": ["scr"] }))
+            .await,
+        "FORBIDDEN"
+    );
+    host.ok(share, json!({ "s": session, "t": ["scr", "scr-sound"] }))
+        .await;
+    let mut events = subscribe(&server, &host_token, &session).await;
+    // The browser's offer then publishes them (as the SFU tells it), next to the camera.
+    let live = server.state().live.clone();
+    let sid: i64 = session.parse().unwrap();
+    let peer = PeerId::from_u64(9_002);
+    live.attach(sid, host_pid, peer);
+    for (track, video) in [("cam", true), ("scr", true), ("scr-sound", false)] {
+        live.on_sfu_event(SfuEvent::TrackPublished {
+            peer,
+            track: track.into(),
+            video,
+        });
+    }
+    let mut sources = Vec::new();
+    for _ in 0..3 {
+        let published = events.until("TrackPublished").await;
+        sources.push((
+            published["track"]["id"].as_str().unwrap().to_owned(),
+            published["track"]["source"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let id = |t: &str| TrackKey::new(peer, t).msid_track();
+    assert_eq!(
+        sources,
+        vec![
+            (id("cam"), "CAMERA".to_owned()),
+            (id("scr"), "SCREEN".to_owned()),
+            (id("scr-sound"), "SCREEN_AUDIO".to_owned()),
+        ]
+    );
     server.stop().await;
 }

@@ -29,6 +29,7 @@ use crate::api;
 use crate::call::{self, Call, Handlers};
 use crate::pages::classes::{local_time, role_label};
 use crate::pages::interaction::{self, Interaction};
+use crate::pages::layout::{self, Layout, TileKey};
 use crate::pages::panel::{self, SidePanel};
 use crate::pages::people::{Member, Moderation, PeoplePanel};
 use crate::ws::{Subscription, WsStatus};
@@ -36,13 +37,13 @@ use crate::ws::{Subscription, WsStatus};
 /// The session's events. Room events carry their number (`seq`): a resubscription passes the
 /// last one as `since` and gets what it missed, or a `SessionSnapshot` to start again from.
 const EVENTS: &str = "subscription($s: ID!, $since: Int) { sessionEvents(sessionId: $s, since: $since) { __typename
-  ... on SessionSnapshot { reason seq participants { id userId name role connected } tracks { id streamId participantId kind muted } activeSpeakerId
+  ... on SessionSnapshot { reason seq participants { id userId name role connected } tracks { id streamId participantId kind muted source } activeSpeakerId
       hands { participantId raisedAt } hostMutes { participantId kind } locked }
   ... on ServerOffer { sdp }
   ... on ParticipantJoined { seq participant { id userId name role connected } }
   ... on ParticipantLeft { seq participantId }
   ... on ParticipantRoleChanged { seq participantId role }
-  ... on TrackPublished { seq track { id streamId participantId kind muted } }
+  ... on TrackPublished { seq track { id streamId participantId kind muted source } }
   ... on TrackUnpublished { seq trackId }
   ... on TrackMuted { seq trackId muted }
   ... on ActiveSpeakerChanged { seq participantId }
@@ -76,11 +77,22 @@ struct Person {
 #[derive(Clone, Debug, PartialEq)]
 struct Track {
     id: String,
-    stream_id: String,
     participant_id: String,
     video: bool,
     muted: bool,
+    /// `CAMERA`, `MICROPHONE`, `SCREEN` or `SCREEN_AUDIO`.
+    source: String,
 }
+
+impl Track {
+    /// A shared screen's picture or sound (not shown in its owner's tile).
+    fn is_screen(&self) -> bool {
+        matches!(self.source.as_str(), "SCREEN" | "SCREEN_AUDIO")
+    }
+}
+
+const SHARE_SCREEN: &str =
+    "mutation($s: ID!, $t: [String!]!) { shareScreen(sessionId: $s, trackIds: $t) }";
 
 #[derive(Clone, Debug, PartialEq)]
 enum Phase {
@@ -217,6 +229,16 @@ fn play(el: HtmlMediaElement, blocked: Option<RwSignal<bool>>) {
     });
 }
 
+/// Plays `stream` in `el` (nothing when it plays it already; stops with `None`).
+fn show(el: HtmlMediaElement, stream: Option<MediaStream>, blocked: Option<RwSignal<bool>>) {
+    if el.src_object().map(|s| s.id()) != stream.as_ref().map(|s| s.id()) {
+        el.set_src_object(stream.as_ref());
+        if stream.is_some() {
+            play(el, blocked);
+        }
+    }
+}
+
 /// The classroom route. A *Rejoin* (or the session going live while waiting) builds the room anew.
 #[component]
 pub fn Classroom() -> impl IntoView {
@@ -243,6 +265,11 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
     let phase = RwSignal::new(Phase::Joining);
     let notice = RwSignal::new(None::<String>);
     let local = RwSignal::new(None::<MediaStream>);
+    // The screen this page shares, if it does.
+    let screen = RwSignal::new(None::<MediaStream>);
+    // The layout the person picked (`None`: it follows the room) and the tile they pinned.
+    let layout_choice = RwSignal::new(None::<Layout>);
+    let pinned = RwSignal::new(None::<TileKey>);
     let cam_off = RwSignal::new(false);
     let mic_off = RwSignal::new(false);
     let compact = RwSignal::new(false);
@@ -298,7 +325,10 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
         {
             s.close();
         }
-        if let Some(stream) = local.get_untracked() {
+        for stream in [local.get_untracked(), screen.get_untracked()]
+            .into_iter()
+            .flatten()
+        {
             for t in stream.get_tracks().iter() {
                 t.unchecked_into::<MediaStreamTrack>().stop();
             }
@@ -316,10 +346,10 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
         };
         let track_of = |t: &serde_json::Value| Track {
             id: s(&t["id"]),
-            stream_id: s(&t["streamId"]),
             participant_id: s(&t["participantId"]),
             video: t["kind"] == "VIDEO",
             muted: t["muted"].as_bool().unwrap_or(false),
+            source: s(&t["source"]),
         };
         // A resubscription resumes after the last numbered event this page applied.
         if let Some(seq) = e["seq"].as_i64()
@@ -389,14 +419,16 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                             m.1 = role.clone();
                         }
                     });
-                    if !can_publish(&role)
-                        && let Some(stream) = local.get_untracked()
-                    {
+                    if !can_publish(&role) {
                         // Off the stage: the server stopped taking what this page sends.
-                        for t in stream.get_tracks().iter() {
-                            t.unchecked_into::<MediaStreamTrack>().stop();
+                        for signal in [local, screen] {
+                            if let Some(stream) = signal.get_untracked() {
+                                for t in stream.get_tracks().iter() {
+                                    t.unchecked_into::<MediaStreamTrack>().stop();
+                                }
+                                signal.set(None);
+                            }
                         }
-                        local.set(None);
                     }
                 }
             }
@@ -410,6 +442,9 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
             "TrackUnpublished" => {
                 let id = s(&e["trackId"]);
                 tracks.update(|list| list.retain(|t| t.id != id));
+                streams.update(|m| {
+                    m.remove(&id);
+                });
             }
             "TrackMuted" => {
                 let id = s(&e["trackId"]);
@@ -552,25 +587,15 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
             }
         }
         let handlers = Handlers {
-            on_track: Box::new(move |stream_id: String, track: MediaStreamTrack| {
+            on_track: Box::new(move |track_id: String, track: MediaStreamTrack| {
                 mark("classroom:track");
-                // One media stream per publisher (its audio and video), rebuilt with each new
-                // track so that the tile's elements pick it up.
+                // One media stream per received track, by the track's id in the API: a
+                // publisher's camera, microphone and screen each go to their own element.
                 let tracks_now = js_sys::Array::new();
-                if let Some(old) = streams.get_untracked().get(&stream_id) {
-                    for t in old.get_tracks().iter() {
-                        let t: MediaStreamTrack = t.unchecked_into();
-                        if t.kind() != track.kind()
-                            && t.ready_state() == web_sys::MediaStreamTrackState::Live
-                        {
-                            tracks_now.push(&t);
-                        }
-                    }
-                }
                 tracks_now.push(&track);
                 if let Ok(stream) = MediaStream::new_with_tracks(&tracks_now) {
                     streams.update(|m| {
-                        m.insert(stream_id, stream);
+                        m.insert(track_id, stream);
                     });
                 }
             }),
@@ -586,7 +611,10 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                             if let Some(c) = call.get_value() {
                                 let servers = ice_servers.get_value();
                                 let stream = local.get_untracked();
-                                if let Err(e) = c.restart(&servers, stream.as_ref()).await {
+                                let shared = screen.get_untracked();
+                                if let Err(e) =
+                                    c.restart(&servers, stream.as_ref(), shared.as_ref()).await
+                                {
                                     phase.set(Phase::Failed(format!("Could not reconnect: {e}")));
                                 }
                             }
@@ -757,7 +785,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
         tracks
             .get_untracked()
             .into_iter()
-            .find(|t| t.participant_id == pid && t.video == video)
+            .find(|t| t.participant_id == pid && t.video == video && !t.is_screen())
             .map(|t| t.id)
     };
     let toggle = move |video: bool| {
@@ -820,7 +848,9 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                     // every tile asks again for the layer its size needs.
                     requested_layers.update_value(HashMap::clear);
                     if let Some(c) = call.get_value()
-                        && let Err(e) = c.restart(&ice_servers.get_value(), Some(&stream)).await
+                        && let Err(e) = c
+                            .restart(&ice_servers.get_value(), Some(&stream), None)
+                            .await
                     {
                         notice.set(Some(format!("Could not join the stage: {e}")));
                     }
@@ -918,6 +948,129 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
             .into_iter()
             .filter(|p| !can_publish(&p.role))
             .count()
+    };
+    // Shared screens on the stage: (the screen's video track, its sharer's name).
+    let screens = move || {
+        let list = people.get();
+        tracks
+            .get()
+            .into_iter()
+            .filter(|t| t.video && t.source == "SCREEN")
+            .filter_map(|t| {
+                let name = list.iter().find(|p| p.id == t.participant_id)?.name.clone();
+                Some((t, name))
+            })
+            .collect::<Vec<_>>()
+    };
+    let tile_keys = move || {
+        let mut keys: Vec<TileKey> = stage().into_iter().map(|p| TileKey::Person(p.id)).collect();
+        keys.extend(screens().into_iter().map(|(t, _)| TileKey::Screen(t.id)));
+        keys
+    };
+    let layout_now = Memo::new(move |_| {
+        layout::effective(layout_choice.get(), screens().len(), pinned.get().is_some())
+    });
+    let main_tile = Memo::new(move |_| {
+        layout::main_tile(
+            layout_now.get(),
+            &tile_keys(),
+            pinned.get().as_ref(),
+            speaker.get().as_deref(),
+        )
+    });
+    // Pinning shows the tile large: speaker view, even over a grid picked before.
+    let toggle_pin = move |key: TileKey| {
+        if layout_choice.get_untracked() == Some(Layout::Grid) {
+            layout_choice.set(None);
+        }
+        pinned.update(|p| {
+            *p = if p.as_ref() == Some(&key) {
+                None
+            } else {
+                Some(key)
+            }
+        });
+    };
+    // The screen being picked and announced (a second click meanwhile does nothing).
+    let share_busy = RwSignal::new(false);
+    // Stops sharing `stream`: the connection stops sending it, the capture ends.
+    let stop_share = move |stream: MediaStream| {
+        if screen
+            .get_untracked()
+            .is_some_and(|s| s.id() == stream.id())
+        {
+            screen.set(None);
+        }
+        for t in stream.get_tracks().iter() {
+            t.unchecked_into::<MediaStreamTrack>().stop();
+        }
+        if let Some(c) = call.get_value() {
+            leptos::task::spawn_local(async move {
+                if let Err(e) = c.stop_screen(&stream).await {
+                    notice.set(Some(format!("Could not stop sharing: {e}")));
+                }
+            });
+        }
+    };
+    // Picks a screen, announces it, and sends it.
+    let start_share = move || async move {
+        let stream = match call::display_media().await {
+            Ok(stream) => stream,
+            Err(message) => {
+                notice.set(Some(message));
+                return;
+            }
+        };
+        let ids: Vec<String> = stream
+            .get_tracks()
+            .iter()
+            .map(|t| t.unchecked_into::<MediaStreamTrack>().id())
+            .collect();
+        // Announced first, so everyone's app shows it as a screen from its first packet.
+        if let Err(e) = api::graphql(
+            SHARE_SCREEN,
+            serde_json::json!({ "s": sid.get_value(), "t": ids }),
+        )
+        .await
+        {
+            notice.set(Some(e.message));
+            for t in stream.get_tracks().iter() {
+                t.unchecked_into::<MediaStreamTrack>().stop();
+            }
+            return;
+        }
+        // The browser's own "Stop sharing" ends the capture: stop sending it too.
+        if let Ok(video) = stream
+            .get_video_tracks()
+            .get(0)
+            .dyn_into::<MediaStreamTrack>()
+        {
+            let ended = stream.clone();
+            let on_ended = Closure::once_into_js(move || stop_share(ended));
+            let _ = video.add_event_listener_with_callback("ended", on_ended.unchecked_ref());
+        }
+        screen.set(Some(stream.clone()));
+        if let Some(c) = call.get_value()
+            && let Err(e) = c.share_screen(&stream).await
+        {
+            notice.set(Some(format!("Could not share the screen: {e}")));
+            stop_share(stream);
+        }
+    };
+    let share = move |_| {
+        if let Some(stream) = screen.get_untracked() {
+            stop_share(stream);
+            return;
+        }
+        // One share at a time: the picker may take a while, and clicks meanwhile do nothing.
+        if share_busy.get_untracked() {
+            return;
+        }
+        share_busy.set(true);
+        leptos::task::spawn_local(async move {
+            start_share().await;
+            share_busy.set(false);
+        });
     };
     let is_host = move || me.get().is_some_and(|(_, r)| r == "HOST");
     let class_href = move || {
@@ -1033,7 +1186,8 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
             </Show>
             <div class="room-body">
             <div class="room-main">
-            <div class="stage" data-testid="stage">
+            <div class="stage" data-testid="stage" data-layout=move || layout_now.get().name()
+                class:speaker-view=move || layout_now.get() == Layout::Speaker>
                 <For each=stage key=|p| (p.id.clone(), p.role.clone()) let:person>
                     {
                         let pid = person.id.clone();
@@ -1041,7 +1195,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         let is_me = move || me.get().is_some_and(|(m, _)| pid_s.with_value(|p| *p == m));
                         let track_of = move |video: bool| {
                             let p = pid_s.get_value();
-                            tracks.get().into_iter().find(|t| t.participant_id == p && t.video == video)
+                            tracks.get().into_iter().find(|t| t.participant_id == p && t.video == video && !t.is_screen())
                         };
                         let video_track = move || track_of(true);
                         let audio_track = move || track_of(false);
@@ -1056,7 +1210,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                             let stream = if is_me() {
                                 local.get()
                             } else {
-                                video_track().and_then(|t| streams.get().get(&t.stream_id).cloned())
+                                video_track().and_then(|t| streams.get().get(&t.id).cloned())
                             };
                             let current = el.src_object();
                             if current.as_ref().map(|s| s.id()) != stream.as_ref().map(|s| s.id()) {
@@ -1092,14 +1246,8 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         // without a click shows *Turn on sound*.
                         Effect::new(move |_| {
                             let Some(el) = audio_ref.get() else { return };
-                            let stream = audio_track().and_then(|t| streams.get().get(&t.stream_id).cloned());
-                            let current = el.src_object();
-                            if current.as_ref().map(|s| s.id()) != stream.as_ref().map(|s| s.id()) {
-                                el.set_src_object(stream.as_ref());
-                                if stream.is_some() {
-                                    play(el.into(), Some(sound_blocked));
-                                }
-                            }
+                            let stream = audio_track().and_then(|t| streams.get().get(&t.id).cloned());
+                            show(el.into(), stream, Some(sound_blocked));
                         });
                         Effect::new(move |_| {
                             let v = volume.get();
@@ -1140,7 +1288,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                             if is_me() || w <= 0.0 { return; }
                             // Only once the track arrives: the server has its consumer then (a
                             // preference sent earlier would find none).
-                            if !streams.with(|m| m.contains_key(&track.stream_id)) { return; }
+                            if !streams.with(|m| m.contains_key(&track.id)) { return; }
                             let layer = layer_for_width(w);
                             asked.set(Some(layer));
                             let previous = requested_layers.try_update_value(|m| m.insert(track.id.clone(), layer)).flatten();
@@ -1169,7 +1317,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         let has_video = move || is_me() && local.get().is_some() || video_track().is_some();
                         let quality_of = move || {
                             let t = video_track()?;
-                            let stream = streams.get().get(&t.stream_id).cloned()?;
+                            let stream = streams.get().get(&t.id).cloned()?;
                             let id = stream.get_video_tracks().get(0).dyn_into::<MediaStreamTrack>().ok()?.id();
                             quality.get().get(&id).cloned()
                         };
@@ -1180,6 +1328,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         };
                         view! {
                             <figure class="tile" node_ref=tile_ref
+                                class:main=move || main_tile.get() == Some(TileKey::Person(pid_s.get_value()))
                                 class:speaking=move || speaker.get().is_some_and(|s| pid_s.with_value(|p| *p == s))
                                 class:self=is_me
                                 data-testid="tile" data-participant=pid.clone()
@@ -1203,6 +1352,12 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                                             prop:value=move || volume.get().to_string()
                                             on:input=move |ev| volume.set(event_target_value(&ev).parse().unwrap_or(1.0))/>
                                     </Show>
+                                    <button class="icon-button" data-testid="pin"
+                                        title=move || if pinned.get() == Some(TileKey::Person(pid_s.get_value())) { "Unpin" } else { "Pin: keep large" }
+                                        aria-pressed=move || (pinned.get() == Some(TileKey::Person(pid_s.get_value()))).to_string()
+                                        on:click=move |_| toggle_pin(TileKey::Person(pid_s.get_value()))>
+                                        {move || if pinned.get() == Some(TileKey::Person(pid_s.get_value())) { "Unpin" } else { "Pin" }}
+                                    </button>
                                     <button class="icon-button" title="Full screen" aria-label="Full screen"
                                         data-testid="fullscreen" on:click=fullscreen>
                                         <svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2">
@@ -1232,6 +1387,20 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         }
                     }
                 </For>
+                <For each=screens key=|(t, _)| t.id.clone() let:shared>
+                    {
+                        let (track, owner) = shared;
+                        let key = TileKey::Screen(track.id.clone());
+                        let mine = me.get_untracked().is_some_and(|(m, _)| m == track.participant_id);
+                        view! {
+                            <ScreenTile track=track owner=owner mine=mine streams=streams tracks=tracks
+                                local_screen=screen sound_blocked=sound_blocked
+                                main=Signal::derive({ let key = key.clone(); move || main_tile.get().as_ref() == Some(&key) })
+                                pinned=Signal::derive({ let key = key.clone(); move || pinned.get().as_ref() == Some(&key) })
+                                on_pin=Callback::new(move |_: ()| toggle_pin(key.clone()))/>
+                        }
+                    }
+                </For>
             </div>
             <div class="toolbar">
                 <Show when=move || local.get().is_some()>
@@ -1254,6 +1423,20 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         </select>
                     </label>
                 </Show>
+                <Show when=move || local.get().is_some()>
+                    <button class="button secondary" data-testid="share-screen" on:click=share
+                        aria-pressed=move || screen.get().is_some().to_string()>
+                        {move || if screen.get().is_some() { "Stop sharing" } else { "Share screen" }}
+                    </button>
+                </Show>
+                <button class="button secondary" data-testid="speaker-view"
+                    on:click=move |_| {
+                        let next = if layout_now.get_untracked() == Layout::Speaker { Layout::Grid } else { Layout::Speaker };
+                        if next == Layout::Grid { pinned.set(None); }
+                        layout_choice.set(Some(next));
+                    }>
+                    {move || if layout_now.get() == Layout::Speaker { "Grid view" } else { "Speaker view" }}
+                </button>
                 <button class="button secondary" data-testid="toggle-layout" on:click=move |_| compact.update(|c| *c = !*c)>
                     {move || if compact.get() { "Large tiles" } else { "Small tiles" }}
                 </button>
@@ -1336,5 +1519,94 @@ mod tests {
         assert_eq!(quality_level(4.0, 20.0), "fair");
         assert_eq!(quality_level(0.0, 300.0), "fair");
         assert_eq!(quality_level(12.0, 20.0), "poor");
+    }
+}
+
+/// A shared screen on the stage: its picture (large in speaker view), its sound if shared, whose
+/// it is, and a pin. The sharer sees their own capture.
+#[component]
+#[allow(clippy::too_many_arguments)]
+fn ScreenTile(
+    track: Track,
+    owner: String,
+    mine: bool,
+    streams: RwSignal<HashMap<String, MediaStream>>,
+    tracks: RwSignal<Vec<Track>>,
+    local_screen: RwSignal<Option<MediaStream>>,
+    sound_blocked: RwSignal<bool>,
+    main: Signal<bool>,
+    pinned: Signal<bool>,
+    on_pin: Callback<()>,
+) -> impl IntoView {
+    let video_ref = NodeRef::<html::Video>::new();
+    let audio_ref = NodeRef::<html::Audio>::new();
+    let tile_ref = NodeRef::<html::Figure>::new();
+    let id = track.id.clone();
+    let owner_id = track.participant_id.clone();
+    let picture = {
+        let id = id.clone();
+        move || {
+            if mine {
+                local_screen.get()
+            } else {
+                streams.with(|m| m.get(&id).cloned())
+            }
+        }
+    };
+    // The screen's sound: a track of the same sharer marked SCREEN_AUDIO.
+    let sound = move || {
+        if mine {
+            return None;
+        }
+        let t = tracks.with(|l| {
+            l.iter()
+                .find(|t| t.participant_id == owner_id && t.source == "SCREEN_AUDIO")
+                .map(|t| t.id.clone())
+        })?;
+        streams.with(|m| m.get(&t).cloned())
+    };
+    Effect::new(move |_| {
+        if let Some(el) = video_ref.get() {
+            show(el.into(), picture(), None);
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(el) = audio_ref.get() {
+            show(el.into(), sound(), Some(sound_blocked));
+        }
+    });
+    let fullscreen = move |_| {
+        if let Some(el) = tile_ref.get() {
+            let _ = el.request_fullscreen();
+        }
+    };
+    let label = if mine {
+        "Your screen".to_owned()
+    } else {
+        format!("{owner}'s screen")
+    };
+    view! {
+        <figure class="tile screen" node_ref=tile_ref class:main=move || main.get()
+            data-testid="screen-tile" data-track=id.clone() data-participant=track.participant_id.clone()>
+            <video node_ref=video_ref autoplay=true playsinline=true prop:muted=true></video>
+            <audio node_ref=audio_ref autoplay=true data-remote="true"></audio>
+            <div class="tile-tools">
+                <button class="icon-button" data-testid="pin"
+                    title=move || if pinned.get() { "Unpin" } else { "Pin: keep large" }
+                    aria-pressed=move || pinned.get().to_string()
+                    on:click=move |_| on_pin.run(())>
+                    {move || if pinned.get() { "Unpin" } else { "Pin" }}
+                </button>
+                <button class="icon-button" title="Full screen" aria-label="Full screen" on:click=fullscreen>
+                    <svg viewBox="0 0 16 16" width="14" height="14" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2">
+                        <path d="M1 5V1h4M11 1h4v4M15 11v4h-4M5 15H1v-4"/>
+                    </svg>
+                </button>
+            </div>
+            <figcaption>
+                <span class="screen-flag" aria-hidden="true">"▣"</span>
+                <span class="name">{label}</span>
+            </figcaption>
+        </figure>
     }
 }

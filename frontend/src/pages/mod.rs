@@ -6,6 +6,7 @@ pub mod classes;
 pub mod classroom;
 pub mod home;
 pub mod interaction;
+pub mod layout;
 pub mod not_found;
 pub mod panel;
 pub mod people;

@@ -23,7 +23,7 @@ use super::{caller, load, require_user, state};
 use crate::auth::{self, Scope};
 use crate::live::{
     self, Delivery, Directed, HandLoweredReason as LiveHandLoweredReason, ParticipantInfo,
-    RoomEvent, SessionState, TrackInfo,
+    RoomEvent, SCREEN_TRACKS, SessionState, TrackInfo, TrackSource,
 };
 use crate::roles::{self, Action, Role};
 
@@ -117,6 +117,20 @@ pub struct TrackView {
     pub participant_id: ID,
     pub kind: TrackKind,
     pub muted: bool,
+    /// What it carries: camera, microphone, or a shared screen and its sound.
+    pub source: TrackSourceKind,
+}
+
+/// What a track carries.
+#[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
+#[graphql(name = "TrackSource")]
+pub enum TrackSourceKind {
+    Camera,
+    Microphone,
+    /// A shared screen, window or tab (announced with `shareScreen`).
+    Screen,
+    /// The sound of a shared screen or tab.
+    ScreenAudio,
 }
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -137,9 +151,18 @@ impl From<TrackInfo> for TrackView {
                 TrackKind::Audio
             },
             muted: t.muted,
+            source: match t.source {
+                TrackSource::Camera => TrackSourceKind::Camera,
+                TrackSource::Microphone => TrackSourceKind::Microphone,
+                TrackSource::Screen => TrackSourceKind::Screen,
+                TrackSource::ScreenAudio => TrackSourceKind::ScreenAudio,
+            },
         }
     }
 }
+
+/// The longest browser track id `shareScreen` takes (Chromium's are 36-character UUIDs).
+const MAX_TRACK_ID: usize = 64;
 
 /// The server offers a new session description: apply it and answer with `sendAnswer`.
 #[derive(SimpleObject, Clone)]
@@ -835,6 +858,47 @@ impl SignalingMutation {
         state(ctx)
             .live
             .set_muted(sid, me.id, &track_id, muted)
+            .map_err(stage::refused)?;
+        Ok(true)
+    }
+
+    /// Announces a screen share before offering it: the caller's tracks with these ids (the
+    /// browser's `MediaStreamTrack.id` of the screen's picture and, when the browser captures
+    /// it, its sound; they name the tracks in the caller's offer) are published as `SCREEN` and
+    /// `SCREEN_AUDIO`, and everyone's app shows the screen large. Hosts, co-hosts and speakers
+    /// only (FORBIDDEN otherwise). A share stops when its tracks are removed from the
+    /// connection (the next offer).
+    async fn share_screen(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+        track_ids: Vec<String>,
+    ) -> Result<bool> {
+        let sid = parse_session(&session_id)?;
+        if track_ids.is_empty() || track_ids.len() > SCREEN_TRACKS {
+            return Err(ApiError::bad_input(
+                "trackIds",
+                format!("one or {SCREEN_TRACKS} track ids: the screen's picture, and its sound"),
+            )
+            .into());
+        }
+        if let Some(bad) = track_ids
+            .iter()
+            .find(|t| t.is_empty() || t.len() > MAX_TRACK_ID || t.chars().any(char::is_whitespace))
+        {
+            return Err(ApiError::bad_input(
+                "trackIds",
+                format!(
+                    "{:?} is not a track id (1 to {MAX_TRACK_ID} characters, no spaces)",
+                    bad.chars().take(MAX_TRACK_ID).collect::<String>()
+                ),
+            )
+            .into());
+        }
+        let me = me(ctx, sid, Scope::Write)?;
+        state(ctx)
+            .live
+            .share_screen(sid, me.id, track_ids)
             .map_err(stage::refused)?;
         Ok(true)
     }

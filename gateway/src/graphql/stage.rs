@@ -34,7 +34,7 @@ pub fn refused(e: Refused) -> ApiError {
         Refused::NoSession => ApiError::NotFound("session"),
         Refused::UnknownParticipant => ApiError::NotFound("participant"),
         Refused::UnknownTrack => ApiError::NotFound("track"),
-        e @ (Refused::Locked | Refused::Removed | Refused::MutedByHost) => {
+        e @ (Refused::Locked | Refused::Removed | Refused::MutedByHost | Refused::MayNotShare) => {
             ApiError::Forbidden(e.to_string())
         }
         e => ApiError::Conflict(e.to_string()),

@@ -52,7 +52,34 @@ pub struct TrackInfo {
     pub participant_id: i64,
     pub video: bool,
     pub muted: bool,
+    /// What it carries: a camera or microphone, or a shared screen (and its sound).
+    pub source: TrackSource,
 }
+
+/// What a published track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackSource {
+    Camera,
+    Microphone,
+    /// A shared screen, window or tab.
+    Screen,
+    /// The sound of a shared screen or tab.
+    ScreenAudio,
+}
+
+impl TrackSource {
+    fn of(video: bool, screen: bool) -> TrackSource {
+        match (video, screen) {
+            (true, false) => TrackSource::Camera,
+            (false, false) => TrackSource::Microphone,
+            (true, true) => TrackSource::Screen,
+            (false, true) => TrackSource::ScreenAudio,
+        }
+    }
+}
+
+/// How many tracks one screen share may announce (its picture and its sound).
+pub const SCREEN_TRACKS: usize = 2;
 
 /// What happened in the session, for everyone in it. The hub numbers each one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +216,13 @@ pub enum Command {
         track_id: String,
         muted: bool,
     },
+    /// The participant's next tracks with these names (the browser's track ids, as its offer
+    /// names them) carry a shared screen and its sound; tracks of those names already published
+    /// are marked so at once. Replaces what it announced before.
+    ShareScreen {
+        participant_id: i64,
+        tracks: Vec<String>,
+    },
     /// The session ended.
     End,
     /// Participants whose connection dropped [`GRACE`] ago or more leave.
@@ -303,6 +337,8 @@ pub enum Refused {
     NoHand,
     #[error("muted by the host: a host or co-host must allow you to unmute")]
     MutedByHost,
+    #[error("only hosts, co-hosts and speakers can share a screen")]
+    MayNotShare,
 }
 
 struct Participant {
@@ -317,6 +353,8 @@ struct Participant {
     host_muted: [bool; 2],
     /// Tracks the SFU holds paused (a mute by the host), by track id.
     paused: Vec<String>,
+    /// Names of its tracks that carry a shared screen (announced by `ShareScreen`).
+    screen: Vec<String>,
     /// Time it was the active speaker, up to `SessionCore::speaking_since`.
     talk: Duration,
 }
@@ -330,6 +368,7 @@ impl Participant {
             dropped_at: None,
             host_muted: [false; 2],
             paused: Vec::new(),
+            screen: Vec::new(),
             talk: Duration::ZERO,
         }
     }
@@ -537,6 +576,28 @@ impl SessionCore {
                     muted,
                 }));
             }
+            Command::ShareScreen {
+                participant_id,
+                tracks,
+            } => {
+                let p = self.get(participant_id)?;
+                if !roles::allowed(p.info.role, roles::Action::Publish) {
+                    return Err(Refused::MayNotShare);
+                }
+                p.screen = tracks;
+                p.screen.truncate(SCREEN_TRACKS);
+                // Tracks already published under an announced name: everyone sees them as a
+                // screen now (a published track is replaced by its new description).
+                for t in &mut p.tracks {
+                    let named = TrackKey::from_msid_track(&t.id)
+                        .is_some_and(|k| p.screen.iter().any(|s| *s == *k.track));
+                    let source = TrackSource::of(t.video, named);
+                    if named && t.source != source {
+                        t.source = source;
+                        out.push(Output::Room(RoomEvent::TrackPublished(t.clone())));
+                    }
+                }
+            }
             Command::End => {
                 self.settle_talk(now);
                 self.ended = true;
@@ -593,12 +654,14 @@ impl SessionCore {
                 let p = self.get(participant_id)?;
                 let key = TrackKey::new(peer, track.clone());
                 let locked = p.host_muted[usize::from(video)];
+                let screen = p.screen.iter().any(|t| *t == *track);
                 let info = TrackInfo {
                     id: key.msid_track(),
                     stream_id: key.msid_stream(),
                     participant_id,
                     video,
                     muted: locked,
+                    source: TrackSource::of(video, screen),
                 };
                 p.tracks.retain(|t| t.id != info.id);
                 p.tracks.push(info.clone());
@@ -1094,6 +1157,7 @@ mod tests {
                 participant_id: 1,
                 video: true,
                 muted: false,
+                source: TrackSource::Camera,
             }]
         );
         let out = s
@@ -1335,6 +1399,73 @@ mod tests {
             t,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn an_announced_screen_share_is_published_as_a_screen_and_viewers_may_not_share() {
+        let t0 = Instant::now();
+        let mut s = session(t0);
+        // A viewer may not share.
+        assert_eq!(
+            s.apply(
+                Command::ShareScreen {
+                    participant_id: 2,
+                    tracks: vec!["scr".into()],
+                },
+                t0,
+            ),
+            Err(Refused::MayNotShare)
+        );
+        // The host announces its screen's picture and sound, then publishes them.
+        let out = s
+            .apply(
+                Command::ShareScreen {
+                    participant_id: 1,
+                    tracks: vec!["scr".into(), "scr-sound".into()],
+                },
+                t0,
+            )
+            .unwrap();
+        assert!(out.is_empty(), "nothing published under those names yet");
+        publish(&mut s, 1, 100, "scr", true);
+        publish(&mut s, 1, 100, "scr-sound", false);
+        publish(&mut s, 1, 100, "mic", false);
+        let sources: Vec<(String, TrackSource)> = s
+            .state()
+            .tracks
+            .into_iter()
+            .map(|t| (t.id, t.source))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                (track_id(100, "cam"), TrackSource::Camera),
+                (track_id(100, "scr"), TrackSource::Screen),
+                (track_id(100, "scr-sound"), TrackSource::ScreenAudio),
+                (track_id(100, "mic"), TrackSource::Microphone),
+            ]
+        );
+        // Announcing a track already published (the camera, here) republishes it as a screen.
+        let out = s
+            .apply(
+                Command::ShareScreen {
+                    participant_id: 1,
+                    tracks: vec!["cam".into()],
+                },
+                t0,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Output::Room(RoomEvent::TrackPublished(TrackInfo {
+                id: track_id(100, "cam"),
+                stream_id: TrackKey::new(peer(100), "cam").msid_stream(),
+                participant_id: 1,
+                video: true,
+                muted: false,
+                source: TrackSource::Screen,
+            }))]
+        );
     }
 
     fn publish(s: &mut SessionCore, participant_id: i64, n: u64, track: &str, video: bool) {

@@ -46,7 +46,7 @@ use crate::roles::Role;
 use self::core::Output;
 pub use self::core::{
     Command, Departure, Directed, GRACE, Hand, HandLoweredReason, HostMute, ParticipantInfo,
-    Refused, RoomEvent, SessionCore, SessionState, TrackInfo,
+    Refused, RoomEvent, SCREEN_TRACKS, SessionCore, SessionState, TrackInfo, TrackSource,
 };
 use self::feed::{MAILBOX_CAPACITY, Mailbox};
 use self::log::{ROOM_LOG_CAPACITY, Read, RoomLog};
@@ -569,6 +569,21 @@ impl Live {
             participant_id,
             track_id: track_id.to_owned(),
             muted,
+        };
+        self.command(session_id, command).map(drop)
+    }
+
+    /// Announces that the participant's tracks of these names (its browser's track ids) carry a
+    /// shared screen and its sound. Refused for a participant who may not publish.
+    pub fn share_screen(
+        &self,
+        session_id: i64,
+        participant_id: i64,
+        tracks: Vec<String>,
+    ) -> Result<(), Refused> {
+        let command = Command::ShareScreen {
+            participant_id,
+            tracks,
         };
         self.command(session_id, command).map(drop)
     }

@@ -26,6 +26,7 @@ pub(crate) mod local;
 pub(crate) mod peer;
 pub(crate) mod pipe;
 pub(crate) mod producer;
+mod reports;
 pub(crate) mod router;
 #[cfg(test)]
 mod tests;
@@ -1358,9 +1359,12 @@ impl Engine {
                 })
                 .map(|(_, pid)| *pid);
             match known {
-                // Another simulcast stream of a track already published.
+                // Another simulcast stream of a track already published, or one `rtc` bound
+                // again after a renegotiation.
                 Some(pid) => {
-                    if let Some(p) = self.router.producers.get_mut(&pid) {
+                    if let Some(p) = self.router.producers.get_mut(&pid)
+                        && !p.ssrcs.contains(&(opened.ssrc, opened.layer))
+                    {
                         p.ssrcs.push((opened.ssrc, opened.layer));
                     }
                 }

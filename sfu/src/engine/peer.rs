@@ -485,8 +485,13 @@ fn media_setup() -> Result<(MediaEngine, Registry), rtc::shared::error::Error> {
             .build(),
     );
     let registry = configure_twcc_receiver_only(registry, &mut media)?;
-    let registry =
-        configure_rtcp_reports(registry).with(Slot::from(14_000), DeliverRtcp::default());
+    // Wire-ward of the report generators (10_000, 11_000), above the pacer.
+    let registry = configure_rtcp_reports(registry)
+        .with(
+            Slot::from(9_500),
+            super::reports::WithholdVideoReports::default(),
+        )
+        .with(Slot::from(14_000), DeliverRtcp::default());
     Ok((media, registry))
 }
 
