@@ -1,6 +1,12 @@
 //! Recording of live sessions into one mixed video file.
 //!
-//! This crate will own the GStreamer compositor pipeline (one input per published track, a live silent
-//! audio base, a layout that reflows as people join and leave), the crash-safe local spool and the job
-//! journal that uploads finished files to object storage. It knows the `sfu` handle and
-//! `object_store`, never GraphQL. Nothing is implemented here yet: recording is its own issue.
+//! - [`pipeline`]: the live GStreamer pipeline of one recording: RTP in per published track
+//!   (VP8, Opus), a compositor whose grid reflows as publishers come and go, an audio mix over a
+//!   live silent base, one WebM file out, finalised on stop.
+//! - [`layout`]: where each picture goes on the canvas (pure).
+//!
+//! Still to come (issue 14): feeding it from the SFU's local consumer, A/V sync from the
+//! publishers' sender reports, the spool and the upload journal, VOD.
+
+pub mod layout;
+pub mod pipeline;
