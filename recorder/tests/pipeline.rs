@@ -16,6 +16,9 @@ use gstreamer_app as gst_app;
 
 use recorder::pipeline::{Format, Kind, Pipeline};
 
+/// One recording at a time: two live encoders at once on 2 cores starve each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A live encoder of test video or sound into RTP packets, read from an appsink.
 struct Source {
     pipeline: gst::Pipeline,
@@ -132,6 +135,7 @@ fn discover(path: &Path) -> (f64, bool, bool) {
 
 /// Decodes the whole file: (video frames, audio buffers, the last video timestamp in seconds).
 fn decode(path: &Path) -> (u64, u64, f64) {
+    gst::init().unwrap();
     let description = format!(
         "filesrc location={} ! matroskademux name=d \
            d. ! queue ! vp8dec ! appsink name=v sync=false \
@@ -180,6 +184,7 @@ fn decode(path: &Path) -> (u64, u64, f64) {
 
 #[test]
 fn publishers_joining_and_leaving_are_recorded_into_one_file_that_decodes_to_the_end() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("recorder-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("class.webm");
@@ -229,6 +234,80 @@ fn publishers_joining_and_leaving_are_recorded_into_one_file_that_decodes_to_the
     assert!(
         last >= recorded - 1.0,
         "the last picture is at {last:.2} s of {recorded:.2} s"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The recording process dies (SIGKILL) mid-recording: the file written so far still plays, up
+/// to about the last second before the kill (Matroska clusters are written at least every
+/// second). The child is this test binary again, recording until it is killed.
+#[test]
+fn a_recording_killed_mid_way_is_playable_up_to_the_kill() {
+    if let Ok(path) = std::env::var("RECORDER_TEST_CHILD") {
+        let mut rec = Pipeline::start(
+            Path::new(&path),
+            Format {
+                width: 320,
+                height: 180,
+                fps: 15,
+                video_bps: 300_000,
+            },
+        )
+        .unwrap();
+        let ann = Publisher::join(&mut rec, "ann", "ball");
+        let started = Instant::now();
+        let mut announced = false;
+        loop {
+            ann.forward(&rec);
+            if !announced && started.elapsed() >= Duration::from_secs(4) {
+                // The parent kills us once it reads this.
+                println!("RECORDED 4 S");
+                use std::io::Write;
+                std::io::stdout().flush().unwrap();
+                announced = true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("recorder-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("killed.webm");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_recording_killed_mid_way_is_playable_up_to_the_kill",
+            "--nocapture",
+        ])
+        .env("RECORDER_TEST_CHILD", &path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the child records");
+        match lines.next() {
+            Some(Ok(line)) if line.contains("RECORDED 4 S") => break,
+            Some(_) => {}
+            None => panic!("the child ended before recording"),
+        }
+    }
+    // SIGKILL: no chance to finalise anything.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (frames, sounds, last) = decode(&path);
+    eprintln!(
+        "killed after 4 s: {frames} frames, {sounds} sound buffers, last picture at {last:.2} s"
+    );
+    assert!(
+        last >= 2.5,
+        "the picture plays up to {last:.2} s of the 4 s recorded before the kill"
+    );
+    assert!(
+        frames >= 35 && sounds >= 100,
+        "decoded: {frames} frames, {sounds} sound buffers"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
