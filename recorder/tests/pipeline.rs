@@ -311,3 +311,75 @@ fn a_recording_killed_mid_way_is_playable_up_to_the_kill() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The SFU's in-process consumer drives a recording: a track announced, its packets (as the SFU
+/// hands them, parsed), a packet of a track never announced (refused and counted), the track's
+/// end, and the stop.
+#[test]
+fn the_sfus_local_consumer_items_drive_a_recording() {
+    use recorder::live::Feeder;
+    use rtc::shared::marshal::Unmarshal;
+    use sfu::{LocalItem, PeerId, TrackKey};
+
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("recorder-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("live.webm");
+    let format = Format {
+        width: 320,
+        height: 180,
+        fps: 15,
+        video_bps: 300_000,
+    };
+    let pipeline = Pipeline::start(&path, format).unwrap();
+    let peer = PeerId::from_u64(7);
+    let cam = TrackKey::new(peer, "cam");
+    let mic = TrackKey::new(peer, "mic");
+    let mut feeder = Feeder::new(pipeline, |_| false);
+    for (track, video, payload_type) in [(&cam, true, 96), (&mic, false, 111)] {
+        feeder.apply(LocalItem::TrackAdded {
+            track: track.clone(),
+            video,
+            mime: if video { "video/VP8" } else { "audio/opus" }.into(),
+            payload_type,
+            clock_rate: if video { 90_000 } else { 48_000 },
+            publisher: peer,
+        });
+    }
+    let (video, audio) = (
+        Source::new(Kind::Video, "ball"),
+        Source::new(Kind::Audio, "ball"),
+    );
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        for (source, track) in [(&video, &cam), (&audio, &mic)] {
+            for bytes in source.drain() {
+                let packet = rtc::rtp::Packet::unmarshal(&mut &bytes[..]).unwrap();
+                feeder.apply(LocalItem::Rtp {
+                    track: track.clone(),
+                    packet,
+                });
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let fed = feeder.packets;
+    feeder.apply(LocalItem::Rtp {
+        track: TrackKey::new(peer, "never-announced"),
+        packet: rtc::rtp::Packet::default(),
+    });
+    assert_eq!(
+        feeder.refused, 1,
+        "a packet of an unknown track is refused, counted"
+    );
+    feeder.apply(LocalItem::TrackRemoved { track: cam.clone() });
+    let file = feeder.finish().unwrap();
+    assert!(fed > 100, "packets fed: {fed}");
+    let (frames, sounds, last) = decode(&file);
+    assert!(
+        frames >= 30 && sounds >= 100,
+        "decoded: {frames} frames, {sounds} sound buffers"
+    );
+    assert!(last >= 2.0, "the picture lasts to {last:.2} s");
+    let _ = std::fs::remove_dir_all(&dir);
+}
