@@ -12,25 +12,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::TestServer;
-use support::browser::{Browser, until};
+use support::browser::{Browser, fill_sign_up, sign_up, until};
 
 const SCENARIO: &str = "classroom";
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn sign_up(b: &Browser, url: &str, name: &str, email: &str) {
-    b.goto(&format!("{url}/signin")).await;
-    b.click("[data-testid=auth-toggle]").await;
-    fill_sign_up(b, name, email).await;
-}
-
-async fn fill_sign_up(b: &Browser, name: &str, email: &str) {
-    b.fill("input[name=name]", name).await;
-    b.fill("input[name=email]", email).await;
-    b.fill("input[name=password]", "correct horse battery")
-        .await;
-    b.click("[data-testid=auth-submit]").await;
-    b.wait_for("[data-testid=signed-in-as]").await;
-}
 
 /// Inbound video frames decoded, key frames, and audio packets received, over all remote tracks.
 async fn inbound(b: &Browser) -> (f64, f64, f64) {

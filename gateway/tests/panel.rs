@@ -10,21 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::TestServer;
-use support::browser::{Browser, until};
+use support::browser::{Browser, sign_up, until};
 
 const SCENARIO: &str = "panel";
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn sign_up(b: &Browser, url: &str, name: &str, email: &str) {
-    b.goto(&format!("{url}/signin")).await;
-    b.click("[data-testid=auth-toggle]").await;
-    b.fill("input[name=name]", name).await;
-    b.fill("input[name=email]", email).await;
-    b.fill("input[name=password]", "correct horse battery")
-        .await;
-    b.click("[data-testid=auth-submit]").await;
-    b.wait_for("[data-testid=signed-in-as]").await;
-}
 
 /// The texts of the chat messages on the page.
 async fn chat_bodies(b: &Browser) -> Vec<String> {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use support::TestServer;
-use support::browser::{Browser, until};
+use support::browser::{Browser, sign_up, until};
 
 const SCENARIO: &str = "quality";
 const WAIT: Duration = Duration::from_secs(30);
@@ -220,17 +220,6 @@ async fn drain(b: &Browser, into: &mut Vec<Sample>) -> usize {
         });
     }
     list.len()
-}
-
-async fn sign_up(b: &Browser, url: &str, name: &str, email: &str) {
-    b.goto(&format!("{url}/signin")).await;
-    b.click("[data-testid=auth-toggle]").await;
-    b.fill("input[name=name]", name).await;
-    b.fill("input[name=email]", email).await;
-    b.fill("input[name=password]", "correct horse battery")
-        .await;
-    b.click("[data-testid=auth-submit]").await;
-    b.wait_for("[data-testid=signed-in-as]").await;
 }
 
 /// (frames decoded, frame height) of the received video, now.

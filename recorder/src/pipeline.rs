@@ -234,6 +234,7 @@ impl Pipeline {
         let mixer_pad = mixer
             .request_pad_simple("sink_%u")
             .ok_or_else(|| Error::Gst("the mixer gave no pad".into()))?;
+        // The branch always holds at least its appsrc and queue.
         let last = elements.last().expect("a branch has elements");
         last.static_pad("src")
             .ok_or_else(|| Error::Gst("no src pad".into()))?

@@ -53,10 +53,12 @@ impl Source {
         Source { pipeline, sink }
     }
 
-    /// Packets produced since the last call.
-    fn drain(&self) -> Vec<Vec<u8>> {
+    /// Waits up to `wait` for a packet, then takes every packet produced so far.
+    fn drain(&self, wait: Duration) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        while let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::ZERO) {
+        let mut timeout = gst::ClockTime::from_nseconds(wait.as_nanos() as u64);
+        while let Some(sample) = self.sink.try_pull_sample(timeout) {
+            timeout = gst::ClockTime::ZERO;
             if let Some(buffer) = sample.buffer()
                 && let Ok(map) = buffer.map_readable()
             {
@@ -93,13 +95,14 @@ impl Publisher {
         }
     }
 
-    fn forward(&self, rec: &Pipeline) -> usize {
+    /// Forwards what its encoders made, waiting up to `wait` for the next picture's packets.
+    fn forward(&self, rec: &Pipeline, wait: Duration) -> usize {
         let mut n = 0;
-        for p in self.video.drain() {
+        for p in self.video.drain(wait) {
             rec.push_rtp(&format!("{}-cam", self.name), &p).unwrap();
             n += 1;
         }
-        for p in self.audio.drain() {
+        for p in self.audio.drain(Duration::ZERO) {
             rec.push_rtp(&format!("{}-mic", self.name), &p).unwrap();
             n += 1;
         }
@@ -210,12 +213,11 @@ fn publishers_joining_and_leaving_are_recorded_into_one_file_that_decodes_to_the
         {
             b.leave(&mut rec);
         }
-        forwarded += ann.forward(&rec);
+        // Waits for Ann's next packets (at most a few ms), so the loop follows the encoders.
+        forwarded += ann.forward(&rec, Duration::from_millis(5));
         if let Some(b) = &bo {
-            forwarded += b.forward(&rec);
+            forwarded += b.forward(&rec, Duration::ZERO);
         }
-        // Poll interval of the forwarding loop (the packets wait in the appsinks meanwhile).
-        std::thread::sleep(Duration::from_millis(5));
     }
     let recorded = started.elapsed().as_secs_f64();
     let file = rec.stop(Duration::from_secs(20)).unwrap();
@@ -258,7 +260,7 @@ fn a_recording_killed_mid_way_is_playable_up_to_the_kill() {
         let started = Instant::now();
         let mut announced = false;
         loop {
-            ann.forward(&rec);
+            ann.forward(&rec, Duration::from_millis(5));
             if !announced && started.elapsed() >= Duration::from_secs(4) {
                 // The parent kills us once it reads this.
                 println!("RECORDED 4 S");
@@ -266,7 +268,6 @@ fn a_recording_killed_mid_way_is_playable_up_to_the_kill() {
                 std::io::stdout().flush().unwrap();
                 announced = true;
             }
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -352,8 +353,8 @@ fn the_sfus_local_consumer_items_drive_a_recording() {
     );
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
-        for (source, track) in [(&video, &cam), (&audio, &mic)] {
-            for bytes in source.drain() {
+        for (source, track, wait) in [(&video, &cam, 5), (&audio, &mic, 0)] {
+            for bytes in source.drain(Duration::from_millis(wait)) {
                 let packet = rtc::rtp::Packet::unmarshal(&mut &bytes[..]).unwrap();
                 feeder.apply(LocalItem::Rtp {
                     track: track.clone(),
@@ -361,7 +362,6 @@ fn the_sfus_local_consumer_items_drive_a_recording() {
                 });
             }
         }
-        std::thread::sleep(Duration::from_millis(5));
     }
     let fed = feeder.packets;
     feeder.apply(LocalItem::Rtp {

@@ -258,6 +258,24 @@ impl Drop for Browser {
     }
 }
 
+/// Creates an account in the app on `b` (the sign-in page, switched to sign-up) and waits until
+/// it is signed in.
+pub async fn sign_up(b: &Browser, url: &str, name: &str, email: &str) {
+    b.goto(&format!("{url}/signin")).await;
+    b.click("[data-testid=auth-toggle]").await;
+    fill_sign_up(b, name, email).await;
+}
+
+/// Fills the sign-up form already shown on `b` and submits it; waits until signed in.
+pub async fn fill_sign_up(b: &Browser, name: &str, email: &str) {
+    b.fill("input[name=name]", name).await;
+    b.fill("input[name=email]", email).await;
+    b.fill("input[name=password]", "correct horse battery")
+        .await;
+    b.click("[data-testid=auth-submit]").await;
+    b.wait_for("[data-testid=signed-in-as]").await;
+}
+
 /// Polls `check` every 250 ms until it gives a value, for at most `wait` (then panics naming
 /// `what`): a wait on a condition, never a fixed sleep.
 pub async fn until<T, F, Fut>(wait: Duration, what: &str, mut check: F) -> T
