@@ -10,7 +10,7 @@ wasm_bindgen_version := `sed -n '/^name = "wasm-bindgen"$/{n;s/version = "\(.*\)
 binaryen_version := "132"
 
 # Debian packages the build and the tests need.
-apt_packages := "pkg-config libssl-dev libpq-dev libsqlite3-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools gstreamer1.0-plugins-base-apps chromium chromium-driver postgresql"
+apt_packages := "pkg-config libssl-dev libpq-dev libsqlite3-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools gstreamer1.0-plugins-base-apps chromium chromium-driver postgresql python3-venv"
 
 export PATH := tools / "bin" + ":" + tools / "node_modules" / ".bin" + ":" + env("PATH")
 
@@ -61,6 +61,13 @@ setup:
     if [ ! -d {{root}}/gateway/tests/oidc/node_modules/oidc-provider ]; then
         echo "setup: installing the test OIDC provider (npm ci in gateway/tests/oidc)"
         npm ci --prefix {{root}}/gateway/tests/oidc --no-audit --no-fund --loglevel=error >/dev/null
+    fi
+
+    # The S3-compatible server the recorder's upload test runs against (moto, from PyPI).
+    if [ ! -x {{tools}}/moto/bin/moto_server ]; then
+        echo "setup: installing moto (S3 test server) into tools/moto"
+        python3 -m venv {{tools}}/moto
+        {{tools}}/moto/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
     fi
 
 # Build the Leptos app into frontend/dist (profile: debug or release).

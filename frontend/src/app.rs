@@ -7,7 +7,7 @@ use leptos_router::path;
 use crate::api;
 use crate::pages::{
     auth::SignIn, classes::ClassPage, classes::Classes, classroom::Classroom, home::Home,
-    not_found::NotFound, status::Status,
+    not_found::NotFound, status::Status, vod::Vod,
 };
 
 /// Who is signed in (id, display name), shared by every page.
@@ -71,6 +71,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/classes") view=Classes/>
                         <Route path=path!("/classes/:id") view=ClassPage/>
                         <Route path=path!("/live/:id") view=Classroom/>
+                        <Route path=path!("/recordings/:id") view=Vod/>
                     </Routes>
                 </main>
                 <footer class="footer">

@@ -30,6 +30,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Object storage for recordings.
     pub storage: StorageConfig,
+    /// Recording.
+    pub recording: RecordingConfig,
     /// The media plane.
     pub sfu: SfuSection,
     /// Logging.
@@ -111,12 +113,76 @@ pub struct DatabaseConfig {
     pub max_connections: usize,
 }
 
-/// `[storage]`
+/// `[storage]`: where finished recordings are kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
+    /// `local` (a directory, the default) or `s3` (an S3-compatible service).
+    pub kind: StorageKind,
     /// Directory of the local object store.
     pub path: PathBuf,
+    /// S3: the bucket.
+    pub bucket: String,
+    /// S3: the endpoint URL (empty: AWS itself).
+    pub endpoint: String,
+    /// S3: the region.
+    pub region: String,
+    /// S3: credentials (empty: from the environment, `AWS_ACCESS_KEY_ID` and the rest).
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// S3: allow a plain `http://` endpoint (a server on the same machine).
+    pub allow_http: bool,
+}
+
+/// The kind of object store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    #[default]
+    Local,
+    S3,
+}
+
+/// `[recording]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Where recordings are written while they last and until they are stored.
+    pub spool_dir: PathBuf,
+    /// The media node's upload journal (SQLite).
+    pub journal: PathBuf,
+    /// The picture of a recording.
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// Video bitrate, in kbit/s.
+    pub video_kbps: u32,
+    /// Key of the playback URLs' signatures (every node of a deployment shares it). Empty: a
+    /// random key per process (URLs then stop working when it restarts).
+    pub url_secret: String,
+    /// How long a playback URL works, in seconds.
+    pub url_ttl_seconds: u64,
+    /// Upload attempts before a recording is given up as failed.
+    pub upload_max_attempts: u32,
+    /// First wait before an upload is tried again, in milliseconds (it doubles each time).
+    pub upload_retry_ms: u64,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            spool_dir: PathBuf::from("./data/spool"),
+            journal: PathBuf::from("./data/recording-jobs.sqlite"),
+            width: 1280,
+            height: 720,
+            fps: 30,
+            video_kbps: 2500,
+            url_secret: String::new(),
+            url_ttl_seconds: 3600,
+            upload_max_attempts: 12,
+            upload_retry_ms: 2000,
+        }
+    }
 }
 
 /// `[sfu]`
@@ -199,7 +265,14 @@ impl Default for DatabaseConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            kind: StorageKind::Local,
             path: PathBuf::from("./data/objects"),
+            bucket: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".to_owned(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            allow_http: false,
         }
     }
 }
@@ -278,6 +351,91 @@ pub const KEYS: &[KeyDoc] = &[
         key: "storage.path",
         default: "./data/objects",
         help: "directory of the local object store",
+    },
+    KeyDoc {
+        key: "storage.kind",
+        default: "local",
+        help: "object store of recordings: local (a directory) or s3 (S3-compatible)",
+    },
+    KeyDoc {
+        key: "storage.bucket",
+        default: "",
+        help: "s3: the bucket",
+    },
+    KeyDoc {
+        key: "storage.endpoint",
+        default: "",
+        help: "s3: endpoint URL (empty = AWS)",
+    },
+    KeyDoc {
+        key: "storage.region",
+        default: "us-east-1",
+        help: "s3: region",
+    },
+    KeyDoc {
+        key: "storage.access_key_id",
+        default: "",
+        help: "s3: access key id (empty = from the environment)",
+    },
+    KeyDoc {
+        key: "storage.secret_access_key",
+        default: "",
+        help: "s3: secret access key (empty = from the environment)",
+    },
+    KeyDoc {
+        key: "storage.allow_http",
+        default: "false",
+        help: "s3: allow a plain http:// endpoint",
+    },
+    KeyDoc {
+        key: "recording.spool_dir",
+        default: "./data/spool",
+        help: "directory recordings are written to until they are stored",
+    },
+    KeyDoc {
+        key: "recording.journal",
+        default: "./data/recording-jobs.sqlite",
+        help: "this media node's upload journal (SQLite file)",
+    },
+    KeyDoc {
+        key: "recording.width",
+        default: "1280",
+        help: "recorded picture width (160-3840, even)",
+    },
+    KeyDoc {
+        key: "recording.height",
+        default: "720",
+        help: "recorded picture height (120-2160, even)",
+    },
+    KeyDoc {
+        key: "recording.fps",
+        default: "30",
+        help: "recorded frames per second (1-60)",
+    },
+    KeyDoc {
+        key: "recording.video_kbps",
+        default: "2500",
+        help: "recorded video bitrate in kbit/s (100-20000)",
+    },
+    KeyDoc {
+        key: "recording.url_secret",
+        default: "",
+        help: "key signing playback URLs, shared by all nodes (empty = random per process)",
+    },
+    KeyDoc {
+        key: "recording.url_ttl_seconds",
+        default: "3600",
+        help: "how long a playback URL works (60-604800)",
+    },
+    KeyDoc {
+        key: "recording.upload_max_attempts",
+        default: "12",
+        help: "upload attempts before a recording fails (1-100)",
+    },
+    KeyDoc {
+        key: "recording.upload_retry_ms",
+        default: "2000",
+        help: "first wait before an upload is retried, doubling each time (10-600000)",
     },
     KeyDoc {
         key: "sfu.shards",
@@ -517,6 +675,51 @@ impl Config {
                 String::new(),
                 "must be a directory path".into(),
             );
+        }
+        if self.storage.kind == StorageKind::S3 && self.storage.bucket.is_empty() {
+            bad(
+                "storage.bucket",
+                String::new(),
+                "must name the bucket when storage.kind is s3".into(),
+            );
+        }
+        let r = &self.recording;
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 7] = [
+            ("recording.width", r.width.into(), 160..=3840),
+            ("recording.height", r.height.into(), 120..=2160),
+            ("recording.fps", r.fps.into(), 1..=60),
+            ("recording.video_kbps", r.video_kbps.into(), 100..=20_000),
+            ("recording.url_ttl_seconds", r.url_ttl_seconds, 60..=604_800),
+            (
+                "recording.upload_max_attempts",
+                r.upload_max_attempts.into(),
+                1..=100,
+            ),
+            ("recording.upload_retry_ms", r.upload_retry_ms, 10..=600_000),
+        ];
+        for (key, value, range) in ranges {
+            if !range.contains(&value) {
+                bad(
+                    key,
+                    value.to_string(),
+                    format!("allowed: {} to {}", range.start(), range.end()),
+                );
+            }
+        }
+        if !r.width.is_multiple_of(2) || !r.height.is_multiple_of(2) {
+            bad(
+                "recording.width",
+                format!("{}x{}", r.width, r.height),
+                "width and height must be even".into(),
+            );
+        }
+        for (key, path) in [
+            ("recording.spool_dir", &r.spool_dir),
+            ("recording.journal", &r.journal),
+        ] {
+            if path.as_os_str().is_empty() {
+                bad(key, String::new(), "must be a path".into());
+            }
         }
         if self.http.static_dir.as_os_str().is_empty() {
             bad(

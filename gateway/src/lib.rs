@@ -12,6 +12,7 @@ pub mod graphql;
 pub mod health;
 pub mod live;
 pub mod metrics;
+pub mod recording;
 pub mod roles;
 pub mod static_files;
 pub mod telemetry;
@@ -67,6 +68,8 @@ pub struct App {
     pub oidc: auth::oidc::Providers,
     /// Who is in each live session, with their SFU peers and tracks.
     pub live: live::Live,
+    /// Recordings being made on this node, their uploads, playback URLs.
+    pub recordings: recording::Recorders,
 }
 
 /// The shared application state handed to every handler. Cheap to clone.
@@ -114,6 +117,7 @@ pub fn router(state: AppState) -> Router {
             "/sessions/{id}/attendance.csv",
             get(attendance::attendance_csv),
         )
+        .route("/vod/{id}", get(recording::vod))
         .route("/auth/oidc/{provider}/start", get(auth::oidc::start))
         .route("/auth/oidc/{provider}/callback", get(auth::oidc::callback))
         .merge(graphql);
@@ -144,11 +148,13 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         path: config.storage.path.display().to_string(),
         message,
     };
-    std::fs::create_dir_all(&config.storage.path).map_err(|e| storage_err(e.to_string()))?;
-    let store: Arc<dyn ObjectStore> = Arc::new(
-        LocalFileSystem::new_with_prefix(&config.storage.path)
-            .map_err(|e| storage_err(e.to_string()))?,
-    );
+    let (store, signer) = open_store(&config.storage).map_err(storage_err)?;
+    let recordings = recording::Recorders::open(&config.recording, signer).map_err(|message| {
+        StartError::Storage {
+            path: config.recording.spool_dir.display().to_string(),
+            message,
+        }
+    })?;
 
     let sfu = sfu::Sfu::start(sfu::SfuConfig {
         shards: usize::from(config.sfu_shards()),
@@ -186,7 +192,44 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         rate_limits,
         oidc,
         live,
+        recordings,
     })))
+}
+
+/// An object store and its URL presigner, when it has one (S3).
+type OpenedStore = (
+    Arc<dyn ObjectStore>,
+    Option<Arc<dyn object_store::signer::Signer>>,
+);
+
+/// The object store of recordings, and its URL presigner when it has one (S3).
+fn open_store(config: &config::StorageConfig) -> Result<OpenedStore, String> {
+    match config.kind {
+        config::StorageKind::Local => {
+            std::fs::create_dir_all(&config.path).map_err(|e| e.to_string())?;
+            let store =
+                LocalFileSystem::new_with_prefix(&config.path).map_err(|e| e.to_string())?;
+            Ok((Arc::new(store), None))
+        }
+        config::StorageKind::S3 => {
+            let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(&config.bucket)
+                .with_region(&config.region)
+                .with_allow_http(config.allow_http);
+            if !config.endpoint.is_empty() {
+                builder = builder
+                    .with_endpoint(&config.endpoint)
+                    .with_virtual_hosted_style_request(false);
+            }
+            if !config.access_key_id.is_empty() {
+                builder = builder
+                    .with_access_key_id(&config.access_key_id)
+                    .with_secret_access_key(&config.secret_access_key);
+            }
+            let s3 = Arc::new(builder.build().map_err(|e| e.to_string())?);
+            Ok((s3.clone(), Some(s3)))
+        }
+    }
 }
 
 /// A started gateway.
@@ -222,6 +265,7 @@ pub async fn start_on(
     // Connect info gives handlers the client's address (rate limits per IP).
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     spawn_live_tasks(&state);
+    recording::spawn_tasks(&state);
     let shutdown = state.shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -307,6 +351,8 @@ impl Running {
                 server.abort();
             }
         }
+        // Recordings being made end here: their files are final and wait in the journal.
+        self.state.recordings.stop_all().await;
         let sfu = self.state.sfu.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || sfu.shutdown()).await {
             tracing::error!(error = %e, "stopping the SFU failed");

@@ -76,6 +76,8 @@ pub enum Action {
     Moderate,
     /// See a session's attendance (GraphQL report and CSV).
     ViewAttendance,
+    /// Start and stop recording a live session.
+    Record,
 }
 
 /// The roles table (shared/DESIGN.md, "Roles").
@@ -83,7 +85,7 @@ pub fn allowed(role: Role, action: Action) -> bool {
     use Action::*;
     match action {
         View => true,
-        EditClass | ScheduleSession | StartSession | EndSession | ManageCoHosts => {
+        EditClass | ScheduleSession | StartSession | EndSession | ManageCoHosts | Record => {
             role == Role::Host
         }
         ManageSpeakers | ManageMembers | ViewRoles | Moderate | ViewAttendance => {

@@ -601,6 +601,18 @@ fn cases() -> Vec<Case> {
             allowed: [Y, Y, N, N, N, N],
         },
         Case {
+            name: "startRecording",
+            document: "mutation($s: ID!) { startRecording(sessionId: $s) { id } }",
+            variables: |f, _| json!({ "s": f.live_session_id.to_string() }),
+            allowed: [Y, N, N, N, N, N],
+        },
+        Case {
+            name: "classRecordings (query)",
+            document: "query($c: ID!) { classRecordings(classId: $c) { id } }",
+            variables: |f, _| json!({ "c": f.class_id.to_string() }),
+            allowed: [Y, Y, Y, Y, Y, N],
+        },
+        Case {
             name: "attendance (query)",
             document: "query($s: ID!) { attendance(sessionId: $s) { people } }",
             variables: |f, _| json!({ "s": f.live_session_id.to_string() }),
@@ -763,6 +775,12 @@ fn invite_only_cases() -> Vec<Case> {
             document: "mutation($c: ID!, $u: ID!) { removeFromClass(classId: $c, userId: $u) }",
             variables: |f, _| json!({ "c": f.private_class_id.to_string(), "u": f.ids["viewer"].to_string() }),
             allowed: [Y, Y, N, N, N, N],
+        },
+        Case {
+            name: "classRecordings (invite-only)",
+            document: "query($c: ID!) { classRecordings(classId: $c) { id } }",
+            variables: |f, _| json!({ "c": f.private_class_id.to_string() }),
+            allowed: [Y, Y, Y, Y, N, N],
         },
         Case {
             name: "attendance (invite-only)",

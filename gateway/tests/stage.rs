@@ -6,18 +6,10 @@
 
 mod support;
 
-use std::time::Duration;
-
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sfu::{PeerId, SfuEvent, TrackKey};
+use support::events::{self, Events};
 use support::{Api, TestServer, join, live_session, user};
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-/// How long an expected event may take (a failure bound, not a synchronisation).
-const WAIT: Duration = Duration::from_secs(20);
 
 const EVENTS: &str = "subscription($s: ID!) { sessionEvents(sessionId: $s) { __typename
   ... on SessionSnapshot { seq locked hands { participantId } hostMutes { participantId kind } }
@@ -34,68 +26,15 @@ const EVENTS: &str = "subscription($s: ID!) { sessionEvents(sessionId: $s) { __t
 
 const JOIN: &str = "mutation($s: ID!) { joinSession(sessionId: $s) { participantId role } }";
 
-struct Events {
-    rx: mpsc::UnboundedReceiver<Value>,
-}
-
-impl Events {
-    async fn next(&mut self) -> Value {
-        tokio::time::timeout(WAIT, self.rx.recv())
-            .await
-            .expect("an event in time")
-            .expect("subscription open")
-    }
-
-    /// The next event of a kind, skipping others.
-    async fn until(&mut self, typename: &str) -> Value {
-        loop {
-            let e = self.next().await;
-            if e["__typename"] == typename {
-                return e;
-            }
-        }
-    }
-}
-
 async fn subscribe(server: &TestServer, token: &str, session: &str) -> Events {
-    let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    ws.send(Message::text(
-        json!({ "type": "connection_init", "payload": { "token": token } }).to_string(),
-    ))
-    .await
-    .unwrap();
-    ws.send(Message::text(
-        json!({ "id": "1", "type": "subscribe",
-                "payload": { "query": EVENTS, "variables": { "s": session } } })
-        .to_string(),
-    ))
-    .await
-    .unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(msg)) = ws.next().await {
-            let Message::Text(text) = msg else { continue };
-            let value: Value = serde_json::from_str(&text).unwrap();
-            match value["type"].as_str() {
-                Some("next") => {
-                    let _ = tx.send(value["payload"]["data"]["sessionEvents"].clone());
-                }
-                Some("error") | Some("complete") => {
-                    let _ = tx.send(json!({ "__typename": value["type"] }));
-                    return;
-                }
-                _ => {}
-            }
-        }
-    });
-    let mut events = Events { rx };
+    let mut events = events::subscribe(
+        &server.url,
+        token,
+        EVENTS,
+        json!({ "s": session }),
+        "sessionEvents",
+    )
+    .await;
     assert_eq!(events.next().await["__typename"], "SessionSnapshot");
     events
 }

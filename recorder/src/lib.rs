@@ -5,10 +5,13 @@
 //!   live silent base, one WebM file out, finalised on stop.
 //! - [`layout`]: where each picture goes on the canvas (pure).
 //! - [`live`]: feeds a recording from the SFU's in-process consumer of a room.
-//!
-//! Still to come (issue 14): A/V sync from the publishers' sender reports, the spool and the
-//! upload journal, the API, VOD.
+//! - [`journal`]: the media node's durable job list (SQLite): one row per recording, from the
+//!   spool file being written to its verified copy in the object store; recovers after a crash.
+//! - [`upload`]: uploads finished spool files to the object store (multipart, verified by size
+//!   and SHA-256 read back, retried with backoff) and deletes them only once verified.
 
+pub mod journal;
 pub mod layout;
 pub mod live;
 pub mod pipeline;
+pub mod upload;

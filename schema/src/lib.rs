@@ -158,6 +158,19 @@ pub enum DbError {
     Interact(String),
 }
 
+impl DbError {
+    /// A write broke a unique constraint (the thing exists already).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ))
+        )
+    }
+}
+
 type Manager = deadpool_diesel::Manager<Conn>;
 type Pool = deadpool_diesel::Pool<Manager>;
 

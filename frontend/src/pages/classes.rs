@@ -1,5 +1,7 @@
 //! `/classes`: the classes list and creating one; `/classes/:id`: a class, its sessions,
-//! scheduling and starting a session (host), and the join link of a live one.
+//! scheduling and starting a session (host), the join link of a live one, and its recordings
+//! (ready ones link to their replay; one being recorded or stored is asked about again until it
+//! settles).
 
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -7,9 +9,13 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 use crate::api;
 use crate::app::Session;
+use crate::pages::recording::{POLL_MS, Recording, RecordingState, poll_while};
+
+const CLASS_RECORDINGS: &str = "query($c: ID!) { classRecordings(classId: $c) { id state createdAt
+  durationMs sizeBytes uploadedBytes uploadTotalBytes error } }";
 
 /// Sends signed-out visitors to the sign-in page, back here afterwards.
-fn require_sign_in(session: Session) {
+pub fn require_sign_in(session: Session) {
     Effect::new(move |_| {
         if session.checked.get() && session.user.get().is_none() {
             let here = web_sys::window()
@@ -291,11 +297,99 @@ pub fn ClassPage() -> impl IntoView {
                                     }.into_any()
                                 }}
                             </div>
+                            <Recordings class_id=id()/>
                         </section>
                     }.into_any()
                 }
             })}
         </Suspense>
+    }
+}
+
+/// A class's recordings, newest first, with date, duration, size and state: ready ones link to
+/// their replay. While one is being recorded or stored, the list is asked for again every 3 s.
+#[component]
+fn Recordings(class_id: String) -> impl IntoView {
+    let class_id = StoredValue::new(class_id);
+    // `None` until the first answer.
+    let list = RwSignal::new(None::<Result<Vec<Recording>, String>>);
+    let load = move || {
+        let c = class_id.get_value();
+        leptos::task::spawn_local(async move {
+            let answer = api::graphql(CLASS_RECORDINGS, serde_json::json!({ "c": c }))
+                .await
+                .map_err(|e| e.message)
+                .and_then(|d| {
+                    serde_json::from_value::<Vec<Recording>>(d["classRecordings"].clone())
+                        .map_err(|e| format!("Unexpected answer: {e}"))
+                });
+            // A failed poll keeps the list shown; the next one tries again.
+            if answer.is_ok() || !matches!(list.get_untracked(), Some(Ok(_))) {
+                list.set(Some(answer));
+            }
+        });
+    };
+    load();
+    let unsettled = Memo::new(move |_| {
+        list.with(|l| matches!(l, Some(Ok(v)) if v.iter().any(|r| r.state.in_progress())))
+    });
+    poll_while(unsettled, POLL_MS, load);
+    let rows = move || match list.get() {
+        Some(Ok(v)) => v,
+        _ => Vec::new(),
+    };
+    view! {
+        <div class="card" data-testid="recordings">
+            <h2>"Recordings"</h2>
+            {move || match list.get() {
+                None => Some(view! { <p class="muted">"Loading…"</p> }.into_any()),
+                Some(Err(e)) => Some(view! { <p class="error">{e}</p> }.into_any()),
+                Some(Ok(v)) if v.is_empty() => Some(view! {
+                    <p class="muted">"No recordings yet. The host can record a live session from the classroom."</p>
+                }.into_any()),
+                Some(Ok(_)) => None,
+            }}
+            <ul class="sessions recordings">
+                // A row is rebuilt only when it changes: a ready one stays put while others poll.
+                <For each=rows key=|r| (r.id.clone(), r.state, r.uploaded_bytes, r.size_bytes, r.duration_ms) let:r>
+                    <RecordingRow r=r/>
+                </For>
+            </ul>
+        </div>
+    }
+}
+
+#[component]
+fn RecordingRow(r: Recording) -> impl IntoView {
+    let detail = match r.state {
+        RecordingState::Ready => view! {
+            <A href=format!("/recordings/{}", r.id) attr:class="button small" attr:data-testid="recording-link">"Watch"</A>
+        }
+        .into_any(),
+        RecordingState::Uploading => match r.upload_percent() {
+            Some(p) => view! {
+                <span class="upload-progress" data-testid="upload-progress">
+                    <progress max="100" value=p aria-label="Upload progress"></progress>
+                    <span>{format!("{p} %")}</span>
+                </span>
+            }
+            .into_any(),
+            None => view! { <span class="muted">"uploading…"</span> }.into_any(),
+        },
+        RecordingState::Recording => view! { <span class="rec-note">"recording…"</span> }.into_any(),
+        RecordingState::Failed => view! {
+            <span class="error" data-testid="recording-error">{r.error.clone().unwrap_or_else(|| "It could not be stored.".into())}</span>
+        }
+        .into_any(),
+    };
+    view! {
+        <li class="session-row recording-row" data-testid="recording" data-id=r.id.clone() data-state=r.state.name()>
+            <span class=format!("state {}", r.state.name().to_lowercase())>{r.state.name()}</span>
+            <span class="muted">{local_time(&r.created_at)}</span>
+            <span class="figure" title="Duration">{r.duration_label().unwrap_or_else(|| "–".into())}</span>
+            <span class="figure" title="Size">{r.size_label().unwrap_or_else(|| "–".into())}</span>
+            {detail}
+        </li>
     }
 }
 

@@ -4,7 +4,8 @@
 //! simulcast), shows everyone on stage in a grid with names, role badges, muted camera and
 //! microphone, the active speaker highlighted and each tile's connection quality, and keeps going
 //! through a dropped websocket (it resubscribes) or a failed media connection (it reconnects; the
-//! server keeps the participant's place for 30 s).
+//! server keeps the participant's place for 30 s). The host records the session (*Record*);
+//! everyone sees *● REC* while it is being recorded.
 //!
 //! Every state of the room is said on the page: signed out (sign in or sign up, then back here),
 //! not started yet (this page joins by itself when the host goes live), joining, live, the host
@@ -38,7 +39,7 @@ use crate::ws::{Subscription, WsStatus};
 /// last one as `since` and gets what it missed, or a `SessionSnapshot` to start again from.
 const EVENTS: &str = "subscription($s: ID!, $since: Int) { sessionEvents(sessionId: $s, since: $since) { __typename
   ... on SessionSnapshot { reason seq participants { id userId name role connected } tracks { id streamId participantId kind muted source } activeSpeakerId
-      hands { participantId raisedAt } hostMutes { participantId kind } locked }
+      hands { participantId raisedAt } hostMutes { participantId kind } locked recording { id state } }
   ... on ServerOffer { sdp }
   ... on ParticipantJoined { seq participant { id userId name role connected } }
   ... on ParticipantLeft { seq participantId }
@@ -58,6 +59,7 @@ const EVENTS: &str = "subscription($s: ID!, $since: Int) { sessionEvents(session
   ... on HandLowered { seq participantId reason }
   ... on HostMuteChanged { seq participantId kind locked }
   ... on SessionLockChanged { seq locked }
+  ... on RecordingChanged { seq recording { id state } }
   ... on StageInvitation { invited } } }";
 
 const SESSION_INFO: &str =
@@ -93,6 +95,9 @@ impl Track {
 
 const SHARE_SCREEN: &str =
     "mutation($s: ID!, $t: [String!]!) { shareScreen(sessionId: $s, trackIds: $t) }";
+
+const START_RECORDING: &str = "mutation($s: ID!) { startRecording(sessionId: $s) { id state } }";
+const STOP_RECORDING: &str = "mutation($s: ID!) { stopRecording(sessionId: $s) { id state } }";
 
 #[derive(Clone, Debug, PartialEq)]
 enum Phase {
@@ -1073,6 +1078,31 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
         });
     };
     let is_host = move || me.get().is_some_and(|(_, r)| r == "HOST");
+    // The session is being recorded (everyone sees it; the host starts and stops it).
+    let recording = move || moderation.with(|m| m.recording.is_some());
+    // A start or stop asked and not answered yet (clicks meanwhile do nothing).
+    let record_busy = RwSignal::new(false);
+    let toggle_recording = move |_| {
+        if record_busy.get_untracked() {
+            return;
+        }
+        record_busy.set(true);
+        let stop = moderation.with_untracked(|m| m.recording.is_some());
+        let (doc, field) = if stop {
+            (STOP_RECORDING, "stopRecording")
+        } else {
+            (START_RECORDING, "startRecording")
+        };
+        leptos::task::spawn_local(async move {
+            // Everyone, this page included, is told by `RecordingChanged`; the answer says the
+            // same to this page at once.
+            match api::graphql(doc, serde_json::json!({ "s": sid.get_value() })).await {
+                Ok(d) => moderation.update(|m| m.recording_changed(&d[field])),
+                Err(e) => notice.set(Some(e.message)),
+            }
+            record_busy.set(false);
+        });
+    };
     let class_href = move || {
         class_id
             .get()
@@ -1096,6 +1126,11 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         </p>
                     </Show>
                 </div>
+                <div class="room-badges">
+                <Show when=move || phase.get().in_room() && recording()>
+                    <span class="rec-indicator" data-testid="recording-indicator" role="status"
+                        title="This session is being recorded">"● REC"</span>
+                </Show>
                 <div class="room-state" data-testid="room-state" data-phase=move || phase.get().name()>
                     {move || match phase.get() {
                         Phase::Joining => view! { <span class="badge warn">"Joining…"</span> }.into_any(),
@@ -1108,6 +1143,7 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                         Phase::Left => view! { <span class="badge">"You left"</span> }.into_any(),
                         Phase::SignedOut => view! { <span class="badge">"Signed out"</span> }.into_any(),
                     }}
+                </div>
                 </div>
             </div>
             <Show when=move || notice.get().is_some()>
@@ -1443,6 +1479,11 @@ fn Room(session_id: String, rejoin: Callback<()>) -> impl IntoView {
                 <Show when=is_host>
                     <button class="button secondary" data-testid="copy-link" on:click=copy_link>
                         {move || if copied.get() { "Link copied" } else { "Copy join link" }}
+                    </button>
+                    <button class="button secondary record-button" data-testid="record" on:click=toggle_recording
+                        class:recording=recording aria-pressed=move || recording().to_string()
+                        disabled=move || record_busy.get()>
+                        {move || if recording() { "Stop recording" } else { "Record" }}
                     </button>
                 </Show>
                 <button class="button danger" data-testid="leave" on:click=leave>"Leave"</button>

@@ -12,4 +12,6 @@ pub mod panel;
 pub mod people;
 pub mod polls;
 pub mod qa;
+pub mod recording;
 pub mod status;
+pub mod vod;

@@ -2,9 +2,10 @@
 //! with its count, moderation actions for hosts and co-hosts, the raise-hand button, the
 //! invitation to stage with accept / decline, and "muted by the host".
 //!
-//! [`Moderation`] is what the room's events say about hands, mutes by the host, the lock and an
-//! invitation, kept by a pure reducer ([`Moderation::apply`]) tested without a browser. The
-//! panel only shows what the caller's role may do; the server checks every action again.
+//! [`Moderation`] is what the room's events say about hands, mutes by the host, the lock, an
+//! invitation and the recording in progress, kept by a pure reducer ([`Moderation::apply`])
+//! tested without a browser. The panel only shows what the caller's role may do; the server
+//! checks every action again.
 
 use leptos::prelude::*;
 
@@ -20,7 +21,8 @@ pub struct Member {
     pub role: String,
 }
 
-/// Hands, mutes by the host, the lock and a pending invitation, from the room's events.
+/// Hands, mutes by the host, the lock, a pending invitation and the recording in progress, from
+/// the room's events.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Moderation {
     /// Raised hands (participant, raised at), oldest first.
@@ -33,6 +35,8 @@ pub struct Moderation {
     pub invited: bool,
     /// This page's participant was allowed to unmute (a note shown until they do).
     pub allowed_to_unmute: bool,
+    /// The id of the recording of the session in progress (state `RECORDING`), if one is.
+    pub recording: Option<String>,
 }
 
 fn text(v: &serde_json::Value) -> String {
@@ -61,6 +65,8 @@ impl Moderation {
                     })
                     .unwrap_or_default();
                 self.locked = e["locked"].as_bool().unwrap_or(false);
+                self.recording = None;
+                self.recording_changed(&e["recording"]);
             }
             "HandRaised" => {
                 let id = text(&e["hand"]["participantId"]);
@@ -91,6 +97,7 @@ impl Moderation {
                 }
             }
             "SessionLockChanged" => self.locked = e["locked"].as_bool().unwrap_or(false),
+            "RecordingChanged" => self.recording_changed(&e["recording"]),
             "StageInvitation" => self.invited = true,
             // Sent back (or declined): no invitation stands.
             "ParticipantRoleChanged"
@@ -99,6 +106,20 @@ impl Moderation {
                 self.invited = false;
             }
             _ => {}
+        }
+    }
+
+    /// Takes a `Recording { id state }` (an event's, or a record mutation's answer): recording
+    /// while its state is `RECORDING`, not once that one leaves it. `null` changes nothing.
+    pub fn recording_changed(&mut self, r: &serde_json::Value) {
+        let id = text(&r["id"]);
+        if id.is_empty() {
+            return;
+        }
+        if r["state"] == "RECORDING" {
+            self.recording = Some(id);
+        } else if self.recording.as_deref() == Some(id.as_str()) {
+            self.recording = None;
         }
     }
 
@@ -463,6 +484,23 @@ mod tests {
         assert!(m.invited);
         m.apply("1", &json!({ "__typename": "ParticipantRoleChanged", "participantId": "1", "role": "VIEWER" }));
         assert!(!m.invited);
+    }
+
+    #[test]
+    fn the_recording_shows_from_the_snapshot_until_it_stops() {
+        let mut m = Moderation::default();
+        let snapshot = |recording: serde_json::Value| json!({ "__typename": "SessionSnapshot", "hands": [], "hostMutes": [], "locked": false, "recording": recording });
+        m.apply("1", &snapshot(json!({ "id": "4", "state": "RECORDING" })));
+        assert_eq!(m.recording.as_deref(), Some("4"));
+        // Another recording's end says nothing of this one.
+        m.apply("1", &json!({ "__typename": "RecordingChanged", "seq": 3, "recording": { "id": "3", "state": "READY" } }));
+        assert_eq!(m.recording.as_deref(), Some("4"));
+        m.apply("1", &json!({ "__typename": "RecordingChanged", "seq": 4, "recording": { "id": "4", "state": "UPLOADING" } }));
+        assert_eq!(m.recording, None);
+        m.apply("1", &json!({ "__typename": "RecordingChanged", "seq": 5, "recording": { "id": "5", "state": "RECORDING" } }));
+        assert_eq!(m.recording.as_deref(), Some("5"));
+        m.apply("1", &snapshot(serde_json::Value::Null));
+        assert_eq!(m.recording, None);
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub enum AssignableRole {
 
 /// The class and the caller's role in it; `None` (NOT_FOUND) when it does not exist or the caller
 /// may not see it (see [`roles::access`]).
-fn class_and_role(
+pub(super) fn class_and_role(
     c: &mut Conn,
     class_id: i64,
     user_id: i64,
@@ -92,7 +92,7 @@ fn class_and_role(
 
 /// The session and the caller's role in its class; `None` (NOT_FOUND) when it does not exist or
 /// the caller may not see its class.
-fn session_and_role(
+pub(super) fn session_and_role(
     c: &mut Conn,
     session_id: i64,
     user_id: i64,
@@ -354,6 +354,8 @@ impl ClassMutation {
         })
         .await?;
         publish(ctx, &ended);
+        // Its recording ends with it (the file is finalised and stored in the background).
+        state(ctx).recordings.stop(ended.id, false).await;
         // Everyone in it is told and disconnected; their visits end.
         let departed = state(ctx).live.end(ended.id);
         super::stage::record_departures(state(ctx), departed).await;

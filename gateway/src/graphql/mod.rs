@@ -12,6 +12,7 @@ pub mod cost;
 pub mod errors;
 pub mod guard;
 pub mod interaction;
+pub mod recordings;
 pub mod signaling;
 pub mod stage;
 pub mod types;
@@ -62,6 +63,7 @@ pub struct Query(
     classes::ClassQuery,
     interaction::InteractionQuery,
     stage::AttendanceQuery,
+    recordings::RecordingQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -71,6 +73,7 @@ pub struct Mutation(
     signaling::SignalingMutation,
     interaction::InteractionMutation,
     stage::StageMutation,
+    recordings::RecordingMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -12,13 +12,14 @@ use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject, Subscriptio
 use futures_util::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
-use schema::models::{class_session, participant, session_removal, user};
+use schema::models::{class_session, participant, recording, session_removal, user};
 
 use super::errors::{self, ApiError};
 use super::interaction::{
     self, ChatMessageDeleted, ChatMessagePosted, PollUpdated, QuestionUpdated, Viewer,
 };
 use super::stage;
+use super::types::RecordingView;
 use super::{caller, load, require_user, state};
 use crate::auth::{self, Scope};
 use crate::live::{
@@ -311,6 +312,14 @@ pub struct SessionLockChanged {
     pub locked: bool,
 }
 
+/// A recording of the session started, or stopped (its state is no longer `RECORDING`).
+#[derive(SimpleObject, Clone)]
+pub struct RecordingChanged {
+    /// The room event's number in the session (resume after it with `sessionEvents(since:)`).
+    pub seq: i64,
+    pub recording: RecordingView,
+}
+
 /// Why a subscription starts again from a snapshot.
 #[derive(Enum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SnapshotReason {
@@ -349,6 +358,8 @@ pub struct SessionSnapshot {
     pub host_mutes: Vec<HostMute>,
     /// No one new may join but hosts and co-hosts.
     pub locked: bool,
+    /// The recording being made of the session now, if any.
+    pub recording: Option<RecordingView>,
 }
 
 /// Something that happened in a live session. Room events (for everyone, chat, questions and
@@ -377,6 +388,7 @@ pub enum SessionEventItem {
     HandLowered(HandLowered),
     HostMuteChanged(HostMuteChanged),
     SessionLockChanged(SessionLockChanged),
+    RecordingChanged(RecordingChanged),
 }
 
 fn kind(video: bool) -> TrackKind {
@@ -450,6 +462,7 @@ fn snapshot_item(reason: live::SnapshotReason, seq: u64, state: SessionState) ->
             })
             .collect(),
         locked: state.locked,
+        recording: state.recording.map(RecordingView),
     })
 }
 
@@ -550,6 +563,10 @@ fn room_item(session_id: i64, seq: i64, event: RoomEvent, viewer: Viewer) -> Ses
         RoomEvent::SessionLocked { locked } => {
             SessionEventItem::SessionLockChanged(SessionLockChanged { seq, locked })
         }
+        RoomEvent::RecordingChanged(r) => SessionEventItem::RecordingChanged(RecordingChanged {
+            seq,
+            recording: RecordingView(r),
+        }),
     }
 }
 
@@ -692,6 +709,13 @@ impl SignalingMutation {
         if found.locked && live.snapshot(sid).is_some_and(|s| !s.locked) {
             // The lock is stored; the session's state in memory is new (everyone had left).
             let _ = live.command(sid, live::Command::Lock { locked: true });
+        }
+        if live.snapshot(sid).is_some_and(|s| s.recording.is_none()) {
+            // Likewise a recording made while everyone was away.
+            let active = load(ctx, move |c| recording::active_for_session(c, sid)).await?;
+            if let Some(r) = active {
+                let _ = live.command(sid, live::Command::Recording(r));
+            }
         }
         Ok(JoinedSession {
             participant_id: id(row.id),

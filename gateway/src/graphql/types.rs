@@ -4,12 +4,15 @@ use async_graphql::{ComplexObject, Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 
 use schema::models::{
-    api_token::ApiToken, class::Class, class_session::ClassSession, recording::Recording,
+    api_token::ApiToken,
+    class::Class,
+    class_session::ClassSession,
+    recording::{self, Recording},
     user::User,
 };
 
 use super::errors::ApiError;
-use super::{caller, load, require_user};
+use super::{caller, load, require_user, state};
 use crate::auth::Scope;
 use crate::roles::{self, Action, Role};
 
@@ -258,35 +261,93 @@ pub enum RecordingState {
 }
 
 /// The recording of a session.
-#[derive(SimpleObject)]
-#[graphql(name = "Recording")]
-pub struct RecordingView {
-    pub id: ID,
-    pub session_id: ID,
-    pub state: RecordingState,
-    pub duration_ms: Option<i64>,
-    pub size_bytes: Option<i64>,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
+#[derive(Clone)]
+pub struct RecordingView(pub Recording);
 
 impl From<Recording> for RecordingView {
     fn from(r: Recording) -> RecordingView {
-        RecordingView {
-            id: ID::from(r.id.to_string()),
-            session_id: ID::from(r.session_id.to_string()),
-            state: match r.state.as_str() {
-                "recording" => RecordingState::Recording,
-                "uploading" => RecordingState::Uploading,
-                "ready" => RecordingState::Ready,
-                _ => RecordingState::Failed,
-            },
-            duration_ms: r.duration_ms,
-            size_bytes: r.size_bytes,
-            error: r.error,
-            created_at: time(r.created_at),
+        RecordingView(r)
+    }
+}
+
+#[Object(name = "Recording")]
+impl RecordingView {
+    async fn id(&self) -> ID {
+        ID::from(self.0.id.to_string())
+    }
+    async fn session_id(&self) -> ID {
+        ID::from(self.0.session_id.to_string())
+    }
+    /// The class of its session.
+    async fn class_id(&self, ctx: &Context<'_>) -> Result<ID> {
+        Ok(ID::from(self.session(ctx).await?.0.to_string()))
+    }
+    /// The class's title and the day of the session, to show the recording by.
+    async fn session_title(&self, ctx: &Context<'_>) -> Result<String> {
+        Ok(self.session(ctx).await?.1)
+    }
+    async fn state(&self) -> RecordingState {
+        match self.0.state.as_str() {
+            recording::RECORDING => RecordingState::Recording,
+            recording::UPLOADING => RecordingState::Uploading,
+            recording::READY => RecordingState::Ready,
+            _ => RecordingState::Failed,
         }
+    }
+    /// When recording started.
+    async fn created_at(&self) -> DateTime<Utc> {
+        time(self.0.created_at)
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        time(self.0.updated_at)
+    }
+    /// Known once it stopped.
+    async fn duration_ms(&self) -> Option<i64> {
+        self.0.duration_ms
+    }
+    /// Known once stored.
+    async fn size_bytes(&self) -> Option<i64> {
+        self.0.size_bytes
+    }
+    /// While `UPLOADING`: bytes stored so far (of `uploadTotalBytes`).
+    async fn uploaded_bytes(&self, ctx: &Context<'_>) -> Option<i64> {
+        let (done, _) = state(ctx).recordings.progress(self.0.id)?;
+        i64::try_from(done).ok()
+    }
+    /// While `UPLOADING`: the size of the file being stored.
+    async fn upload_total_bytes(&self, ctx: &Context<'_>) -> Option<i64> {
+        let (_, total) = state(ctx).recordings.progress(self.0.id)?;
+        i64::try_from(total).ok()
+    }
+    /// Why it failed, when it did.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    /// When `READY`: where it plays from. Signed, and it expires (after `recording.url_ttl_seconds`);
+    /// the file is WebM (VP8 and Opus) and the URL answers HTTP Range requests (seeking).
+    async fn playback_url(&self, ctx: &Context<'_>) -> Option<String> {
+        state(ctx)
+            .recordings
+            .playback_url(&self.0, crate::recording::unix_now())
+    }
+}
+
+impl RecordingView {
+    /// The class id and the title of the recording's session (loaded once per field).
+    async fn session(&self, ctx: &Context<'_>) -> Result<(i64, String)> {
+        let sid = self.0.session_id;
+        let found = load(ctx, move |c| {
+            let Some(session) = schema::models::class_session::find(c, sid)? else {
+                return Ok(None);
+            };
+            let class = schema::models::class::find(c, session.class_id)?;
+            Ok(class.map(|class| (session, class)))
+        })
+        .await?
+        .ok_or(super::errors::ApiError::NotFound("session"))?;
+        let (session, class) = found;
+        let day = time(session.started_at.unwrap_or(session.scheduled_start)).format("%Y-%m-%d");
+        Ok((class.id, format!("{} — {day}", class.title)))
     }
 }
 

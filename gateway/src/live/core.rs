@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use schema::models::recording::{self, Recording};
 use sfu::{PeerId, TrackId, TrackKey};
 
 use super::interaction::Interaction;
@@ -121,6 +122,8 @@ pub enum RoomEvent {
         locked: bool,
     },
     SessionEnded,
+    /// A recording of the session started, or stopped (its state is no longer `recording`).
+    RecordingChanged(Recording),
     /// Chat, Q&A or polls changed (shared, not copied, by every subscriber that reads it).
     Interaction(Arc<Interaction>),
 }
@@ -195,6 +198,8 @@ pub struct SessionState {
     pub host_mutes: Vec<HostMute>,
     /// No new participants but hosts and co-hosts.
     pub locked: bool,
+    /// The recording being made now.
+    pub recording: Option<Recording>,
 }
 
 /// An input of the session.
@@ -283,6 +288,8 @@ pub enum Command {
     Remove { participant_id: i64, reason: String },
     /// A moderator locks the session (no new participants but hosts and co-hosts) or opens it.
     Lock { locked: bool },
+    /// A recording started (state `recording`) or stopped (any other state).
+    Recording(Recording),
 }
 
 /// What follows from a command, for the hub to carry out.
@@ -389,6 +396,8 @@ pub struct SessionCore {
     removed: std::collections::HashSet<i64>,
     /// No new participants but hosts and co-hosts.
     locked: bool,
+    /// The recording being made now.
+    recording: Option<Recording>,
     /// Ended: nothing more is applied.
     ended: bool,
 }
@@ -457,7 +466,14 @@ impl SessionCore {
                 })
                 .collect(),
             locked: self.locked,
+            recording: self.recording.clone(),
         }
+    }
+
+    /// A session (again) in the hub starts knowing the recording being made of it.
+    pub fn with_recording(mut self, recording: Option<Recording>) -> SessionCore {
+        self.recording = recording;
+        self
     }
 
     /// Whether the session is locked.
@@ -846,6 +862,14 @@ impl SessionCore {
                     self.locked = locked;
                     out.push(Output::Room(RoomEvent::SessionLocked { locked }));
                 }
+            }
+            Command::Recording(r) => {
+                if r.state == recording::RECORDING {
+                    self.recording = Some(r.clone());
+                } else if self.recording.as_ref().is_some_and(|now| now.id == r.id) {
+                    self.recording = None;
+                }
+                out.push(Output::Room(RoomEvent::RecordingChanged(r)));
             }
         }
         Ok(out)

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod events;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub fn test_config(data_dir: &std::path::Path, static_dir: PathBuf) -> Config {
     config.http.static_dir = static_dir;
     config.database.url = format!("sqlite://{}", data_dir.join("classroom.db").display());
     config.storage.path = data_dir.join("objects");
+    config.recording.spool_dir = data_dir.join("spool");
+    config.recording.journal = data_dir.join("recording-jobs.sqlite");
     config.sfu.shards = 2;
     config.sfu.udp_port_start = 0;
     config
@@ -129,6 +132,11 @@ impl Api {
             base: self.base.clone(),
             bearer: Some(token.to_owned()),
         }
+    }
+
+    /// The HTTP client (its cookies), for requests of the test's own making.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// Posts a query; returns the whole response body (`data` and `errors`).

@@ -1,0 +1,1 @@
+DROP INDEX recordings_one_active;
