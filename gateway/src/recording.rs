@@ -12,7 +12,7 @@
 //!   or `/vod/<id>?exp=..&sig=..` served here with HTTP Range ([`vod`]).
 
 use std::collections::HashMap;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -536,16 +536,21 @@ async fn serve_object(store: &dyn ObjectStore, path: &ObjectPath, headers: &Head
     response
 }
 
-/// Seconds from a file's last write to... its creation: how long a recording that a crash cut
-/// short ran (`None` when the file is gone).
-fn recovered_duration_ms(file: &FsPath, started_ms: i64) -> Option<i64> {
-    let modified = std::fs::metadata(file).ok()?.modified().ok()?;
-    let modified_ms = modified
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_millis();
-    let ms = i64::try_from(modified_ms).ok()? - started_ms;
-    (ms >= 0).then_some(ms)
+/// How long a recording that a crash cut short plays, read from its file (`None` when it cannot
+/// be read).
+async fn recovered_duration_ms(file: PathBuf) -> Option<i64> {
+    let probed = tokio::task::spawn_blocking(move || {
+        recorder::probe::duration(&file, Duration::from_secs(600))
+    })
+    .await;
+    match probed {
+        Ok(Ok(d)) => i64::try_from(d.as_millis()).ok(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the length of a recovered recording is unknown");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// Starts the uploader and what follows its events, after taking back the jobs a dead process
@@ -608,10 +613,11 @@ async fn recover(app: &AppState) {
         let id = job.recording_id;
         let file: PathBuf = job.file.clone();
         let row = app.db.interact(move |c| recording::find(c, id)).await;
-        let Ok(Some(row)) = row else { continue };
-        let duration = job
-            .duration_ms
-            .or_else(|| recovered_duration_ms(&file, row.created_at));
+        let Ok(Some(_)) = row else { continue };
+        let duration = match job.duration_ms {
+            Some(d) => Some(d),
+            None => recovered_duration_ms(file).await,
+        };
         if let Some(d) = duration {
             let journal = Arc::clone(&app.recordings.journal);
             let _ =

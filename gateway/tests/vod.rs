@@ -61,6 +61,10 @@ async fn replay_lines(b: &Browser) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_class_plays_back_with_its_chat() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let server = TestServer::start_with(support::workspace_root().join("frontend/dist"), |c| {
         c.recording.width = 640;
         c.recording.height = 360;

@@ -5,6 +5,7 @@
 //!   live silent base, one WebM file out, finalised on stop.
 //! - [`layout`]: where each picture goes on the canvas (pure).
 //! - [`live`]: feeds a recording from the SFU's in-process consumer of a room.
+//! - [`probe`]: how long a recorded file plays, read from the file (for files a crash cut short).
 //! - [`journal`]: the media node's durable job list (SQLite): one row per recording, from the
 //!   spool file being written to its verified copy in the object store; recovers after a crash.
 //! - [`upload`]: uploads finished spool files to the object store (multipart, verified by size
@@ -14,4 +15,5 @@ pub mod journal;
 pub mod layout;
 pub mod live;
 pub mod pipeline;
+pub mod probe;
 pub mod upload;

@@ -131,7 +131,7 @@ impl Pipeline {
             "videotestsrc is-live=true pattern=black \
                ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
                ! compositor name=mix background=black \
-               ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
+               ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1,colorimetry=bt601,chroma-site=jpeg \
                ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 \
                ! vp8enc deadline=1 cpu-used=8 threads=2 target-bitrate={video_bps} keyframe-max-dist={keyframes} \
                    end-usage=cbr error-resilient=default \
