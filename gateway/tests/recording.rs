@@ -480,3 +480,45 @@ async fn a_recording_cut_short_by_sigkill_is_stored_after_the_restart() {
     assert_eq!(body.len() as u64, spooled);
     again.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_the_store_keeps_refusing_fails_with_the_error_and_keeps_its_file() {
+    let server = TestServer::start_with(std::path::PathBuf::from("/nonexistent"), |c| {
+        c.recording.width = 320;
+        c.recording.height = 180;
+        c.recording.fps = 15;
+        c.recording.upload_max_attempts = 2;
+        c.recording.upload_retry_ms = 10;
+    })
+    .await;
+    let (host, _) = user(&server, "host@example.org", "Hannah Host").await;
+    let (_, session) = live_session(&host).await;
+    let id = host.ok(START, json!({ "s": session })).await["startRecording"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    spooled(&server, &id, 1).await;
+    // The store's directory becomes a file: every write to it fails.
+    let objects = server.state().config.storage.path.clone();
+    std::fs::remove_dir_all(&objects).unwrap();
+    std::fs::write(&objects, b"not a directory").unwrap();
+    host.ok(STOP, json!({ "s": session })).await;
+    let failed = recording_until(&host, &id, |r| r["state"] != "UPLOADING").await;
+    assert_eq!(failed["state"], "FAILED", "{failed}");
+    assert!(
+        !failed["error"].as_str().unwrap_or("").is_empty(),
+        "says why: {failed}"
+    );
+    assert!(failed["playbackUrl"].is_null());
+    assert!(
+        server
+            .state()
+            .config
+            .recording
+            .spool_dir
+            .join(format!("recording-{id}.webm"))
+            .is_file(),
+        "the file is kept for an operator"
+    );
+    server.stop().await;
+}
