@@ -4,13 +4,10 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,6 +23,10 @@ use object_store::{
 use recorder::journal::{Journal, State};
 use recorder::upload::{PART_SIZE, RetryPolicy, UploadEvent, Uploader};
 use sha2::{Digest, Sha256};
+
+#[path = "support/moto.rs"]
+mod moto;
+use moto::Moto;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -718,95 +719,6 @@ async fn shutdown_mid_upload_puts_the_job_back_without_counting_an_attempt() {
 
 // ---------------------------------------------------------------------------------------------
 // S3, as served by moto on loopback
-
-const MOTO_HINT: &str = "moto_server not found. Install it with `just setup` (a venv in tools/moto), \
-     or: python3 -m venv tools/moto && tools/moto/bin/pip install 'moto[server]'";
-
-fn moto_binary() -> Option<PathBuf> {
-    let in_tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/moto/bin/moto_server");
-    if in_tools.is_file() {
-        return Some(in_tools);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("moto_server"))
-        .find(|p| p.is_file())
-}
-
-/// A moto server on a free loopback port, killed when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Moto {
-    async fn start(log_dir: &Path) -> Moto {
-        let binary = moto_binary().unwrap_or_else(|| panic!("{MOTO_HINT}"));
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let log = log_dir.join("moto.log");
-        let out = std::fs::File::create(&log).expect("moto log");
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(out.try_clone().expect("log handle"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {binary:?}: {e}. {MOTO_HINT}"));
-        let mut moto = Moto { child, port, log };
-        moto.wait_ready().await;
-        moto
-    }
-
-    /// Polls the port until moto answers an HTTP request.
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("moto_server exited ({status}): {}", self.log_text());
-            }
-            if self
-                .request("GET / HTTP/1.1")
-                .is_ok_and(|r| r.starts_with("HTTP/1"))
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not answer: {}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// A bodiless HTTP/1.1 request; the whole response as text.
-    fn request(&self, line: &str) -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "{line}\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn a_large_recording_goes_to_s3_in_parts() {
