@@ -1,7 +1,146 @@
-//! Passwords: argon2id hashes (PHC strings), computed on blocking threads.
+//! Passwords: argon2id hashes (PHC strings), computed by a small pool of hashing threads.
+//!
+//! Each hash needs 19 MiB of working memory (argon2id's recommended cost). Computed on
+//! `spawn_blocking` threads, a burst of sign-ups used one such buffer per blocking thread, and the
+//! allocator kept them all: a gateway grew past 1 GB after 100 concurrent sign-ups. Here
+//! [`HASHING_THREADS`] threads each own one buffer, reused for every hash, so hashing holds at
+//! most that many buffers whatever the load, and bursts queue (bounded, [`QUEUE`]) instead of
+//! taking more memory or cores from the server.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::sync::OnceLock;
+
+use argon2::password_hash::{Output, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use tokio::sync::{mpsc, oneshot};
+
+/// Threads that compute hashes (each holds one working buffer of 19 MiB once used).
+pub const HASHING_THREADS: usize = 2;
+/// Hashes waiting for a thread; callers beyond that wait to queue (backpressure, nothing dropped).
+pub const QUEUE: usize = 256;
+
+enum Job {
+    Hash {
+        password: String,
+        salt: [u8; 16],
+        done: oneshot::Sender<Result<String, String>>,
+    },
+    Verify {
+        password: String,
+        stored: String,
+        done: oneshot::Sender<bool>,
+    },
+}
+
+/// The pool's queue, started on first use.
+fn pool() -> &'static mpsc::Sender<Job> {
+    static POOL: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..HASHING_THREADS {
+            let rx = std::sync::Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-{i}"))
+                .spawn(move || {
+                    let mut memory: Vec<Block> = Vec::new();
+                    loop {
+                        // One thread waits on the queue at a time; the others wait for the lock.
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+                        let Some(job) = job else { return };
+                        run(job, &mut memory);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "a password hashing thread did not start");
+            }
+        }
+        tx
+    })
+}
+
+fn run(job: Job, memory: &mut Vec<Block>) {
+    match job {
+        Job::Hash {
+            password,
+            salt,
+            done,
+        } => {
+            let _ = done.send(hash_with(&password, &salt, memory));
+        }
+        Job::Verify {
+            password,
+            stored,
+            done,
+        } => {
+            let _ = done.send(verify_with(&password, &stored, memory));
+        }
+    }
+}
+
+/// Computes argon2 of `password` and `salt` into `out`, in `memory` (grown when the parameters
+/// need more: a stored hash made with a higher cost).
+fn compute(
+    argon: &Argon2<'_>,
+    params: &Params,
+    password: &str,
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> Result<(), String> {
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::new());
+    }
+    argon
+        .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..])
+        .map_err(|e| e.to_string())
+}
+
+fn hash_with(password: &str, salt: &[u8; 16], memory: &mut Vec<Block>) -> Result<String, String> {
+    let params = Params::default();
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    compute(&argon, &params, password, salt, &mut out, memory)?;
+    let salt = SaltString::encode_b64(salt).map_err(|e| e.to_string())?;
+    let hash = Output::new(&out).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        salt.as_str(),
+        hash
+    ))
+}
+
+fn verify_with(password: &str, stored: &str, memory: &mut Vec<Block>) -> bool {
+    let mut check = || -> Option<bool> {
+        let parsed = PasswordHash::new(stored).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::default(),
+        };
+        let expected = parsed.hash?;
+        let mut params = Params::try_from(&parsed).ok()?;
+        if params.output_len() != Some(expected.len()) {
+            params = Params::new(
+                params.m_cost(),
+                params.t_cost(),
+                params.p_cost(),
+                Some(expected.len()),
+            )
+            .ok()?;
+        }
+        let mut salt = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+        let argon = Argon2::new(algorithm, version, params.clone());
+        let mut out = vec![0u8; expected.len()];
+        compute(&argon, &params, password, salt, &mut out, memory).ok()?;
+        // Output's equality is constant-time.
+        Some(Output::new(&out).ok()? == expected)
+    };
+    check().unwrap_or(false)
+}
 
 /// Shortest password accepted.
 pub const MIN_LENGTH: usize = 10;
@@ -22,30 +161,33 @@ pub fn check_strength(password: &str) -> Result<(), String> {
 
 /// Argon2id hash with a random salt.
 pub async fn hash(password: String) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || {
-        let mut salt = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
-        let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
+    let mut salt = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+    let (done, answer) = oneshot::channel();
+    pool()
+        .send(Job::Hash {
+            password,
+            salt,
+            done,
+        })
+        .await
+        .map_err(|_| "password hashing stopped".to_owned())?;
+    answer
+        .await
+        .map_err(|_| "password hashing stopped".to_owned())?
 }
 
 /// Whether `password` matches the stored hash. A malformed hash never matches.
 pub async fn verify(password: String, stored: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&stored).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
+    let (done, answer) = oneshot::channel();
+    let sent = pool()
+        .send(Job::Verify {
+            password,
+            stored,
+            done,
         })
-    })
-    .await
-    .unwrap_or(false)
+        .await;
+    sent.is_ok() && answer.await.unwrap_or(false)
 }
 
 /// A hash of a password nobody has, verified against when an account does not exist so that
@@ -66,6 +208,43 @@ mod tests {
         assert!(verify("correct horse battery".into(), h.clone()).await);
         assert!(!verify("correct horse batterz".into(), h).await);
         assert!(!verify("x".into(), "not a hash".into()).await);
+    }
+
+    #[tokio::test]
+    async fn hashes_are_the_argon2_crates_own_format_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        // Ours verifies with the crate's verifier...
+        let ours = hash("correct horse battery".into()).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
+        // ...and a hash of the crate's (as stored before) verifies with ours, at another cost too.
+        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+        for params in [
+            Params::default(),
+            Params::new(8 * 1024, 1, 1, Some(24)).unwrap(),
+        ] {
+            let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password(b"correct horse battery", &salt)
+                .unwrap()
+                .to_string();
+            assert!(verify("correct horse battery".into(), theirs.clone()).await);
+            assert!(!verify("correct horse batterz".into(), theirs).await);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_hashes_all_complete() {
+        let hashes: Vec<_> = (0..8)
+            .map(|i| tokio::spawn(hash(format!("password number {i}"))))
+            .collect();
+        for (i, h) in hashes.into_iter().enumerate() {
+            let h = h.await.unwrap().unwrap();
+            assert!(verify(format!("password number {i}"), h).await);
+        }
     }
 
     #[test]
