@@ -193,12 +193,50 @@ async fn a_recorded_class_plays_back_with_its_chat() {
     assert!(replay_lines(&viewer).await.is_empty(), "no chat at 0:00");
 
     // Played as a person does (a click), time advances and frames decode.
+    viewer
+        .eval(
+            "window.__vodErrors = [];
+             document.querySelector('[data-testid=vod-video]').addEventListener('error', e =>
+               window.__vodErrors.push(e.target.error && (e.target.error.code + ': ' + e.target.error.message)));
+             return 0;",
+        )
+        .await;
     viewer.click("[data-testid=vod-video]").await;
-    let (t0, f0, _) = until(WAIT, "playback starts", || async {
+    let deadline = std::time::Instant::now() + WAIT;
+    let (t0, f0) = loop {
         let (t, f, paused) = video(&viewer).await;
-        (!paused && t > 0.2).then_some((t, f, paused))
-    })
-    .await;
+        if !paused && t > 0.2 {
+            break (t, f);
+        }
+        if std::time::Instant::now() > deadline {
+            let state = viewer
+                .eval(
+                    "const v = document.querySelector('[data-testid=vod-video]');
+                     return { t: v.currentTime, d: v.duration, paused: v.paused, ready: v.readyState,
+                              network: v.networkState, error: v.error && v.error.message,
+                              buffered: v.buffered.length ? [v.buffered.start(0), v.buffered.end(0)] : [],
+                              errors: window.__vodErrors };",
+                )
+                .await;
+            let src = viewer
+                .eval("return document.querySelector('[data-testid=vod-video]').src;")
+                .await;
+            if let Some(src) = src.as_str() {
+                let body = reqwest::get(src).await.unwrap().bytes().await.unwrap();
+                let kept = support::artifacts_dir()
+                    .join(SCENARIO)
+                    .join("recording.webm");
+                std::fs::write(&kept, &body).unwrap();
+                eprintln!("the recording is kept in {}", kept.display());
+            }
+            let mut state = state;
+            if let Some(errors) = state["errors"].as_array_mut() {
+                errors.truncate(3);
+            }
+            panic!("playback did not start: {state}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     until(WAIT, "time advances and frames decode", || async {
         let (t, f, _) = video(&viewer).await;
         (t > t0 + 1.0 && f > f0 + 5.0).then_some(())

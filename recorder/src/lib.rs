@@ -3,6 +3,8 @@
 //! - [`pipeline`]: the live GStreamer pipeline of one recording: RTP in per published track
 //!   (VP8, Opus), a compositor whose grid reflows as publishers come and go, an audio mix over a
 //!   live silent base, one WebM file out, finalised on stop.
+//! - [`sync`]: A/V synchronisation: each packet's presentation time from its RTP timestamp and
+//!   its publisher's sender reports (pure).
 //! - [`layout`]: where each picture goes on the canvas (pure).
 //! - [`live`]: feeds a recording from the SFU's in-process consumer of a room.
 //! - [`probe`]: how long a recorded file plays, read from the file (for files a crash cut short).
@@ -16,4 +18,5 @@ pub mod layout;
 pub mod live;
 pub mod pipeline;
 pub mod probe;
+pub mod sync;
 pub mod upload;

@@ -1,6 +1,7 @@
 //! Records a room from the SFU's in-process consumer ([`sfu::Sfu::local_consumer`]): every
 //! track published in the room becomes an input of the [`Pipeline`], its packets are fed as they
-//! come, and it leaves the picture when it ends.
+//! come, timed from the publishers' sender reports ([`crate::sync`]), and it leaves the picture
+//! when it ends.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,17 +11,36 @@ use sfu::{LocalConsumer, LocalItem, TrackKey};
 use tokio::sync::oneshot;
 
 use crate::pipeline::{Error, Kind, Pipeline};
+use crate::sync::Sync;
 
 /// How long a stop waits for the file to be finalised.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How packets are timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Timing {
+    /// From the RTP timestamps and the publishers' sender reports ([`crate::sync`]): audio and
+    /// video of one person together, whatever the network does to each.
+    #[default]
+    SenderReports,
+    /// By arrival, as received (off by whatever the network delays one track more than the
+    /// other): for comparison.
+    Arrival,
+}
 
 /// Applies a consumer's items to a recording.
 pub struct Feeder {
     pipeline: Pipeline,
     /// Tells whether a track is a shared screen (shown large).
     is_screen: Box<dyn Fn(&TrackKey) -> bool + Send>,
+    /// Arrival times: the pipeline's running time, unless a test gives another clock.
+    clock: Box<dyn Fn() -> Duration + Send>,
+    sync: Sync,
+    timing: Timing,
     /// Packets fed.
     pub packets: u64,
+    /// Sender reports applied.
+    pub reports: u64,
     /// Items that could not be applied (a packet of a track the pipeline refused): counted,
     /// never fatal.
     pub refused: u64,
@@ -31,12 +51,30 @@ impl Feeder {
         pipeline: Pipeline,
         is_screen: impl Fn(&TrackKey) -> bool + Send + 'static,
     ) -> Feeder {
+        let clock = Box::new(pipeline.running_clock());
         Feeder {
             pipeline,
             is_screen: Box::new(is_screen),
+            clock,
+            sync: Sync::new(),
+            timing: Timing::default(),
             packets: 0,
+            reports: 0,
             refused: 0,
         }
+    }
+
+    /// Takes arrival times from `clock` (running time of the pipeline) instead of the pipeline's
+    /// clock.
+    pub fn with_clock(mut self, clock: impl Fn() -> Duration + Send + 'static) -> Feeder {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// Times packets another way.
+    pub fn with_timing(mut self, timing: Timing) -> Feeder {
+        self.timing = timing;
+        self
     }
 
     /// Applies one item.
@@ -46,23 +84,58 @@ impl Feeder {
                 track,
                 video,
                 payload_type,
+                clock_rate,
+                publisher,
                 ..
             } => {
                 let kind = if video { Kind::Video } else { Kind::Audio };
                 let screen = video && (self.is_screen)(&track);
-                self.pipeline
-                    .add_track(&track.msid_track(), kind, payload_type, screen)
+                let id = track.msid_track();
+                let added = self.pipeline.add_track(&id, kind, payload_type, screen);
+                if added.is_ok() {
+                    self.sync.add_track(&id, publisher.as_u64(), clock_rate);
+                }
+                added
             }
             LocalItem::Rtp { track, packet } => match packet.marshal() {
                 Ok(bytes) => {
-                    self.packets += 1;
-                    self.pipeline.push_rtp(&track.msid_track(), &bytes)
+                    let id = track.msid_track();
+                    let arrival = (self.clock)();
+                    let pts = match self.timing {
+                        Timing::SenderReports => {
+                            self.sync.packet(&id, packet.header.timestamp, arrival)
+                        }
+                        Timing::Arrival => Some(arrival),
+                    };
+                    match pts {
+                        Some(pts) => {
+                            self.packets += 1;
+                            self.pipeline.push_rtp_at(&id, &bytes, pts)
+                        }
+                        None => Err(Error::UnknownTrack(id)),
+                    }
                 }
                 Err(e) => Err(Error::Gst(format!("marshal: {e}"))),
             },
-            LocalItem::TrackRemoved { track } => self.pipeline.remove_track(&track.msid_track()),
-            // Sender reports (A/V synchronisation is still to come: the pipeline times packets
-            // by arrival), and whatever the SFU adds later.
+            LocalItem::SenderReport {
+                track,
+                ntp_time,
+                rtp_time,
+            } => {
+                let id = track.msid_track();
+                if self.sync.sender_report(&id, ntp_time, rtp_time) {
+                    self.reports += 1;
+                    Ok(())
+                } else {
+                    Err(Error::UnknownTrack(id))
+                }
+            }
+            LocalItem::TrackRemoved { track } => {
+                let id = track.msid_track();
+                self.sync.remove_track(&id);
+                self.pipeline.remove_track(&id)
+            }
+            // Whatever the SFU adds later.
             _ => Ok(()),
         };
         if let Err(e) = done {
@@ -71,6 +144,11 @@ impl Feeder {
                 tracing::debug!(error = %e, refused = self.refused, "recording input refused");
             }
         }
+    }
+
+    /// The recording being fed.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     /// Ends the recording: the file is finalised. Blocking (up to [`FINISH_TIMEOUT`]).

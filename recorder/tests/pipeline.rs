@@ -314,8 +314,8 @@ fn a_recording_killed_mid_way_is_playable_up_to_the_kill() {
 }
 
 /// The SFU's in-process consumer drives a recording: a track announced, its packets (as the SFU
-/// hands them, parsed), a packet of a track never announced (refused and counted), the track's
-/// end, and the stop.
+/// hands them, parsed), a sender report, a packet of a track never announced (refused and
+/// counted), the track's end, and the stop.
 #[test]
 fn the_sfus_local_consumer_items_drive_a_recording() {
     use recorder::live::Feeder;
@@ -364,6 +364,13 @@ fn the_sfus_local_consumer_items_drive_a_recording() {
         }
     }
     let fed = feeder.packets;
+    // A sender report of a recorded track is applied (the packets are timed from it).
+    feeder.apply(LocalItem::SenderReport {
+        track: mic.clone(),
+        ntp_time: 3_976_000_000 << 32,
+        rtp_time: 12_345,
+    });
+    assert_eq!((feeder.reports, feeder.refused), (1, 0));
     feeder.apply(LocalItem::Rtp {
         track: TrackKey::new(peer, "never-announced"),
         packet: rtc::rtp::Packet::default(),
@@ -382,4 +389,99 @@ fn the_sfus_local_consumer_items_drive_a_recording() {
     );
     assert!(last >= 2.0, "the picture lasts to {last:.2} s");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The presentation times given with the packets are the ones the decoders put out, past the
+/// jitter buffer (which computes timestamps of its own), and packets that come out of order are
+/// put back in order: every frame is decoded, each with the time its packets were given.
+#[test]
+fn given_presentation_times_pass_the_jitter_buffer_and_reordered_packets_are_put_in_order() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("recorder-pts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rec = Pipeline::start(
+        &dir.join("pts.webm"),
+        Format {
+            width: 320,
+            height: 180,
+            fps: 15,
+            video_bps: 300_000,
+        },
+    )
+    .unwrap();
+    rec.add_track("cam", Kind::Video, 96, false).unwrap();
+    // The decoder's output, read on its pad.
+    let decoded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let dec = rec
+        .gst_pipeline()
+        .iterate_elements()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "vp8dec"))
+        .expect("the track's decoder");
+    {
+        let decoded = decoded.clone();
+        dec.static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
+                    decoded.lock().unwrap().push(pts.nseconds());
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+    let video = Source::new(Kind::Video, "ball");
+    // Times from the RTP timestamps, 400 ms ahead of the arrival of the first packet: nothing
+    // like what the jitter buffer would compute.
+    let mut first: Option<(u32, u64)> = None;
+    let mut given = std::collections::BTreeSet::new();
+    let mut swapped = 0;
+    let mut held: Option<Vec<u8>> = None;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        for p in video.drain(Duration::from_millis(5)) {
+            // Every other packet but the first is held back and sent after the next one (the
+            // jitter buffer starts with the first packet it gets and drops anything older).
+            let pair = match held.take() {
+                _ if first.is_none() => vec![p],
+                None => {
+                    held = Some(p);
+                    continue;
+                }
+                Some(earlier) => {
+                    swapped += 1;
+                    vec![p, earlier]
+                }
+            };
+            for p in pair {
+                let rtp = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+                let (rtp0, t0) =
+                    *first.get_or_insert((rtp, rec.running_time().as_nanos() as u64 + 400_000_000));
+                let pts = t0 + u64::from(rtp.wrapping_sub(rtp0)) * 1_000_000_000 / 90_000;
+                assert!(rtp.wrapping_sub(rtp0) < 1 << 31, "after the first");
+                given.insert(pts);
+                rec.push_rtp_at("cam", &p, Duration::from_nanos(pts))
+                    .unwrap();
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let decoded = decoded.lock().unwrap().clone();
+    rec.stop(Duration::from_secs(10)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(swapped >= 20, "packets swapped: {swapped}");
+    // 15 fps for 3 s; the last few may still be on their way.
+    assert!(
+        decoded.len() + 3 >= given.len() && decoded.len() >= 40,
+        "{} frames decoded of {} sent",
+        decoded.len(),
+        given.len()
+    );
+    for pts in &decoded {
+        assert!(
+            given.contains(pts),
+            "a frame decoded at {pts} ns, a time never given"
+        );
+    }
+    assert!(decoded.windows(2).all(|w| w[0] < w[1]), "in order");
 }

@@ -155,6 +155,9 @@ fn Player(recording_id: String) -> impl IntoView {
     // Fresh URLs asked for since the video last played, and where to go on once one loads
     // (position in seconds, and whether it was playing).
     let reloads = StoredValue::new(0u32);
+    // Where playback stood when the source last loaded: only a second of playback past it
+    // proves the new source plays (a file that fails again must not reload forever).
+    let loaded_at = StoredValue::new(None::<f64>);
     let resume = StoredValue::new(None::<(f64, bool)>);
     let unplayable = RwSignal::new(false);
 
@@ -260,7 +263,12 @@ fn Player(recording_id: String) -> impl IntoView {
 
     let follow = move || {
         if let Some(v) = video_ref.get_untracked() {
-            now.set((v.current_time() * 1000.0).round());
+            let t = v.current_time();
+            now.set((t * 1000.0).round());
+            if loaded_at.get_value().is_some_and(|from| t >= from + 1.0) {
+                reloads.set_value(0);
+                loaded_at.set_value(None);
+            }
         }
     };
     let seek = Callback::new(move |at_ms: i64| {
@@ -287,12 +295,13 @@ fn Player(recording_id: String) -> impl IntoView {
         refresh();
     };
     let on_loaded = move |_| {
-        reloads.set_value(0);
         unplayable.set(false);
-        let (Some(v), Some((at, playing))) = (
-            video_ref.get_untracked(),
-            resume.try_update_value(Option::take).flatten(),
-        ) else {
+        let pending = resume.try_update_value(Option::take).flatten();
+        if let Some(v) = video_ref.get_untracked() {
+            let from = pending.map_or(v.current_time(), |(at, _)| at);
+            loaded_at.set_value(Some(if from.is_finite() { from } else { 0.0 }));
+        }
+        let (Some(v), Some((at, playing))) = (video_ref.get_untracked(), pending) else {
             return;
         };
         if at.is_finite() && at > 0.0 {

@@ -1,0 +1,168 @@
+//! A recording whose pipeline is stuck (a starved machine, an element that never returns) must
+//! not hang its caller: removing a track returns at once, and a stop returns within its timeout,
+//! with the file finalised when only an input is stuck.
+//!
+//! A stall is made by a pad probe that sleeps for a minute in an element's streaming thread.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use recorder::pipeline::{Error, Format, Kind, Pipeline};
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn format() -> Format {
+    Format {
+        width: 320,
+        height: 180,
+        fps: 15,
+        video_bps: 300_000,
+    }
+}
+
+/// A live VP8 camera in RTP.
+struct Camera {
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+}
+
+impl Camera {
+    fn new() -> Camera {
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch(
+            "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=180,framerate=15/1 \
+             ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=15 ! rtpvp8pay pt=96 mtu=1200 \
+             ! appsink name=out sync=false",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = pipeline
+            .by_name("out")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        Camera { pipeline, sink }
+    }
+
+    /// Forwards what it makes for `time`.
+    fn forward(&self, rec: &Pipeline, track: &str, time: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < time {
+            if let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::from_mseconds(5)) {
+                let map = sample.buffer().unwrap().map_readable().unwrap();
+                rec.push_rtp(track, map.as_slice()).unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// An element of the recording made by `factory` (the first).
+fn element(rec: &Pipeline, factory: &str) -> gst::Element {
+    rec.gst_pipeline()
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == factory))
+        .unwrap_or_else(|| panic!("a {factory}"))
+}
+
+/// From the moment it is armed, the next buffer through `pad` sleeps a minute in its thread.
+fn stall(pad: &gst::Pad) -> Arc<AtomicBool> {
+    let armed = Arc::new(AtomicBool::new(false));
+    let a = armed.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        if a.swap(false, Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    armed
+}
+
+fn duration(path: &Path) -> f64 {
+    let out = Command::new("gst-discoverer-1.0")
+        .arg(path)
+        .output()
+        .expect("gst-discoverer-1.0 runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let d = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Duration: "))
+        .unwrap_or_else(|| panic!("a duration in: {text}"));
+    let parts: Vec<f64> = d.split(':').map(|p| p.trim().parse().unwrap()).collect();
+    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+}
+
+#[test]
+fn a_stuck_encoder_neither_blocks_a_track_removal_nor_a_stop_past_its_timeout() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("recorder-stall-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rec = Pipeline::start(&dir.join("stuck.webm"), format()).unwrap();
+    rec.add_track("cam", Kind::Video, 96, false).unwrap();
+    let camera = Camera::new();
+    camera.forward(&rec, "cam", Duration::from_secs(1));
+    // The track's decoder, then the recording's encoder, get stuck.
+    stall(&element(&rec, "vp8dec").static_pad("src").unwrap()).store(true, Ordering::SeqCst);
+    camera.forward(&rec, "cam", Duration::from_millis(500));
+    let removing = Instant::now();
+    rec.remove_track("cam").unwrap();
+    let removed = removing.elapsed();
+    assert!(
+        removed < Duration::from_millis(100),
+        "remove_track took {removed:?}"
+    );
+    stall(&element(&rec, "vp8enc").static_pad("sink").unwrap()).store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(500));
+    let stopping = Instant::now();
+    let result = rec.stop(Duration::from_secs(3));
+    let stopped = stopping.elapsed();
+    eprintln!("stuck encoder: remove_track {removed:?}, stop {stopped:?}: {result:?}");
+    assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+    assert!(
+        stopped < Duration::from_millis(3_300),
+        "stop(3 s) returned after {stopped:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stuck_input_is_cut_off_at_the_stop_and_the_file_is_still_finalised() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("recorder-stuck-input-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rec = Pipeline::start(&dir.join("cut.webm"), format()).unwrap();
+    rec.add_track("cam", Kind::Video, 96, false).unwrap();
+    let camera = Camera::new();
+    camera.forward(&rec, "cam", Duration::from_secs(2));
+    stall(&element(&rec, "vp8dec").static_pad("src").unwrap()).store(true, Ordering::SeqCst);
+    camera.forward(&rec, "cam", Duration::from_secs(1));
+    let recorded = rec.running_time().as_secs_f64();
+    let stopping = Instant::now();
+    let file = rec.stop(Duration::from_secs(6));
+    let stopped = stopping.elapsed();
+    eprintln!("stuck input: stop {stopped:?}: {file:?}");
+    let file = file.expect("the file is finalised without the stuck input");
+    assert!(stopped < Duration::from_millis(6_300), "{stopped:?}");
+    let d = duration(&file);
+    assert!(
+        (d - recorded).abs() < 1.0,
+        "the file lasts {d:.2} s of {recorded:.2} s"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
