@@ -10,7 +10,7 @@ wasm_bindgen_version := `sed -n '/^name = "wasm-bindgen"$/{n;s/version = "\(.*\)
 binaryen_version := "132"
 
 # Debian packages the build and the tests need.
-apt_packages := "pkg-config libssl-dev libpq-dev libsqlite3-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools gstreamer1.0-plugins-base-apps chromium chromium-driver postgresql python3-venv"
+apt_packages := "pkg-config libssl-dev libpq-dev libsqlite3-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools gstreamer1.0-plugins-base-apps gstreamer1.0-x fonts-dejavu-core chromium chromium-driver postgresql python3-venv"
 
 export PATH := tools / "bin" + ":" + tools / "node_modules" / ".bin" + ":" + env("PATH")
 

@@ -129,11 +129,13 @@ impl Recorders {
         lock(&self.progress).get(&recording_id).copied()
     }
 
-    /// Starts recording a live session (who may is the caller's to check).
+    /// Starts recording a live session (who may is the caller's to check); `title` (the
+    /// class's) is drawn on the canvas while nobody is on camera.
     pub async fn start(
         &self,
         app: &AppState,
         session: &ClassSession,
+        title: &str,
     ) -> Result<Recording, StartFailed> {
         let session_id = session.id;
         if self.active(session_id).is_some() {
@@ -201,6 +203,7 @@ impl Recorders {
                 return Err(StartFailed::Recorder("see the server log".into()));
             }
         };
+        pipeline.set_title(title);
         let live = app.live.clone();
         let feeder = recorder::live::Feeder::new(pipeline, move |track| {
             let id = track.msid_track();

@@ -195,6 +195,8 @@ pub struct Pipeline {
     compositor: gst::Element,
     audiomixer: gst::Element,
     canvas: Arc<Mutex<Canvas>>,
+    /// The title drawn on the background, shown while no picture is recorded.
+    title: gst::Element,
     /// Inputs by track id.
     inputs: HashMap<String, Input>,
     path: PathBuf,
@@ -272,9 +274,12 @@ impl Pipeline {
             video_bps,
         } = format;
         let latency = LATENCY.as_nanos();
+        let font = (height / 12).max(8);
         let description = format!(
             "videotestsrc is-live=true pattern=black \
                ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
+               ! textoverlay name=title text=\"\" valignment=center halignment=center \
+                   font-desc=\"Sans {font}\" shaded-background=false \
                ! compositor name=mix background=black latency={latency} emit-signals=true \
                ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1,colorimetry=bt601,chroma-site=jpeg \
                ! queue leaky=downstream max-size-buffers={fps} max-size-bytes=0 max-size-time=0 \
@@ -301,6 +306,7 @@ impl Pipeline {
         by_name("sink")?.set_property("location", path.to_string_lossy().to_string());
         let compositor = by_name("mix")?;
         let audiomixer = by_name("amix")?;
+        let title = by_name("title")?;
         // See [`OPUS_CODEC_DELAY`]: the sound is written that much later than the pictures.
         by_name("aq")?
             .static_pad("src")
@@ -351,6 +357,7 @@ impl Pipeline {
             compositor,
             audiomixer,
             canvas,
+            title,
             inputs: HashMap::new(),
             path: path.to_owned(),
             pts_caps: gst::Caps::new_empty_simple(PTS_META),
@@ -496,6 +503,7 @@ impl Pipeline {
                 mixer_pad,
             },
         );
+        self.show_title_if_empty();
         Ok(())
     }
 
@@ -534,6 +542,7 @@ impl Pipeline {
             .inputs
             .remove(id)
             .ok_or_else(|| Error::UnknownTrack(id.to_owned()))?;
+        self.show_title_if_empty();
         let _ = input.src.end_of_stream();
         let pipeline = self.pipeline.clone();
         let mixer = match input.kind {
@@ -553,6 +562,17 @@ impl Pipeline {
             })
             .map_err(|e| Error::Gst(format!("a thread: {e}")))?;
         Ok(())
+    }
+
+    /// The text on the background (the class title), shown while nobody's picture is recorded.
+    pub fn set_title(&self, title: &str) {
+        self.title.set_property("text", title);
+    }
+
+    /// Shows the title only on an empty canvas.
+    fn show_title_if_empty(&self) {
+        let pictures = self.inputs.values().any(|i| matches!(i.kind, Kind::Video));
+        self.title.set_property("silent", pictures);
     }
 
     /// Tracks being recorded.

@@ -485,3 +485,77 @@ fn given_presentation_times_pass_the_jitter_buffer_and_reordered_packets_are_put
     }
     assert!(decoded.windows(2).all(|w| w[0] < w[1]), "in order");
 }
+
+/// Bright pixels (luma > 128) in the middle third of the first decoded picture of a file.
+fn bright_pixels_in_the_middle(path: &Path) -> usize {
+    gst::init().unwrap();
+    let description = format!(
+        "filesrc location={} ! matroskademux ! vp8dec ! videoconvert \
+           ! video/x-raw,format=GRAY8 ! appsink name=v sync=false",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("v")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink
+        .try_pull_sample(gst::ClockTime::from_seconds(20))
+        .expect("a decoded picture");
+    let caps = sample.caps().unwrap().structure(0).unwrap().to_owned();
+    let (w, h) = (
+        caps.get::<i32>("width").unwrap() as usize,
+        caps.get::<i32>("height").unwrap() as usize,
+    );
+    let map = sample.buffer().unwrap().map_readable().unwrap();
+    // GRAY8 rows are padded to 4 bytes.
+    let stride = w.div_ceil(4) * 4;
+    let bright = (h / 3..2 * h / 3)
+        .flat_map(|y| map[y * stride..y * stride + w].iter())
+        .filter(|&&p| p > 128)
+        .count();
+    pipeline.set_state(gst::State::Null).unwrap();
+    bright
+}
+
+#[test]
+fn the_class_title_is_drawn_while_nobody_is_on_camera() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut found = Vec::new();
+    for title in ["", "Optics 101"] {
+        let path = dir.path().join(format!("title-{}.webm", title.len()));
+        let rec = Pipeline::start(
+            &path,
+            Format {
+                width: 320,
+                height: 180,
+                fps: 15,
+                ..Format::default()
+            },
+        )
+        .unwrap();
+        rec.set_title(title);
+        // Half a second of pictures is written (a cluster at least each second).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while recorder::probe::duration(&path, Duration::from_secs(5)).unwrap_or_default()
+            < Duration::from_millis(500)
+        {
+            assert!(Instant::now() < deadline, "the recording is written");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        rec.stop(Duration::from_secs(10)).unwrap();
+        found.push(bright_pixels_in_the_middle(&path));
+    }
+    assert_eq!(found[0], 0, "no title: a black canvas");
+    assert!(
+        found[1] > 50,
+        "the title is drawn: {} bright pixels",
+        found[1]
+    );
+}

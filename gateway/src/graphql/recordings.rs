@@ -167,8 +167,13 @@ impl RecordingMutation {
         if session.state != class_session::LIVE {
             return Err(ApiError::Conflict("the session is not live".into()).into());
         }
+        let class_id = session.class_id;
+        let title = load(ctx, move |c| schema::models::class::find(c, class_id))
+            .await?
+            .map(|c| c.title)
+            .unwrap_or_default();
         let app = state(ctx);
-        match app.recordings.start(app, &session).await {
+        match app.recordings.start(app, &session, &title).await {
             Ok(r) => Ok(RecordingView(r)),
             Err(StartFailed::AlreadyRecording) => {
                 Err(ApiError::Conflict("the session is being recorded already".into()).into())
