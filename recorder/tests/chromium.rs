@@ -9,11 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
-
 use recorder::pipeline::{Format, Kind, Pipeline};
+
+#[path = "support/source.rs"]
+mod source;
+use source::Source;
 
 const CHROMIUM: &[&str] = &[
     "/usr/lib/chromium/chromium",
@@ -21,62 +21,6 @@ const CHROMIUM: &[&str] = &[
     "/usr/bin/chromium-browser",
     "/usr/bin/google-chrome",
 ];
-
-/// A live encoder of test video or sound into RTP packets, read from an appsink.
-struct Source {
-    pipeline: gst::Pipeline,
-    sink: gst_app::AppSink,
-}
-
-impl Source {
-    fn new(kind: Kind) -> Source {
-        gst::init().unwrap();
-        let description = match kind {
-            Kind::Video => {
-                "videotestsrc is-live=true pattern=ball \
-                   ! video/x-raw,width=320,height=180,framerate=15/1 \
-                   ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=15 \
-                   ! rtpvp8pay pt=96 mtu=1200 ! appsink name=out sync=false"
-            }
-            Kind::Audio => {
-                "audiotestsrc is-live=true wave=sine freq=440 \
-                   ! audio/x-raw,rate=48000,channels=2 ! opusenc \
-                   ! rtpopuspay pt=111 ! appsink name=out sync=false"
-            }
-        };
-        let pipeline = gst::parse::launch(description)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
-        let sink = pipeline
-            .by_name("out")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
-        Source { pipeline, sink }
-    }
-
-    fn drain(&self, wait: Duration) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut timeout = gst::ClockTime::from_nseconds(wait.as_nanos() as u64);
-        while let Some(sample) = self.sink.try_pull_sample(timeout) {
-            timeout = gst::ClockTime::ZERO;
-            if let Some(buffer) = sample.buffer()
-                && let Ok(map) = buffer.map_readable()
-            {
-                out.push(map.as_slice().to_vec());
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Source {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
-    }
-}
 
 /// What the page saw of `file` in headless Chromium: its log, one event a line.
 fn play_in_chromium(chromium: &Path, file: &Path) -> String {
@@ -144,7 +88,10 @@ fn a_recording_plays_in_chromium() {
     let mut rec = Pipeline::start(&path, format).unwrap();
     rec.add_track("ann-cam", Kind::Video, 96, false).unwrap();
     rec.add_track("ann-mic", Kind::Audio, 111, false).unwrap();
-    let (video, audio) = (Source::new(Kind::Video), Source::new(Kind::Audio));
+    let (video, audio) = (
+        Source::new(Kind::Video, "ball"),
+        Source::new(Kind::Audio, ""),
+    );
     while started.elapsed() < Duration::from_secs(4) {
         for p in video.drain(Duration::from_millis(5)) {
             rec.push_rtp("ann-cam", &p).unwrap();

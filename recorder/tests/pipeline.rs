@@ -16,64 +16,12 @@ use gstreamer_app as gst_app;
 
 use recorder::pipeline::{Format, Kind, Pipeline};
 
+#[path = "support/source.rs"]
+mod source;
+use source::Source;
+
 /// One recording at a time: two live encoders at once on 2 cores starve each other.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A live encoder of test video or sound into RTP packets, read from an appsink.
-struct Source {
-    pipeline: gst::Pipeline,
-    sink: gst_app::AppSink,
-}
-
-impl Source {
-    fn new(kind: Kind, pattern: &str) -> Source {
-        gst::init().unwrap();
-        let description = match kind {
-            Kind::Video => format!(
-                "videotestsrc is-live=true pattern={pattern} \
-                   ! video/x-raw,width=320,height=180,framerate=15/1 \
-                   ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=15 \
-                   ! rtpvp8pay pt=96 mtu=1200 ! appsink name=out sync=false"
-            ),
-            Kind::Audio => "audiotestsrc is-live=true wave=sine freq=440 \
-                   ! audio/x-raw,rate=48000,channels=2 ! opusenc \
-                   ! rtpopuspay pt=111 ! appsink name=out sync=false"
-                .to_owned(),
-        };
-        let pipeline = gst::parse::launch(&description)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
-        let sink = pipeline
-            .by_name("out")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
-        Source { pipeline, sink }
-    }
-
-    /// Waits up to `wait` for a packet, then takes every packet produced so far.
-    fn drain(&self, wait: Duration) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut timeout = gst::ClockTime::from_nseconds(wait.as_nanos() as u64);
-        while let Some(sample) = self.sink.try_pull_sample(timeout) {
-            timeout = gst::ClockTime::ZERO;
-            if let Some(buffer) = sample.buffer()
-                && let Ok(map) = buffer.map_readable()
-            {
-                out.push(map.as_slice().to_vec());
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Source {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
-    }
-}
 
 /// A publisher: its camera and microphone.
 struct Publisher {

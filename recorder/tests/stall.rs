@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 
 use recorder::pipeline::{Error, Format, Kind, Pipeline};
+
+#[path = "support/source.rs"]
+mod source;
+use source::Source;
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -24,50 +27,6 @@ fn format() -> Format {
         height: 180,
         fps: 15,
         video_bps: 300_000,
-    }
-}
-
-/// A live VP8 camera in RTP.
-struct Camera {
-    pipeline: gst::Pipeline,
-    sink: gst_app::AppSink,
-}
-
-impl Camera {
-    fn new() -> Camera {
-        gst::init().unwrap();
-        let pipeline = gst::parse::launch(
-            "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=180,framerate=15/1 \
-             ! vp8enc deadline=1 cpu-used=8 keyframe-max-dist=15 ! rtpvp8pay pt=96 mtu=1200 \
-             ! appsink name=out sync=false",
-        )
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let sink = pipeline
-            .by_name("out")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
-        Camera { pipeline, sink }
-    }
-
-    /// Forwards what it makes for `time`.
-    fn forward(&self, rec: &Pipeline, track: &str, time: Duration) {
-        let started = Instant::now();
-        while started.elapsed() < time {
-            if let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::from_mseconds(5)) {
-                let map = sample.buffer().unwrap().map_readable().unwrap();
-                rec.push_rtp(track, map.as_slice()).unwrap();
-            }
-        }
-    }
-}
-
-impl Drop for Camera {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
 
@@ -115,11 +74,11 @@ fn a_stuck_encoder_neither_blocks_a_track_removal_nor_a_stop_past_its_timeout() 
     std::fs::create_dir_all(&dir).unwrap();
     let mut rec = Pipeline::start(&dir.join("stuck.webm"), format()).unwrap();
     rec.add_track("cam", Kind::Video, 96, false).unwrap();
-    let camera = Camera::new();
-    camera.forward(&rec, "cam", Duration::from_secs(1));
+    let camera = Source::new(Kind::Video, "ball");
+    camera.forward_for(&rec, "cam", Duration::from_secs(1));
     // The track's decoder, then the recording's encoder, get stuck.
     stall(&element(&rec, "vp8dec").static_pad("src").unwrap()).store(true, Ordering::SeqCst);
-    camera.forward(&rec, "cam", Duration::from_millis(500));
+    camera.forward_for(&rec, "cam", Duration::from_millis(500));
     let removing = Instant::now();
     rec.remove_track("cam").unwrap();
     let removed = removing.elapsed();
@@ -148,10 +107,10 @@ fn a_stuck_input_is_cut_off_at_the_stop_and_the_file_is_still_finalised() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut rec = Pipeline::start(&dir.join("cut.webm"), format()).unwrap();
     rec.add_track("cam", Kind::Video, 96, false).unwrap();
-    let camera = Camera::new();
-    camera.forward(&rec, "cam", Duration::from_secs(2));
+    let camera = Source::new(Kind::Video, "ball");
+    camera.forward_for(&rec, "cam", Duration::from_secs(2));
     stall(&element(&rec, "vp8dec").static_pad("src").unwrap()).store(true, Ordering::SeqCst);
-    camera.forward(&rec, "cam", Duration::from_secs(1));
+    camera.forward_for(&rec, "cam", Duration::from_secs(1));
     let recorded = rec.running_time().as_secs_f64();
     let stopping = Instant::now();
     let file = rec.stop(Duration::from_secs(6));
