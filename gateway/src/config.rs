@@ -954,6 +954,7 @@ mod tests {
                 figment::value::Value::Num(_, n) => {
                     n.to_u128().map(|n| n.to_string()).unwrap_or_default()
                 }
+                figment::value::Value::Bool(_, b) => b.to_string(),
                 other => format!("{other:?}"),
             });
             assert_eq!(shown, k.default, "default of {}", k.key);

@@ -565,7 +565,7 @@ fn room_item(session_id: i64, seq: i64, event: RoomEvent, viewer: Viewer) -> Ses
         }
         RoomEvent::RecordingChanged(r) => SessionEventItem::RecordingChanged(RecordingChanged {
             seq,
-            recording: RecordingView(r),
+            recording: RecordingView(*r),
         }),
     }
 }

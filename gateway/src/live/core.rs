@@ -123,7 +123,8 @@ pub enum RoomEvent {
     },
     SessionEnded,
     /// A recording of the session started, or stopped (its state is no longer `recording`).
-    RecordingChanged(Recording),
+    /// (Boxed: events stay small.)
+    RecordingChanged(Box<Recording>),
     /// Chat, Q&A or polls changed (shared, not copied, by every subscriber that reads it).
     Interaction(Arc<Interaction>),
 }
@@ -869,7 +870,7 @@ impl SessionCore {
                 } else if self.recording.as_ref().is_some_and(|now| now.id == r.id) {
                     self.recording = None;
                 }
-                out.push(Output::Room(RoomEvent::RecordingChanged(r)));
+                out.push(Output::Room(RoomEvent::RecordingChanged(Box::new(r))));
             }
         }
         Ok(out)
