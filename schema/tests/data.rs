@@ -729,7 +729,12 @@ async fn existing_classes_become_unlisted(db: &Db) {
     db.interact(|c| {
         use diesel_migrations::MigrationHarness;
         // Back to before the visibility migration (and the ones after it).
-        for version in ["20261127000003", "20261127000002", "20261127000001"] {
+        for version in [
+            "20261128000001",
+            "20261127000003",
+            "20261127000002",
+            "20261127000001",
+        ] {
             let reverted = match c {
                 Conn::Sqlite(c) => c.revert_last_migration(schema::SQLITE_MIGRATIONS),
                 Conn::Postgres(c) => c.revert_last_migration(schema::POSTGRES_MIGRATIONS),
@@ -749,7 +754,7 @@ async fn existing_classes_become_unlisted(db: &Db) {
     })
     .await
     .unwrap();
-    assert_eq!(db.migrate().await.unwrap(), 3);
+    assert_eq!(db.migrate().await.unwrap(), 4);
     let visibility = db
         .interact(|c| {
             use schema::schema::{classes, users};
