@@ -288,12 +288,17 @@ fn spawn_live_tasks(state: &AppState) {
     {
         // The session hub's own listener; it keeps up (events are applied at once).
         let mut events = state.sfu.events(SFU_EVENT_QUEUE);
-        let (live, shutdown) = (state.live.clone(), state.shutdown.clone());
+        let (app, shutdown) = (state.clone(), state.shutdown.clone());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     event = events.recv() => match event {
-                        Some(event) => live.on_sfu_event(event),
+                        Some(event) => {
+                            if let sfu::SfuEvent::ActiveSpeaker { room, peer } = &event {
+                                app.recordings.speaker(room.as_str(), *peer);
+                            }
+                            app.live.on_sfu_event(event)
+                        }
                         None => return,
                     },
                     _ = shutdown.cancelled() => return,

@@ -72,6 +72,8 @@ pub struct Recorders {
 
 struct Active {
     recording_id: i64,
+    /// Who speaks in the room (a peer id): the recording shows them large.
+    speaker: watch::Sender<Option<u64>>,
     stop: Option<oneshot::Sender<()>>,
     /// Becomes true once the row left `recording`.
     done: watch::Receiver<bool>,
@@ -122,6 +124,15 @@ impl Recorders {
     /// The recording of `session_id` being made on this node, if any.
     pub fn active(&self, session_id: i64) -> Option<i64> {
         lock(&self.active).get(&session_id).map(|a| a.recording_id)
+    }
+
+    /// The SFU says who speaks in `room`: the room's recording, if any, shows them large.
+    pub fn speaker(&self, room: &str, peer: sfu::PeerId) {
+        for (session, a) in lock(&self.active).iter() {
+            if live::room_of(*session) == room {
+                a.speaker.send_replace(Some(peer.as_u64()));
+            }
+        }
     }
 
     /// Upload progress of a recording being stored: (bytes stored, file size).
@@ -213,6 +224,8 @@ impl Recorders {
                     .any(|t| t.id == id && t.source == TrackSource::Screen)
             })
         });
+        let (speaker, speaker_rx) = watch::channel(None);
+        let feeder = feeder.with_speaker(speaker_rx);
         let consumer = app
             .sfu
             .local_consumer(&live::room_of(session_id), sfu::LocalOptions::default());
@@ -222,6 +235,7 @@ impl Recorders {
             session_id,
             Active {
                 recording_id: id,
+                speaker,
                 stop: Some(stop_tx),
                 done: done_rx,
             },

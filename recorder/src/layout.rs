@@ -2,8 +2,9 @@
 //!
 //! A grid that reflows as publishers come and go: one picture fills the canvas, two sit side
 //! by side, up to four in 2x2, then 3 columns, and so on; each cell keeps 16:9 inside the canvas
-//! (the compositor keeps each picture's own aspect ratio inside its cell). A shared screen, when
-//! there is one, takes the canvas's left three quarters and the others stack in a column on the
+//! (the compositor keeps each picture's own aspect ratio inside its cell). One picture may be
+//! shown large (a shared screen, or the active speaker among three or more people; the caller
+//! picks it): it takes the canvas's left three quarters and the others stack in a column on the
 //! right.
 
 /// A rectangle on the canvas, in pixels.

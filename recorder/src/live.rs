@@ -3,12 +3,13 @@
 //! come, timed from the publishers' sender reports ([`crate::sync`]), and it leaves the picture
 //! when it ends.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use rtc::shared::marshal::Marshal;
 use sfu::{LocalConsumer, LocalItem, TrackKey};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::pipeline::{Error, Kind, Pipeline};
 use crate::sync::Sync;
@@ -37,6 +38,12 @@ pub struct Feeder {
     clock: Box<dyn Fn() -> Duration + Send>,
     sync: Sync,
     timing: Timing,
+    /// Who speaks now (a publisher's peer id), as the room says; followed as items come.
+    speaker: Option<watch::Receiver<Option<u64>>>,
+    /// The speaker last applied.
+    current_speaker: Option<u64>,
+    /// Each publisher's camera track (not a shared screen).
+    cameras: HashMap<u64, String>,
     /// Packets fed.
     pub packets: u64,
     /// Sender reports applied.
@@ -58,6 +65,9 @@ impl Feeder {
             clock,
             sync: Sync::new(),
             timing: Timing::default(),
+            speaker: None,
+            current_speaker: None,
+            cameras: HashMap::new(),
             packets: 0,
             reports: 0,
             refused: 0,
@@ -71,6 +81,32 @@ impl Feeder {
         self
     }
 
+    /// Follows who speaks (a publisher's peer id): their camera is shown large among three or
+    /// more pictures.
+    pub fn with_speaker(mut self, speaker: watch::Receiver<Option<u64>>) -> Feeder {
+        self.speaker = Some(speaker);
+        self
+    }
+
+    /// Shows the current speaker's camera large (when the room's speaker changed, or their
+    /// camera came).
+    fn follow_speaker(&mut self, camera_added: bool) {
+        let changed = self
+            .speaker
+            .as_mut()
+            .is_some_and(|rx| rx.has_changed().unwrap_or(false));
+        if changed && let Some(rx) = self.speaker.as_mut() {
+            self.current_speaker = *rx.borrow_and_update();
+        } else if !camera_added {
+            return;
+        }
+        let track = self
+            .current_speaker
+            .and_then(|peer| self.cameras.get(&peer))
+            .map(String::as_str);
+        self.pipeline.set_speaker(track);
+    }
+
     /// Times packets another way.
     pub fn with_timing(mut self, timing: Timing) -> Feeder {
         self.timing = timing;
@@ -79,6 +115,7 @@ impl Feeder {
 
     /// Applies one item.
     pub fn apply(&mut self, item: LocalItem) {
+        self.follow_speaker(false);
         let done = match item {
             LocalItem::TrackAdded {
                 track,
@@ -94,6 +131,10 @@ impl Feeder {
                 let added = self.pipeline.add_track(&id, kind, payload_type, screen);
                 if added.is_ok() {
                     self.sync.add_track(&id, publisher.as_u64(), clock_rate);
+                    if video && !screen {
+                        self.cameras.insert(track.peer.as_u64(), id);
+                        self.follow_speaker(true);
+                    }
                 }
                 added
             }
@@ -133,6 +174,7 @@ impl Feeder {
             LocalItem::TrackRemoved { track } => {
                 let id = track.msid_track();
                 self.sync.remove_track(&id);
+                self.cameras.retain(|_, camera| *camera != id);
                 self.pipeline.remove_track(&id)
             }
             // Whatever the SFU adds later.

@@ -148,6 +148,8 @@ struct Input {
 
 /// A picture on the canvas.
 struct Picture {
+    /// Its track.
+    id: String,
     pad: gst::Pad,
     /// Shown large (a shared screen).
     screen: bool,
@@ -161,15 +163,30 @@ struct Canvas {
     width: i32,
     height: i32,
     pictures: Vec<Picture>,
+    /// The track of whoever speaks now (shown large among three or more pictures).
+    speaker: Option<String>,
 }
+
+/// Fewest pictures on the canvas for the active speaker to be shown large (two people share it
+/// evenly).
+pub const SPEAKER_LARGE_FROM: usize = 3;
 
 impl Canvas {
     fn lay_out(&mut self, shown: impl Fn(&gst::Pad) -> bool) {
         let visible: Vec<usize> = (0..self.pictures.len())
             .filter(|&i| shown(&self.pictures[i].pad))
             .collect();
-        let screen = visible.iter().position(|&i| self.pictures[i].screen);
-        let cells = layout::cells(visible.len(), self.width, self.height, screen);
+        // A shared screen is large; else the active speaker, among enough people.
+        let large = visible
+            .iter()
+            .position(|&i| self.pictures[i].screen)
+            .or_else(|| {
+                let speaker = self.speaker.as_deref()?;
+                (visible.len() >= SPEAKER_LARGE_FROM)
+                    .then(|| visible.iter().position(|&i| self.pictures[i].id == speaker))
+                    .flatten()
+            });
+        let cells = layout::cells(visible.len(), self.width, self.height, large);
         for (i, p) in self.pictures.iter_mut().enumerate() {
             let cell = visible.iter().position(|&v| v == i).map(|k| cells[k]);
             if cell != p.cell {
@@ -316,6 +333,7 @@ impl Pipeline {
             width,
             height,
             pictures: Vec::new(),
+            speaker: None,
         }));
         {
             let canvas = Arc::clone(&canvas);
@@ -486,6 +504,7 @@ impl Pipeline {
         if kind == Kind::Video {
             mixer_pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
             lock(&self.canvas).pictures.push(Picture {
+                id: id.to_owned(),
                 pad: mixer_pad.clone(),
                 screen,
                 cell: None,
@@ -562,6 +581,21 @@ impl Pipeline {
             })
             .map_err(|e| Error::Gst(format!("a thread: {e}")))?;
         Ok(())
+    }
+
+    /// The video track of whoever speaks now (`None`: nobody): shown large while three or more
+    /// pictures are on the canvas and no screen is shared. Takes effect from the next frame.
+    pub fn set_speaker(&self, track: Option<&str>) {
+        lock(&self.canvas).speaker = track.map(str::to_owned);
+    }
+
+    /// The cell of a track's picture in the last frame laid out (for tests and diagnostics).
+    pub fn cell_of(&self, track: &str) -> Option<Rect> {
+        lock(&self.canvas)
+            .pictures
+            .iter()
+            .find(|p| p.id == track)
+            .and_then(|p| p.cell)
     }
 
     /// The text on the background (the class title), shown while nobody's picture is recorded.

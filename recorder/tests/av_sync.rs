@@ -17,8 +17,8 @@
 //!   B's events are 520 ms after A's (both have the same least delay for their sound).
 //! - Timed by arrival, the same recording has A's picture about 80 ms late.
 //!
-//! `RECORDER_AV_SECONDS` sets the synchronised recording's length (default 120 s; B joins in its
-//! middle).
+//! `RECORDER_AV_SECONDS` sets the synchronised recording's length (default 240 s: "several
+//! minutes", as issue 14 asks; B joins in its middle).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -348,7 +348,7 @@ fn decode(path: &Path, width: usize, height: usize) -> Decoded {
         frame_duration: NS / FPS,
     };
     let (mut v_done, mut a_done) = (false, false);
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + Duration::from_secs(600);
     while !(v_done && a_done) {
         assert!(Instant::now() < deadline, "the file decodes in time");
         if !v_done {
@@ -545,7 +545,7 @@ fn flashes_and_beeps_stay_together_with_the_sender_reports_and_drift_apart_witho
     let seconds: u64 = std::env::var("RECORDER_AV_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(120);
+        .unwrap_or(240);
     let generating = Instant::now();
     let a = publisher_a(seconds);
     // B joins in the middle, flashes and beeps about half a second after A (on the test's

@@ -507,3 +507,75 @@ fn the_class_title_is_drawn_while_nobody_is_on_camera() {
         found[1]
     );
 }
+
+#[test]
+fn the_active_speaker_is_shown_large_among_three() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = Pipeline::start(
+        &dir.path().join("speaker.webm"),
+        Format {
+            width: 640,
+            height: 360,
+            fps: 15,
+            ..Format::default()
+        },
+    )
+    .unwrap();
+    let ids = ["cam-a", "cam-b", "cam-c"];
+    let cameras: Vec<Source> = ids
+        .iter()
+        .map(|_| Source::new(Kind::Video, "ball"))
+        .collect();
+    for id in ids {
+        rec.add_track(id, Kind::Video, 96, false).unwrap();
+    }
+    let feed = |rec: &Pipeline| {
+        for (camera, id) in cameras.iter().zip(ids) {
+            for packet in camera.drain(Duration::from_millis(20)) {
+                // A removed track's packets are refused; the others go in.
+                let _ = rec.push_rtp(id, &packet);
+            }
+        }
+    };
+    let until_large = |rec: &Pipeline, id: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            feed(rec);
+            if rec.cell_of(id).is_some_and(|c| c.width == 640 * 3 / 4) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} large: {:?}",
+                ids.map(|i| rec.cell_of(i))
+            );
+        }
+    };
+    // Nobody speaks: a grid.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ids.iter().all(|id| rec.cell_of(id).is_some()) {
+        feed(&rec);
+        assert!(Instant::now() < deadline, "every picture shows");
+    }
+    assert!(
+        ids.iter()
+            .all(|id| rec.cell_of(id).unwrap().width <= 640 / 2)
+    );
+    rec.set_speaker(Some("cam-b"));
+    until_large(&rec, "cam-b");
+    rec.set_speaker(Some("cam-c"));
+    until_large(&rec, "cam-c");
+    assert!(
+        rec.cell_of("cam-b").unwrap().width <= 640 / 2,
+        "b went back"
+    );
+    // Two people share the canvas evenly, whoever speaks.
+    rec.remove_track("cam-a").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rec.cell_of("cam-c").is_none_or(|c| c.width != 640 / 2) {
+        feed(&rec);
+        assert!(Instant::now() < deadline, "two share the canvas");
+    }
+    rec.stop(Duration::from_secs(10)).unwrap();
+}
