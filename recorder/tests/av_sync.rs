@@ -635,8 +635,10 @@ fn flashes_and_beeps_stay_together_with_the_sender_reports_and_drift_apart_witho
     let arrival_pairs = pairs(&flashes(&decoded, false), &a_beeps);
     let (mean, _) = stats("A, timed by arrival", &arrival_pairs);
     assert!(arrival_pairs.len() >= (short - 4) as usize);
+    // The 80 ms the network added to the picture shows (less the sound's own lead in the file):
+    // outside the 40 ms the sender reports keep every pair within.
     assert!(
-        (55.0..=105.0).contains(&mean),
-        "timed by arrival, the picture lags by about 80 ms: {mean:+.1} ms"
+        (40.0..=120.0).contains(&mean),
+        "timed by arrival, the picture lags by tens of ms: {mean:+.1} ms"
     );
 }
