@@ -31,13 +31,27 @@ const RECORDING: &str = "query($id: ID!) { recording(id: $id) { id state duratio
 const SECRET: &str = "test-secret-of-playback-urls";
 
 async fn server() -> TestServer {
+    server_with(|_| {}).await
+}
+
+/// A gateway recording small pictures (light on CI), signing with [`SECRET`], then `change`d.
+async fn server_with(change: impl FnOnce(&mut gateway::Config)) -> TestServer {
     TestServer::start_with(std::path::PathBuf::from("/nonexistent"), |c| {
         c.recording.url_secret = SECRET.to_owned();
         c.recording.width = 320;
         c.recording.height = 180;
         c.recording.fps = 15;
+        change(c);
     })
     .await
+}
+
+/// The host starts recording the session: the recording's id.
+async fn start_recording(host: &Api, session: &str) -> String {
+    host.ok(START, json!({ "s": session })).await["startRecording"]["id"]
+        .as_str()
+        .expect("a recording id")
+        .to_owned()
 }
 
 async fn subscribe(server: &TestServer, token: &str, session: &str) -> (Events, Value) {
@@ -314,10 +328,7 @@ async fn ending_the_session_stops_its_recording() {
         json!({ "id": class }),
     )
     .await;
-    let id = host.ok(START, json!({ "s": session })).await["startRecording"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = start_recording(&host, &session).await;
     spooled(&server, &id, 1).await;
     host.ok(
         "mutation($id: ID!) { endSession(id: $id) { id } }",
@@ -418,10 +429,7 @@ async fn a_recording_cut_short_by_sigkill_is_stored_after_the_restart() {
     let host = Api::new(&url);
     host.sign_up("host@example.org", "Hannah Host").await;
     let (_, session) = live_session(&host).await;
-    let id = host.ok(START, json!({ "s": session })).await["startRecording"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = start_recording(&host, &session).await;
     // A few seconds are written (the spooled file plays that long), then the process dies at
     // once.
     let file = dir.path().join(format!("data/spool/recording-{id}.webm"));
@@ -486,20 +494,14 @@ async fn a_recording_cut_short_by_sigkill_is_stored_after_the_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_the_store_keeps_refusing_fails_with_the_error_and_keeps_its_file() {
-    let server = TestServer::start_with(std::path::PathBuf::from("/nonexistent"), |c| {
-        c.recording.width = 320;
-        c.recording.height = 180;
-        c.recording.fps = 15;
+    let server = server_with(|c| {
         c.recording.upload_max_attempts = 2;
         c.recording.upload_retry_ms = 10;
     })
     .await;
     let (host, _) = user(&server, "host@example.org", "Hannah Host").await;
     let (_, session) = live_session(&host).await;
-    let id = host.ok(START, json!({ "s": session })).await["startRecording"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = start_recording(&host, &session).await;
     spooled(&server, &id, 1).await;
     // The store's directory becomes a file: every write to it fails.
     let objects = server.state().config.storage.path.clone();
@@ -535,24 +537,18 @@ async fn on_s3_a_recording_is_stored_in_the_bucket_and_plays_from_a_presigned_ur
         .expect("create bucket");
     assert!(created.starts_with("HTTP/1.1 200"), "{created}");
     let endpoint = format!("http://127.0.0.1:{}", moto.port);
-    let server = TestServer::start_with(std::path::PathBuf::from("/nonexistent"), |c| {
+    let server = server_with(|c| {
         c.storage.kind = gateway::config::StorageKind::S3;
         c.storage.bucket = "classroom".into();
         c.storage.endpoint = endpoint.clone();
         c.storage.allow_http = true;
         c.storage.access_key_id = "test".into();
         c.storage.secret_access_key = "test".into();
-        c.recording.width = 320;
-        c.recording.height = 180;
-        c.recording.fps = 15;
     })
     .await;
     let (host, _) = user(&server, "host@example.org", "Hannah Host").await;
     let (_, session) = live_session(&host).await;
-    let id = host.ok(START, json!({ "s": session })).await["startRecording"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = start_recording(&host, &session).await;
     spooled(&server, &id, 1).await;
     host.ok(STOP, json!({ "s": session })).await;
     let ready = recording_until(&host, &id, |r| r["state"] != "UPLOADING").await;
