@@ -343,7 +343,7 @@ impl Collector for SfuCollector {
             "SFU events lost to a listener whose queue was full",
             &ConstCounter::new(self.0.events_dropped()),
         )?;
-        let families: [ShardCounter; 15] = [
+        let families: [ShardCounter; 18] = [
             (
                 "sfu_shard_packets_received",
                 "UDP datagrams read by a shard",
@@ -376,7 +376,7 @@ impl Collector for SfuCollector {
             ),
             (
                 "sfu_shard_forward_errors",
-                "RTP packets a shard chose to forward that the WebRTC stack refused to write",
+                "RTP packets a shard chose to forward but could not write (too large, or not sealable)",
                 |s| s.forward_errors,
             ),
             (
@@ -413,6 +413,21 @@ impl Collector for SfuCollector {
                 "sfu_shard_layer_switches",
                 "Simulcast layer changes of a shard's consumers (up, down, paused, resumed)",
                 |s| s.layer_switches,
+            ),
+            (
+                "sfu_shard_sender_reports",
+                "RTCP sender reports a shard sent for the streams it forwards",
+                |s| s.sender_reports,
+            ),
+            (
+                "sfu_shard_media_send_dropped",
+                "Forwarded packets a shard dropped because its socket's send buffer was full",
+                |s| s.media_send_dropped,
+            ),
+            (
+                "sfu_shard_media_send_calls",
+                "sendmmsg calls a shard made for forwarded media",
+                |s| s.media_send_calls,
             ),
             (
                 "sfu_shard_pipe_batches_dropped",

@@ -32,6 +32,8 @@ pub(crate) struct Node {
     pub(crate) locals: Vec<(LocalConsumerId, LocalItem)>,
     /// The subscribers as the last review saw them.
     pub(crate) census: Vec<crate::stats::SubscriberStatus>,
+    /// Forwarded media taken from the engine, not yet delivered.
+    media: std::collections::VecDeque<(Vec<u8>, SocketAddr)>,
 }
 
 impl Node {
@@ -54,6 +56,7 @@ impl Node {
             to_shards: Vec::new(),
             locals: Vec::new(),
             census: Vec::new(),
+            media: std::collections::VecDeque::new(),
         }
     }
 
@@ -77,7 +80,17 @@ impl Endpoint for Node {
         self.addr
     }
     fn poll_transmit(&mut self) -> Option<(Vec<u8>, SocketAddr)> {
-        self.engine.poll_transmit().map(|t| (t.data.to_vec(), t.to))
+        if let Some(t) = self.engine.poll_transmit() {
+            return Some((t.data.to_vec(), t.to));
+        }
+        if self.media.is_empty() {
+            let out = self.engine.media_out();
+            for p in out.packets() {
+                self.media.push_back((out.bytes(p).to_vec(), p.to));
+            }
+            out.clear();
+        }
+        self.media.pop_front()
     }
     fn handle_receive(&mut self, data: &[u8], from: SocketAddr, now: Instant) {
         self.engine
@@ -242,6 +255,9 @@ impl ForwardingRig {
         while self.node.engine.poll_transmit().is_some() {
             sent += 1;
         }
+        let media = self.node.engine.media_out();
+        sent += media.packets().len();
+        media.clear();
         sent
     }
 

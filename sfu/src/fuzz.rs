@@ -107,6 +107,9 @@ impl Harness {
         while self.engine.poll_transmit().is_some() {
             sent += 1;
         }
+        let media = self.engine.media_out();
+        sent += media.packets().len();
+        media.clear();
         sent
     }
 

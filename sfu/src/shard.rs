@@ -15,8 +15,9 @@
 //! not synchronisation).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,12 +25,14 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 use rtc::shared::TransportProtocol;
 use rtc::shared::tcp_framing::TcpFrameDecoder;
 use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::engine::command::Command;
 use crate::engine::local::{Delivery, LocalSink};
+use crate::engine::out::MediaOut;
 use crate::engine::pipe::{PipedPacket, ShardMessage};
 use crate::engine::{Engine, EngineConfig, Output};
 use crate::events::{CloseReason, EventBus};
@@ -93,7 +96,8 @@ shard_counters! {
     rtp_forwarded,
     /// RTP packets handed to other shards of their room.
     rtp_piped,
-    /// RTP packets the forwarder chose to send that webrtc-rs refused to write.
+    /// RTP packets the forwarder chose to send that could not be written (too large for the
+    /// send buffer's slot, or the sealing failed).
     forward_errors,
     /// Keyframe requests (PLI) sent to publishers.
     keyframe_requests_sent,
@@ -123,6 +127,13 @@ shard_counters! {
     pipe_batches_dropped,
     /// Layer changes of consumers (up, down, paused, resumed).
     layer_switches,
+    /// Sender reports sent for the streams the SFU forwards.
+    sender_reports,
+    /// Forwarded packets dropped because the socket's send buffer was full.
+    media_send_dropped,
+    /// `sendmmsg` calls made for forwarded media (packets sent per call: `rtp_forwarded` over
+    /// this).
+    media_send_calls,
 }
 
 /// What the gateway can see of a shard.
@@ -418,6 +429,20 @@ struct TcpConn {
     closed: bool,
 }
 
+/// What became of a round's forwarded media.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct MediaSent {
+    /// `sendmmsg` calls.
+    calls: usize,
+    /// Packets dropped because the send buffer was full.
+    dropped: usize,
+    /// Packets the socket refused (an unreachable destination, ...).
+    failed: usize,
+}
+
+/// Messages per `sendmmsg` call.
+const SEND_BATCH: usize = 32;
+
 /// Unsent bytes a TCP connection may hold before it is closed as stuck.
 const MAX_TCP_BACKLOG: usize = 4 << 20;
 /// Datagrams read per wake-up before the engine processes them.
@@ -436,6 +461,74 @@ impl Io {
                 }
             }
         }
+    }
+
+    /// Sends a round's forwarded media: UDP in batches of up to [`SEND_BATCH`] per `sendmmsg`
+    /// (a partial send goes on from where it stopped), ICE-TCP framed one by one. A full send
+    /// buffer drops the rest of the round, counted.
+    fn send_media(
+        &mut self,
+        media: &MediaOut,
+        headers: &mut MultiHeaders<SockaddrStorage>,
+    ) -> MediaSent {
+        let packets = media.packets();
+        let mut sent = MediaSent::default();
+        let mut i = 0;
+        while i < packets.len() {
+            if packets[i].protocol == TransportProtocol::TCP {
+                self.send_tcp(media.bytes(&packets[i]), packets[i].to);
+                i += 1;
+                continue;
+            }
+            let run = packets[i..]
+                .iter()
+                .take(SEND_BATCH)
+                .take_while(|p| p.protocol != TransportProtocol::TCP)
+                .count();
+            let batch = &packets[i..i + run];
+            let slices: [[IoSlice<'_>; 1]; SEND_BATCH] = std::array::from_fn(|k| {
+                [IoSlice::new(
+                    batch.get(k).map_or(&[][..], |p| media.bytes(p)),
+                )]
+            });
+            let addrs: [Option<SockaddrStorage>; SEND_BATCH] =
+                std::array::from_fn(|k| batch.get(k).map(|p| SockaddrStorage::from(p.to)));
+            sent.calls += 1;
+            let result = sendmmsg(
+                self.udp.as_raw_fd(),
+                headers,
+                slices[..run].iter(),
+                &addrs[..run],
+                [] as [ControlMessage<'_>; 0],
+                MsgFlags::empty(),
+            )
+            .map(|results| results.count());
+            match result {
+                Ok(n) if n > 0 => i += n,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {
+                    sent.dropped += packets[i..]
+                        .iter()
+                        .filter(|p| p.protocol != TransportProtocol::TCP)
+                        .count();
+                    for p in packets[i..]
+                        .iter()
+                        .filter(|p| p.protocol == TransportProtocol::TCP)
+                    {
+                        self.send_tcp(media.bytes(p), p.to);
+                    }
+                    break;
+                }
+                Err(err) => {
+                    // The first message was refused: it is skipped.
+                    sent.failed += 1;
+                    if let Some(held) = self.send_failed.allow(Instant::now()) {
+                        tracing::debug!(shard = self.index, error = %err, to = %packets[i].to, held, "UDP send failed");
+                    }
+                    i += 1;
+                }
+            }
+        }
+        sent
     }
 
     /// Frames a packet onto the TCP connection from `to` (RFC 4571).
@@ -599,6 +692,9 @@ impl Shard {
         let index = self.index;
         let mut buf = [0u8; MAX_DATAGRAM];
         let mut tcp_buf = vec![0u8; 64 * 1024];
+        // `sendmmsg`'s message headers, reused (made here: they hold raw pointers, so they stay
+        // on the shard's thread).
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(SEND_BATCH, None);
         if let Err(e) = io.udp.set_nonblocking(true) {
             tracing::error!(shard = index, error = %e, "cannot make the UDP socket non-blocking");
         }
@@ -612,7 +708,7 @@ impl Shard {
             self.guarded(|e| e.handle_timeout(now));
             self.guarded(|e| e.process(now));
             self.publish_counters();
-            self.carry_out(&mut io);
+            self.carry_out(&mut io, &mut headers);
             io.conns.retain(|c| !c.closed);
 
             let wait = self
@@ -762,7 +858,7 @@ impl Shard {
 
     /// Carries out what the engine asked for: events, messages to other shards, items for
     /// in-process consumers, then the datagrams.
-    fn carry_out(&mut self, io: &mut Io) {
+    fn carry_out(&mut self, io: &mut Io, headers: &mut MultiHeaders<SockaddrStorage>) {
         while let Some(output) = self.engine.poll_output() {
             match output {
                 Output::Event(event) => self.events.publish(event),
@@ -787,6 +883,18 @@ impl Shard {
         }
         while let Some(transmit) = self.guarded(Engine::poll_transmit).flatten() {
             io.send(&transmit.data, transmit.to, transmit.protocol);
+        }
+        let media = self.engine.media_out();
+        if !media.is_empty() {
+            let sent = io.send_media(media, headers);
+            media.clear();
+            let c = &self.shared.counters;
+            c.media_send_dropped
+                .fetch_add(sent.dropped as u64, Ordering::Relaxed);
+            c.media_send_calls
+                .fetch_add(sent.calls as u64, Ordering::Relaxed);
+            c.socket_errors
+                .fetch_add(sent.failed as u64, Ordering::Relaxed);
         }
     }
 
@@ -834,6 +942,7 @@ impl Shard {
             (&c.server_offer_errors, e.server_offer_errors),
             (&c.datagrams_refused, e.datagrams_refused),
             (&c.layer_switches, e.layer_switches),
+            (&c.sender_reports, e.sender_reports),
         ] {
             counter.store(value, Ordering::Relaxed);
         }

@@ -7,17 +7,17 @@
 use std::time::Instant;
 
 use rtc::peer_connection::RTCPeerConnection;
-use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp;
 use rtc::rtp_transceiver::RTCRtpSenderId;
-use rtc::sansio::Protocol;
-use rtc::shared::marshal::MarshalSize;
 
 use crate::ids::{ConsumerId, LocalConsumerId, PeerId, ProducerId, TrackKey};
 use crate::media::forwarder::{Forwarder, Rewrite};
 use crate::media::retransmit::{Sent, SentLog};
+use crate::media::srtp::Rollover;
 use crate::media::vp8::{self, Vp8Info};
 
+use super::out::MediaOut;
 use super::peer::{Peer, TRANSPORT_CC_URI};
 
 /// How a subscriber shows a track: the order in which its tracks share its bandwidth.
@@ -76,8 +76,14 @@ pub(crate) struct PeerSink {
     twcc_id: u8,
     /// How recent packets were rewritten, for NACKs.
     pub(crate) sent: SentLog,
-    /// A packet passed the sender's own checks (`write_rtp`): later ones skip them.
-    checked: bool,
+    /// Its SSRC's SRTP rollover counter.
+    rollover: Rollover,
+    /// RTP packets and payload octets sent (for sender reports; they wrap, as RFC 3550 says).
+    packets_sent: u32,
+    octets_sent: u32,
+    /// The RTP timestamp of the newest frame sent and when its first packet went.
+    last_frame: Option<(u32, Instant)>,
+    clock_rate: u32,
 }
 
 impl PeerSink {
@@ -86,13 +92,49 @@ impl PeerSink {
             peer,
             sender_id,
             ssrc,
-            mime,
             payload_type: None,
             extension_map: None,
             twcc_id: 0,
             sent: SentLog::default(),
-            checked: false,
+            rollover: Rollover::default(),
+            packets_sent: 0,
+            octets_sent: 0,
+            last_frame: None,
+            clock_rate: if mime.to_ascii_lowercase().starts_with("audio/") {
+                48_000
+            } else {
+                90_000
+            },
+            mime,
         }
+    }
+
+    fn count_sent(&mut self, payload: usize, timestamp: u32, now: Instant) {
+        self.packets_sent = self.packets_sent.wrapping_add(1);
+        self.octets_sent = self.octets_sent.wrapping_add(payload as u32);
+        // A newer frame (a resent packet's is older and changes nothing).
+        if self
+            .last_frame
+            .is_none_or(|(t, _)| (timestamp.wrapping_sub(t) as i32) > 0)
+        {
+            self.last_frame = Some((timestamp, now));
+        }
+    }
+
+    /// Its sender report at `now` (RFC 3550 §6.4.1), once it sent something: the RTP time of
+    /// `now` extrapolated from the newest frame sent (as `rtc`'s own reports do), `ntp` the
+    /// wall-clock time of `now` in NTP format.
+    pub(crate) fn sender_report(&self, now: Instant, ntp: u64) -> Option<SenderReport> {
+        let (timestamp, at) = self.last_frame?;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        Some(SenderReport {
+            ssrc: self.ssrc,
+            ntp_time: ntp,
+            rtp_time: timestamp.wrapping_add((elapsed * f64::from(self.clock_rate)) as u32),
+            packet_count: self.packets_sent,
+            octet_count: self.octets_sent,
+            ..Default::default()
+        })
     }
 }
 
@@ -131,25 +173,30 @@ impl Consumer {
 }
 
 /// Why a packet could not be written to a subscriber.
+#[derive(Debug)]
 pub(crate) enum WriteError {
-    /// The sender is gone or its codec is not negotiated yet.
+    /// The sender is gone or its codec is not negotiated yet, or the connection has no keys or
+    /// no path yet.
     NotReady,
-    /// `rtc` refused it.
-    Refused(rtc::shared::error::Error),
+    /// Too large to forward, or the sealing failed.
+    Refused(String),
 }
 
-/// Writes `packet` (as the publisher sent it) to the subscriber's connection, rewritten: the
-/// consumer's SSRC and payload type, `rewrite`'s sequence number, timestamp and marker (and VP8
-/// picture id and TL0PICIDX, in a copy of the payload when they change; `vp8` is its parsed
-/// descriptor), the
-/// forwardable header extensions renumbered for this connection, and a fresh transport-wide
-/// sequence number (recorded for bandwidth estimation). Returns the size written.
+/// Writes `packet` (as the publisher sent it) to the subscriber, rewritten: the consumer's SSRC
+/// and payload type, `rewrite`'s sequence number, timestamp and marker (and VP8 picture id and
+/// TL0PICIDX; `vp8` is its parsed descriptor), the forwardable header extensions renumbered for
+/// this connection, and a fresh transport-wide sequence number (recorded for bandwidth
+/// estimation). Returns the size written (before SRTP).
 ///
-/// The packet is cloned once (`rtc`'s write takes it by value; the payload is shared, not
-/// copied).
+/// This is the SFU's own send path: the packet is written straight into the shard's send buffer
+/// `out`, sealed there with the connection's SRTP keys (`media::srtp`), and sent with the
+/// round's other packets. `rtc` does not see it: the SFU answers NACKs for it and sends its
+/// sender reports ([`PeerSink::sender_report`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write(
     sink: &mut PeerSink,
     peer: &mut Peer,
+    out: &mut MediaOut,
     packet: &rtp::Packet,
     vp8: Option<&Vp8Info>,
     extensions: &[(u8, String)],
@@ -162,65 +209,102 @@ pub(crate) fn write(
     let (Some(pt), Some(map)) = (sink.payload_type, sink.extension_map.as_deref()) else {
         return Err(WriteError::NotReady);
     };
-    let mut out = packet.clone();
-    out.header.ssrc = sink.ssrc;
-    out.header.payload_type = pt;
-    out.header.sequence_number = rewrite.sequence;
-    out.header.timestamp = rewrite.timestamp;
-    out.header.marker = rewrite.marker;
-    if let (Some(info), Some(picture)) = (vp8, &rewrite.picture)
-        && let Some(payload) = vp8::renumbered(&packet.payload, info, picture)
-    {
-        out.payload = payload;
+    let Some((to, protocol)) = peer.media_to else {
+        return Err(WriteError::NotReady);
+    };
+    let transport_seq = (sink.twcc_id != 0).then_some(peer.transport_seq);
+    let Some(srtp) = peer.srtp_sender() else {
+        return Err(WriteError::NotReady);
+    };
+    let tag_len = srtp.profile().tag_len();
+    let dst = out.space();
+    let Some(header_len) = write_header(dst, &packet.header, pt, sink, map, transport_seq, rewrite)
+    else {
+        return Err(WriteError::Refused("header too large".into()));
+    };
+    let len = header_len + packet.payload.len();
+    if len + tag_len > dst.len() {
+        return Err(WriteError::Refused(format!("{len}-byte packet too large")));
     }
-    // Extension ids are per connection: keep the forwardable ones, renumbered.
-    out.header.extensions.retain_mut(|e| {
-        let id = map[usize::from(e.id)];
-        e.id = id;
-        id != 0 && id <= 14
-    });
-    // The transport-wide sequence number, for congestion feedback from this peer.
-    let transport_seq = (sink.twcc_id != 0).then(|| {
-        let seq = peer.transport_seq;
+    dst[header_len..len].copy_from_slice(&packet.payload);
+    if let (Some(info), Some(picture)) = (vp8, &rewrite.picture) {
+        vp8::renumber(&mut dst[header_len..len], info, picture);
+    }
+    let roc = sink.rollover.of(rewrite.sequence);
+    let sealed = srtp
+        .seal(dst, header_len, len, roc)
+        .map_err(|e| WriteError::Refused(e.to_string()))?;
+    out.commit(sealed, to, protocol);
+    sink.count_sent(packet.payload.len(), rewrite.timestamp, now);
+    if let Some(seq) = transport_seq {
         peer.transport_seq = seq.wrapping_add(1);
-        let at = 2 * usize::from(seq);
-        out.header.extensions.push(rtp::header::Extension {
-            id: sink.twcc_id,
-            payload: bytes::Bytes::from_static(&SEQUENCE_BYTES[at..at + 2]),
-        });
-        seq
-    });
-    // One-byte header extensions (RFC 8285): every id kept is 1 to 14 and every forwarded
-    // payload is short, whatever form the publisher used (a two-byte profile kept with these
-    // extensions would not marshal to the size announced, and `rtc` would drop the packet).
-    out.header.extension = !out.header.extensions.is_empty();
-    out.header.extension_profile = if out.header.extension { 0xBEDE } else { 0 };
-    // The publisher's padding after its own extensions does not fit ours: `rtc` counts it in
-    // the size and writes only what the new list needs, and drops a packet whose sizes differ.
-    out.header.extensions_padding = 0;
-    let size = out.header.marshal_size() + out.payload.len();
-    if sink.checked {
-        // The sender's checks passed once for this consumer and what it writes does not change
-        // (its SSRC, payload type and extension ids): straight into the connection's write path,
-        // without `write_rtp`'s per-packet lookups and track-id String (which `rtc` ignores).
-        peer.pc
-            .handle_write(TaggedRTCMessage {
-                now,
-                message: RTCMessage::RtpPacket(String::new(), out),
-            })
-            .map_err(WriteError::Refused)?;
-    } else {
-        let mut sender = peer
-            .pc
-            .rtp_sender(sink.sender_id)
-            .ok_or(WriteError::NotReady)?;
-        sender.write_rtp(now, out).map_err(WriteError::Refused)?;
-        sink.checked = true;
+        peer.bwe.on_sent(seq, len, now);
+    }
+    Ok(len)
+}
+
+/// Writes the RTP header of a forwarded packet at the start of `dst`: version 2, no padding, the
+/// publisher's CSRCs, and the forwardable extensions in the one-byte form (RFC 8285; every id
+/// kept is 1 to 14, every payload 1 to 16 bytes), then the transport-wide sequence number.
+/// Returns its length, `None` if it does not fit.
+fn write_header(
+    dst: &mut [u8],
+    header: &rtp::header::Header,
+    payload_type: u8,
+    sink: &PeerSink,
+    map: &[u8; 256],
+    transport_seq: Option<u16>,
+    rewrite: Rewrite,
+) -> Option<usize> {
+    let csrc = &header.csrc[..header.csrc.len().min(15)];
+    let fixed = 12 + 4 * csrc.len();
+    if dst.len() < fixed + 4 {
+        return None;
+    }
+    dst[0] = 0x80 | csrc.len() as u8;
+    dst[1] = (u8::from(rewrite.marker) << 7) | (payload_type & 0x7f);
+    dst[2..4].copy_from_slice(&rewrite.sequence.to_be_bytes());
+    dst[4..8].copy_from_slice(&rewrite.timestamp.to_be_bytes());
+    dst[8..12].copy_from_slice(&sink.ssrc.to_be_bytes());
+    for (i, c) in csrc.iter().enumerate() {
+        dst[12 + 4 * i..16 + 4 * i].copy_from_slice(&c.to_be_bytes());
+    }
+    // The extension block: 0xBEDE, its length in words, then the elements.
+    let mut at = fixed + 4;
+    for e in &header.extensions {
+        let id = map[usize::from(e.id)];
+        let size = e.payload.len();
+        if id == 0 || id > 14 || size == 0 || size > 16 {
+            continue;
+        }
+        if at + 1 + size > dst.len() {
+            return None;
+        }
+        dst[at] = (id << 4) | (size - 1) as u8;
+        dst[at + 1..at + 1 + size].copy_from_slice(&e.payload);
+        at += 1 + size;
     }
     if let Some(seq) = transport_seq {
-        peer.bwe.on_sent(seq, size, now);
+        if at + 3 > dst.len() {
+            return None;
+        }
+        dst[at] = (sink.twcc_id << 4) | 1;
+        dst[at + 1..at + 3].copy_from_slice(&seq.to_be_bytes());
+        at += 3;
     }
-    Ok(size)
+    if at == fixed + 4 {
+        return Some(fixed);
+    }
+    let padded = (at + 3) & !3;
+    if padded > dst.len() {
+        return None;
+    }
+    dst[at..padded].fill(0);
+    let words = u16::try_from((padded - fixed - 4) / 4).ok()?;
+    dst[0] |= 0x10;
+    dst[fixed..fixed + 2].copy_from_slice(&[0xbe, 0xde]);
+    dst[fixed + 2..fixed + 4].copy_from_slice(&words.to_be_bytes());
+    Some(padded)
 }
 
 /// Reads what a consumer needs of its sender once: the negotiated payload type of its codec, and
@@ -233,6 +317,14 @@ fn learn_sender(
 ) -> Result<(), WriteError> {
     let mut sender = pc.rtp_sender(sink.sender_id).ok_or(WriteError::NotReady)?;
     let parameters = sender.get_parameters();
+    // The SSRC must be the sender's own (what `rtc`'s `write_rtp` checks).
+    if !parameters
+        .encodings
+        .iter()
+        .any(|e| e.rtp_coding_parameters.ssrc == Some(sink.ssrc))
+    {
+        return Err(WriteError::NotReady);
+    }
     sink.payload_type = parameters
         .rtp_parameters
         .codecs
@@ -264,16 +356,3 @@ pub(crate) fn record(sink: &mut PeerSink, layer: u8, input_sequence: u16, rewrit
         rewrite,
     });
 }
-
-/// Every u16 in big-endian order: the transport-wide sequence number extension's payload is a
-/// slice of this table, so stamping a packet allocates nothing.
-static SEQUENCE_BYTES: [u8; 131_072] = {
-    let mut table = [0u8; 131_072];
-    let mut i = 0;
-    while i < 65_536 {
-        table[2 * i] = (i >> 8) as u8;
-        table[2 * i + 1] = i as u8;
-        i += 1;
-    }
-    table
-};

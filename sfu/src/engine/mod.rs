@@ -22,7 +22,9 @@
 pub(crate) mod bandwidth;
 pub(crate) mod command;
 pub(crate) mod consumer;
+pub(crate) mod keys;
 pub(crate) mod local;
+pub(crate) mod out;
 pub(crate) mod peer;
 pub(crate) mod pipe;
 pub(crate) mod producer;
@@ -69,6 +71,7 @@ use crate::stats::{ConsumerStats, PeerStats, ProducerStats};
 use crate::throttle::LogThrottle;
 use command::{ConsumerChange, ProducerChange};
 use consumer::{Consumer, PeerSink, Sink};
+use out::MediaOut;
 use peer::{Endpoint, Peer};
 use pipe::{Ingress, PipedPacket, ShardMessage};
 use producer::{Origin, Producer};
@@ -136,6 +139,8 @@ pub(crate) struct Counters {
     pub server_offer_errors: u64,
     /// Datagrams from known peers that `rtc` refused (bad STUN, DTLS or SRTP).
     pub datagrams_refused: u64,
+    /// Sender reports sent for forwarded streams.
+    pub sender_reports: u64,
 }
 
 /// Log lines a peer could make repeat at packet or loop rate, one [`LogThrottle`] each.
@@ -188,6 +193,13 @@ pub(crate) struct Engine {
     /// Reused buffers (no allocation per round in steady state).
     scratch_ids: Vec<PeerId>,
     scratch_media: Vec<(PeerId, String, rtp::Packet)>,
+    /// The media the round forwarded, sealed, for the shard to send ([`Engine::media_out`]).
+    media_out: MediaOut,
+    /// When the subscribers' sender reports are next due.
+    next_sender_reports: Option<Instant>,
+    /// The wall-clock time of an instant of the monotonic clock, for the NTP time of sender
+    /// reports.
+    wall_base: (Instant, std::time::SystemTime),
 }
 
 /// A stream a peer's connection started receiving (its first packet arrived).
@@ -229,6 +241,9 @@ impl Engine {
             outbox,
             scratch_ids: Vec::new(),
             scratch_media: Vec::new(),
+            media_out: MediaOut::default(),
+            next_sender_reports: None,
+            wall_base: (Instant::now(), std::time::SystemTime::now()),
         }
     }
 
@@ -247,7 +262,7 @@ impl Engine {
         while let Some(&id) = self.touched.last() {
             if let Some(peer) = self.peers.get_mut(&id) {
                 if let Some(out) = peer.pc.poll_write() {
-                    learn(&mut self.by_addr, id, peer, out.transport.peer_addr);
+                    learn(&mut self.by_addr, id, peer, &out);
                     return Some(Transmit {
                         data: out.message,
                         to: out.transport.peer_addr,
@@ -260,6 +275,42 @@ impl Engine {
             self.touched.pop();
         }
         None
+    }
+
+    /// The media forwarded this round, sealed: the shard sends it after the round's other
+    /// datagrams ([`Engine::poll_transmit`]) and clears it.
+    pub(crate) fn media_out(&mut self) -> &mut MediaOut {
+        &mut self.media_out
+    }
+
+    /// The sender reports of every stream the SFU forwards to a connected subscriber (`rtc`
+    /// does not see those packets, so it cannot report them), through its connection's RTCP.
+    fn send_sender_reports(&mut self, now: Instant) {
+        let ntp = ntp_time(self.wall_base, now);
+        for c in self.router.consumers.values() {
+            let Sink::Peer(sink) = &c.sink else { continue };
+            let Some(report) = sink.sender_report(now, ntp) else {
+                continue;
+            };
+            let Some(peer) = self.peers.get_mut(&sink.peer) else {
+                continue;
+            };
+            if !peer.connected {
+                continue;
+            }
+            let message = RTCMessage::RtcpPacket(String::new(), vec![Box::new(report)]);
+            if peer
+                .pc
+                .handle_write(TaggedRTCMessage { now, message })
+                .is_ok()
+            {
+                self.counters.sender_reports += 1;
+            }
+            if !peer.touched {
+                peer.touched = true;
+                self.touched.push(sink.peer);
+            }
+        }
     }
 
     /// The earliest time [`Engine::handle_timeout`] has work.
@@ -276,7 +327,13 @@ impl Engine {
             .values()
             .filter_map(|r| r.speakers.next_timeout());
         let review = self.next_review.filter(|_| !self.peers.is_empty());
-        peers.chain(keyframes).chain(speakers).chain(review).min()
+        let reports = self.next_sender_reports.filter(|_| !self.peers.is_empty());
+        peers
+            .chain(keyframes)
+            .chain(speakers)
+            .chain(review)
+            .chain(reports)
+            .min()
     }
 
     /// The room of what was being worked on when a panic struck, if known.
@@ -375,7 +432,7 @@ impl Engine {
             // The answer to a check goes out now, and teaches where the peer is before the
             // datagrams that follow it in this batch (its DTLS handshake) are routed.
             while let Some(out) = peer.pc.poll_write() {
-                learn(&mut self.by_addr, id, peer, out.transport.peer_addr);
+                learn(&mut self.by_addr, id, peer, &out);
                 self.transmits.push_back(Transmit {
                     data: out.message,
                     to: out.transport.peer_addr,
@@ -389,6 +446,14 @@ impl Engine {
 
     /// Runs timers due at `now`.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        match self.next_sender_reports {
+            Some(due) if due <= now => {
+                self.send_sender_reports(now);
+                self.next_sender_reports = Some(now + SENDER_REPORT_INTERVAL);
+            }
+            None => self.next_sender_reports = Some(now + SENDER_REPORT_INTERVAL),
+            Some(_) => {}
+        }
         let mut due = std::mem::take(&mut self.scratch_ids);
         due.clear();
         due.extend(
@@ -1597,6 +1662,7 @@ impl Engine {
             if consumer::write(
                 sink,
                 peer,
+                &mut self.media_out,
                 packet,
                 info.as_ref(),
                 &extensions,
@@ -1662,6 +1728,7 @@ impl Engine {
             outputs,
             outbox,
             throttles,
+            media_out,
             ..
         } = self;
         let Some(peer) = peers.get_mut(&source) else {
@@ -1767,6 +1834,7 @@ impl Engine {
             producer,
             consumers,
             peers,
+            media_out,
             &packet,
             &ingress,
             now,
@@ -1787,6 +1855,7 @@ impl Engine {
             outputs,
             throttles,
             scope,
+            media_out,
             ..
         } = self;
         let Router {
@@ -1817,6 +1886,7 @@ impl Engine {
             producer,
             consumers,
             peers,
+            media_out,
             &piped.packet,
             &piped.ingress,
             now,
@@ -1943,13 +2013,45 @@ impl Engine {
 
 /// Remembers that `id` is at `addr` (it was sent something there by its connection, which only
 /// answers authenticated checks), forgetting its oldest address beyond the bound.
-fn learn(by_addr: &mut HashMap<SocketAddr, PeerId>, id: PeerId, peer: &mut Peer, addr: SocketAddr) {
+fn learn(
+    by_addr: &mut HashMap<SocketAddr, PeerId>,
+    id: PeerId,
+    peer: &mut Peer,
+    out: &rtc::shared::TaggedBytesMut,
+) {
+    let addr = out.transport.peer_addr;
+    // Its DTLS and RTCP go over the selected candidate pair (answers to ICE checks may go
+    // elsewhere): so does the media the SFU forwards to it.
+    if !peer::is_stun(&out.message) {
+        peer.media_to = Some((addr, out.transport.transport_protocol));
+    }
     if let Some(forgotten) = peer.learn_address(addr)
         && by_addr.get(&forgotten) == Some(&id)
     {
         by_addr.remove(&forgotten);
     }
     by_addr.insert(addr, id);
+}
+
+/// How often each forwarded stream's sender report goes out (RFC 3550's interval is about 5 s
+/// for a small session; browsers use about 1 s, which keeps lip sync fresh).
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The NTP timestamp (RFC 5905: seconds since 1900, 32.32 fixed point) of `now`, from a known
+/// pair of monotonic and wall-clock readings.
+fn ntp_time(base: (Instant, std::time::SystemTime), now: Instant) -> u64 {
+    const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+    let wall = if now >= base.0 {
+        base.1 + (now - base.0)
+    } else {
+        base.1 - (base.0 - now)
+    };
+    let since_unix = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since_unix.as_secs() + NTP_UNIX_OFFSET;
+    let fraction = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
+    (seconds << 32) | fraction
 }
 
 fn config_shards(config: &EngineConfig) -> usize {

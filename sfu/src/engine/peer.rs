@@ -7,8 +7,10 @@
 //! consumers of the [`super::router::Router`], listed here by id.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::NackGeneratorBuilder;
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as IPacket, Registry, Slot, StreamInfo, TaggedPacket,
@@ -36,10 +38,13 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
+use rtc::shared::TransportProtocol;
 
+use super::keys::KeyTap;
 use crate::errors::{AnswerError, JoinError};
 use crate::ids::{ConsumerId, PeerId, ProducerId, RoomId, TrackId};
 use crate::media::bwe::BandwidthEstimator;
+use crate::media::srtp::SrtpSender;
 use crate::sdp_check::{self, Role};
 
 /// What a peer may do in its room, decided by the SFU's user (the gateway, from the member's
@@ -112,6 +117,14 @@ pub(crate) struct Peer {
     pub(crate) next_timeout: Option<Instant>,
     /// It had input this round: its connection is polled at the end of the round.
     pub(crate) touched: bool,
+    /// The connection's crypto provider, which notes its SRTP keys.
+    pub(crate) keys: Arc<KeyTap>,
+    /// The SFU's own SRTP sending context for the media it forwards, and the handshake its keys
+    /// are from.
+    pub(crate) srtp: Option<(usize, SrtpSender)>,
+    /// Where its connection sends (the selected candidate pair's remote address, as `rtc`'s own
+    /// DTLS and RTCP datagrams show it): forwarded media goes there.
+    pub(crate) media_to: Option<(SocketAddr, TransportProtocol)>,
 }
 
 /// What the shard answers with: its address for ICE candidates, its certificate.
@@ -124,6 +137,23 @@ pub(crate) struct Endpoint<'a> {
 }
 
 impl Peer {
+    /// The SFU's SRTP sending context, made (again) from the latest DTLS handshake's keys when
+    /// they are new. `None` before the first handshake.
+    pub(crate) fn srtp_sender(&mut self) -> Option<&mut SrtpSender> {
+        let handshakes = self.keys.handshakes();
+        if handshakes == 0 {
+            return None;
+        }
+        if self.srtp.as_ref().is_none_or(|(h, _)| *h != handshakes) {
+            let sender = self
+                .keys
+                .local_key()
+                .and_then(|master| SrtpSender::new(self.keys.primitives(), &master).ok());
+            self.srtp = sender.map(|s| (handshakes, s));
+        }
+        self.srtp.as_mut().map(|(_, s)| s)
+    }
+
     /// A new connection for `id` that took `offer` (checked first) and is ready to answer it
     /// ([`Peer::answer_first_offer`]) once the room's tracks are added to it: those that fit the
     /// sections it offered to receive go out in the answer itself.
@@ -143,7 +173,16 @@ impl Peer {
             rtc::shared::util::math_rand_alpha(8)
         );
         let pwd = rtc::shared::util::math_rand_alpha(32);
+        let keys = KeyTap::new().map_err(|e| JoinError::Setup(e.to_string()))?;
         let settings = SettingEngineBuilder::new()
+            .with_crypto_provider(keys.clone())
+            // AES-GCM first; AES-CM with the 80-bit tag for peers without it (the SFU's own
+            // sealing, `media::srtp`, supports exactly these).
+            .with_srtp_protection_profiles(vec![
+                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+                SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm,
+                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            ])
             .with_lite(true)
             .with_answering_dtls_role(RTCDtlsRole::Server)
             .with_ice_credentials(ufrag.clone(), pwd)
@@ -215,6 +254,9 @@ impl Peer {
             reported_bps: None,
             next_timeout: None,
             touched: false,
+            keys,
+            srtp: None,
+            media_to: None,
         })
     }
 

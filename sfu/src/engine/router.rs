@@ -87,6 +87,7 @@ pub(crate) fn route(
     producer: &super::producer::Producer,
     consumers: &mut HashMap<ConsumerId, Consumer>,
     peers: &mut HashMap<PeerId, Peer>,
+    out: &mut super::out::MediaOut,
     packet: &rtp::Packet,
     ingress: &Ingress,
     now: Instant,
@@ -138,6 +139,7 @@ pub(crate) fn route(
                 match consumer::write(
                     sink,
                     peer,
+                    out,
                     packet,
                     ingress.vp8.as_ref(),
                     &ingress.extensions,
@@ -160,7 +162,7 @@ pub(crate) fn route(
                     Err(WriteError::Refused(e)) => {
                         counters.forward_errors += 1;
                         if let Some(held) = write_failed.allow(now) {
-                            tracing::debug!(error = %e, held, "write_rtp failed");
+                            tracing::debug!(error = %e, held, "forwarding failed");
                         }
                     }
                 }

@@ -229,6 +229,21 @@ impl World {
             .collect()
     }
 
+    /// `client` offers again (tracks changed, or an ICE restart) to shard 0 and takes its answer.
+    fn renegotiate(&mut self, client: usize) {
+        let offer = self.clients[client].peer.create_offer(self.now);
+        let id = self.id(client);
+        let answer = self.shards[0]
+            .engine
+            .client_offer(id, offer, self.now)
+            .expect("the renegotiation is answered");
+        self.clients[client]
+            .peer
+            .set_answer(&answer, self.now)
+            .expect("the client takes the answer");
+        self.shards[0].settle(self.now);
+    }
+
     fn id(&self, client: usize) -> PeerId {
         self.clients[client].id
     }
@@ -960,17 +975,7 @@ fn a_second_video_track_added_by_renegotiation_reaches_viewers_beside_the_camera
     let camera_tracks = w.clients[viewer].peer.remote_tracks().len();
     // The share: a new offer with the screen track.
     w.clients[publisher].peer.add_send_video("screen", false);
-    let offer = w.clients[publisher].peer.create_offer(w.now);
-    let id = w.id(publisher);
-    let answer = w.shards[0]
-        .engine
-        .client_offer(id, offer, w.now)
-        .expect("the renegotiation is answered");
-    w.clients[publisher]
-        .peer
-        .set_answer(&answer, w.now)
-        .expect("the publisher takes the answer");
-    w.shards[0].settle(w.now);
+    w.renegotiate(publisher);
     let mut screen_packets = 0;
     for seq in 10..60u16 {
         w.send(publisher, None, seq, seq % 5 == 0);
@@ -1013,16 +1018,7 @@ fn a_second_video_track_added_by_renegotiation_reaches_viewers_beside_the_camera
         .peer
         .remove_send("screen")
         .expect("the screen track is removed");
-    let offer = w.clients[publisher].peer.create_offer(w.now);
-    let answer = w.shards[0]
-        .engine
-        .client_offer(id, offer, w.now)
-        .expect("the renegotiation is answered");
-    w.clients[publisher]
-        .peer
-        .set_answer(&answer, w.now)
-        .expect("the publisher takes the answer");
-    w.shards[0].settle(w.now);
+    w.renegotiate(publisher);
     stream(&mut w, publisher, false, 60, 5, 5);
     assert!(
         w.events(0).iter().any(|e| matches!(
@@ -1031,5 +1027,116 @@ fn a_second_video_track_added_by_renegotiation_reaches_viewers_beside_the_camera
         )),
         "the screen is unpublished: {:?}",
         w.events(0)
+    );
+}
+
+/// The SFU seals forwarded media itself (`media::srtp`, keyed through `engine::keys`): the
+/// subscriber's own webrtc-rs decrypts every packet to the publisher's bytes, across an ICE
+/// restart of the subscriber, and the SFU's sender reports for those streams arrive and agree
+/// with what was sent.
+#[test]
+fn what_the_sfu_seals_itself_opens_at_the_subscriber_and_its_sender_reports_agree() {
+    use rtc::rtcp::sender_report::SenderReport;
+
+    let mut w = World::new(1);
+    let publisher = w.publisher(0, false);
+    let viewer = w.viewer(0);
+    stream(&mut w, publisher, false, 0, 100, 50);
+    // An ICE restart of the subscriber: same DTLS session, same keys.
+    w.clients[viewer].peer.pc().restart_ice();
+    w.renegotiate(viewer);
+    stream(&mut w, publisher, false, 100, 100, 50);
+
+    let video: Vec<Received> = w.video_received(viewer).into_iter().cloned().collect();
+    assert!(
+        video.len() >= 190,
+        "nearly every video packet opened: {}",
+        video.len()
+    );
+    assert!(
+        video.iter().any(|r| r.header.sequence_number > 150),
+        "media kept flowing after the restart"
+    );
+    for r in &video {
+        // The publisher's payload: the VP8 descriptor (4 bytes) and the frame, 0xab filler.
+        assert!(
+            r.payload.len() == 107 || r.payload.len() == 114,
+            "{}",
+            r.payload.len()
+        );
+        assert!(
+            r.payload[r.payload.len() - 100..]
+                .iter()
+                .all(|&b| b == 0xab)
+        );
+    }
+    let audio: Vec<Received> = w.clients[viewer]
+        .received
+        .iter()
+        .filter(|r| r.header.payload_type == 111)
+        .cloned()
+        .collect();
+    assert!(audio.len() >= 190, "audio too: {}", audio.len());
+    assert!(
+        audio
+            .iter()
+            .all(|r| r.payload[0] == 0xfc && r.payload.len() == 41)
+    );
+
+    // Sender reports, about one a second per stream, from the SFU (rtc never saw the packets).
+    let reports: Vec<SenderReport> = w.clients[viewer]
+        .peer
+        .take_rtcp()
+        .iter()
+        .filter_map(|p| p.as_any().downcast_ref::<SenderReport>().cloned())
+        .collect();
+    let video_ssrc = video[0].ssrc;
+    let of_video: Vec<&SenderReport> = reports.iter().filter(|r| r.ssrc == video_ssrc).collect();
+    assert!(
+        of_video.len() >= 3,
+        "video sender reports over 4 s: {reports:?}"
+    );
+    assert!(
+        reports.iter().any(|r| r.ssrc == audio[0].ssrc),
+        "and audio's"
+    );
+    assert!(w.shards[0].engine.counters.sender_reports >= 6);
+    // The stream's own RTP clock rate, as its packets show it (this test's publisher moves
+    // 3000 ticks per 20 ms packet).
+    let (first, newest) = (&video[0], &video[video.len() - 1]);
+    let rate = f64::from(newest.header.timestamp.wrapping_sub(first.header.timestamp))
+        / (newest.at - first.at).as_secs_f64();
+    for pair in of_video.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let seconds =
+            (b.ntp_time.wrapping_sub(a.ntp_time)) as f64 / f64::from(1u32 << 16) / 65536.0;
+        assert!(
+            (0.9..1.2).contains(&seconds),
+            "a report a second: {seconds}"
+        );
+        // The RTP clock moves as the wall clock does (within a frame).
+        let rtp = f64::from(b.rtp_time.wrapping_sub(a.rtp_time)) / rate;
+        assert!(
+            (rtp - seconds).abs() < 0.07,
+            "rtp {rtp} s vs ntp {seconds} s"
+        );
+        // A packet every 20 ms of 107 bytes (114 for a keyframe).
+        let packets = b.packet_count - a.packet_count;
+        assert!(
+            (f64::from(packets) - seconds * 50.0).abs() <= 2.0,
+            "{packets} packets in {seconds} s"
+        );
+        let octets = b.octet_count - a.octet_count;
+        assert!(
+            (107 * packets..=114 * packets).contains(&octets),
+            "{octets} octets for {packets} packets"
+        );
+    }
+    let last = of_video.last().unwrap();
+    assert!(
+        last.packet_count as usize <= video.len() && last.packet_count as usize + 60 >= video.len(),
+        "the count is what arrived: {} of {}",
+        last.packet_count,
+        video.len()
     );
 }

@@ -9,4 +9,5 @@ pub mod keyframes;
 pub mod rate;
 pub mod retransmit;
 pub mod speaker;
+pub mod srtp;
 pub mod vp8;

@@ -109,19 +109,23 @@ pub fn renumbered(
     info: &Vp8Info,
     picture: &crate::media::forwarder::Picture,
 ) -> Option<bytes::Bytes> {
-    let same_id = info.picture_id == Some(picture.id);
-    let same_tl0 = info.tl0_pic_idx == picture.tl0;
-    if same_id && same_tl0 {
+    if info.picture_id == Some(picture.id) && info.tl0_pic_idx == picture.tl0 {
         return None;
     }
     let mut copy = bytes::BytesMut::from(&payload[..]);
-    if !same_id {
-        set_picture_id(&mut copy, info, picture.id);
-    }
-    if let Some(tl0) = picture.tl0.filter(|_| !same_tl0) {
-        set_tl0_pic_idx(&mut copy, info, tl0);
-    }
+    renumber(&mut copy, info, picture);
     Some(copy.freeze())
+}
+
+/// Writes the picture id and TL0PICIDX of `picture` into `payload` (a copy of the packet's, whose
+/// parsed descriptor is `info`) where they differ.
+pub fn renumber(payload: &mut [u8], info: &Vp8Info, picture: &crate::media::forwarder::Picture) {
+    if info.picture_id != Some(picture.id) {
+        set_picture_id(payload, info, picture.id);
+    }
+    if let Some(tl0) = picture.tl0.filter(|_| info.tl0_pic_idx != picture.tl0) {
+        set_tl0_pic_idx(payload, info, tl0);
+    }
 }
 
 impl Vp8Info {
