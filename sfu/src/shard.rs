@@ -25,6 +25,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 use rtc::shared::TransportProtocol;
 use rtc::shared::tcp_framing::TcpFrameDecoder;
@@ -445,6 +446,9 @@ const SEND_BATCH: usize = 32;
 
 /// Unsent bytes a TCP connection may hold before it is closed as stuck.
 const MAX_TCP_BACKLOG: usize = 4 << 20;
+/// The shared buffer datagrams are read into (see [`Shard::read_udp`]): a new one every ~200
+/// datagrams.
+const RECEIVE_POOL: usize = 256 * 1024;
 /// Datagrams read per wake-up before the engine processes them.
 const UDP_BATCH: usize = 64;
 
@@ -692,6 +696,7 @@ impl Shard {
         let index = self.index;
         let mut buf = [0u8; MAX_DATAGRAM];
         let mut tcp_buf = vec![0u8; 64 * 1024];
+        let mut pool = BytesMut::new();
         // `sendmmsg`'s message headers, reused (made here: they hold raw pointers, so they stay
         // on the shard's thread).
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(SEND_BATCH, None);
@@ -723,7 +728,7 @@ impl Shard {
             let ready = wait_ready(&io, if queued { Duration::ZERO } else { wait });
             self.asleep.store(false, Ordering::SeqCst);
             if ready.udp {
-                self.read_udp(&mut io, &mut buf);
+                self.read_udp(&mut io, &mut pool);
             }
             if ready.listener {
                 io.accept();
@@ -792,13 +797,21 @@ impl Shard {
         }
     }
 
-    fn read_udp(&mut self, io: &mut Io, buf: &mut [u8]) {
+    /// Reads up to [`UDP_BATCH`] datagrams, each into the next slice of `pool` (a buffer shared
+    /// by the datagrams read from it, renewed when used up), handed to the engine without a
+    /// copy.
+    fn read_udp(&mut self, io: &mut Io, pool: &mut BytesMut) {
         for _ in 0..UDP_BATCH {
+            if pool.len() < MAX_DATAGRAM {
+                *pool = BytesMut::zeroed(RECEIVE_POOL);
+            }
+            let buf = &mut pool[..MAX_DATAGRAM];
             match crate::recv::recv(&io.udp, buf, &mut io.control, Instant::now()) {
                 // An empty datagram is a wake-up: stop, or commands to read.
                 Ok((0, _, _)) => {}
                 Ok((len, from, arrival)) => {
-                    self.datagram(&buf[..len], from, TransportProtocol::UDP, arrival)
+                    let datagram = pool.split_to(len);
+                    self.received(datagram, from, TransportProtocol::UDP, arrival);
                 }
                 Err(e)
                     if matches!(
@@ -842,12 +855,23 @@ impl Shard {
         protocol: TransportProtocol,
         arrival: Instant,
     ) {
+        self.received(BytesMut::from(data), from, protocol, arrival);
+    }
+
+    /// [`Shard::datagram`] for a datagram read into a buffer of its own.
+    fn received(
+        &mut self,
+        data: BytesMut,
+        from: SocketAddr,
+        protocol: TransportProtocol,
+        arrival: Instant,
+    ) {
         let counters = &self.shared.counters;
         counters.packets_received.fetch_add(1, Ordering::Relaxed);
         counters
             .bytes_received
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let known = self.guarded(|e| e.handle_datagram(data, from, protocol, arrival));
+        let known = self.guarded(|e| e.handle_received(data, from, protocol, arrival));
         if known != Some(true) {
             self.shared
                 .counters

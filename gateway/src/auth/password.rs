@@ -5,7 +5,8 @@
 //! allocator kept them all: a gateway grew past 1 GB after 100 concurrent sign-ups. Here
 //! [`HASHING_THREADS`] threads each own one buffer, reused for every hash, so hashing holds at
 //! most that many buffers whatever the load, and bursts queue (bounded, [`QUEUE`]) instead of
-//! taking more memory or cores from the server.
+//! taking more memory or cores from the server. A thread gives its buffer back to the system
+//! when the queue runs empty, so a burst leaves nothing resident.
 
 use std::sync::OnceLock;
 
@@ -17,6 +18,13 @@ use tokio::sync::{mpsc, oneshot};
 pub const HASHING_THREADS: usize = 2;
 /// Hashes waiting for a thread; callers beyond that wait to queue (backpressure, nothing dropped).
 pub const QUEUE: usize = 256;
+
+/// Blocks (1 KiB each) reserved for a thread's working memory: more than glibc's largest
+/// dynamic mmap threshold (32 MiB on 64-bit), so the buffer is always its own mapping, and
+/// freeing it after a burst gives it back to the system. Argon2's 19 MiB would otherwise raise
+/// that threshold when first freed and be carved from the heap from then on, where freeing
+/// keeps it resident. Only the pages Argon2 touches (its `m_cost`) become resident.
+const WORKING_MEMORY_RESERVE: usize = 33 * 1024;
 
 enum Job {
     Hash {
@@ -45,7 +53,19 @@ fn pool() -> &'static mpsc::Sender<Job> {
                     let mut memory: Vec<Block> = Vec::new();
                     loop {
                         // One thread waits on the queue at a time; the others wait for the lock.
-                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+                        let job = {
+                            let mut rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+                            match rx.try_recv() {
+                                Ok(job) => Some(job),
+                                Err(mpsc::error::TryRecvError::Empty) => {
+                                    // The burst is over: its working memory goes back to the
+                                    // system before the wait (see `WORKING_MEMORY_RESERVE`).
+                                    memory = Vec::new();
+                                    rx.blocking_recv()
+                                }
+                                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                            }
+                        };
                         let Some(job) = job else { return };
                         run(job, &mut memory);
                     }
@@ -88,6 +108,7 @@ fn compute(
     memory: &mut Vec<Block>,
 ) -> Result<(), String> {
     if memory.len() < params.block_count() {
+        memory.reserve_exact(WORKING_MEMORY_RESERVE.max(params.block_count()) - memory.len());
         memory.resize(params.block_count(), Block::new());
     }
     argon

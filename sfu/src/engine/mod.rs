@@ -193,6 +193,8 @@ pub(crate) struct Engine {
     /// Reused buffers (no allocation per round in steady state).
     scratch_ids: Vec<PeerId>,
     scratch_media: Vec<(PeerId, String, rtp::Packet)>,
+    /// What a round collects (empty between rounds; reused).
+    notes: RoundNotes,
     /// The media the round forwarded, sealed, for the shard to send ([`Engine::media_out`]).
     media_out: MediaOut,
     /// When the subscribers' sender reports are next due.
@@ -241,6 +243,7 @@ impl Engine {
             outbox,
             scratch_ids: Vec::new(),
             scratch_media: Vec::new(),
+            notes: RoundNotes::default(),
             media_out: MediaOut::default(),
             next_sender_reports: None,
             wall_base: (Instant::now(), std::time::SystemTime::now()),
@@ -387,9 +390,21 @@ impl Engine {
         protocol: TransportProtocol,
         now: Instant,
     ) -> bool {
-        let stun = peer::is_stun(data);
+        self.handle_received(BytesMut::from(data), from, protocol, now)
+    }
+
+    /// [`Engine::handle_datagram`] for a datagram the caller owns: it goes to the connection
+    /// as it is, without a copy (the shard reads datagrams into slices of one shared buffer).
+    pub(crate) fn handle_received(
+        &mut self,
+        data: BytesMut,
+        from: SocketAddr,
+        protocol: TransportProtocol,
+        now: Instant,
+    ) -> bool {
+        let stun = peer::is_stun(&data);
         let target = if stun {
-            peer::stun_local_ufrag(data).and_then(|u| self.by_ufrag.get(&u).copied())
+            peer::stun_local_ufrag(&data).and_then(|u| self.by_ufrag.get(&u).copied())
         } else {
             None
         };
@@ -403,7 +418,7 @@ impl Engine {
         };
         // Media from a peer that may not publish goes no further: not decrypted, not bound to a
         // receiver, not routed, whatever its descriptions said.
-        if !peer.rights.publish && peer::is_rtp(data) {
+        if !peer.rights.publish && peer::is_rtp(&data) {
             self.counters.rtp_refused += 1;
             return true;
         }
@@ -420,7 +435,7 @@ impl Engine {
                 ecn: None,
                 transport_protocol: protocol,
             },
-            message: BytesMut::from(data),
+            message: data,
         };
         if let Err(e) = peer.pc.handle_read(message) {
             self.counters.datagrams_refused += 1;
@@ -551,7 +566,7 @@ impl Engine {
                 }
             }
             ShardMessage::Packets(packets) => {
-                let mut notes = RoundNotes::default();
+                let mut notes = std::mem::take(&mut self.notes);
                 for piped in packets {
                     self.receive_piped(piped, now, &mut notes);
                 }
@@ -1443,7 +1458,7 @@ impl Engine {
 
     fn process_reads(&mut self, now: Instant) {
         let mut media = std::mem::take(&mut self.scratch_media);
-        let mut notes = RoundNotes::default();
+        let mut notes = std::mem::take(&mut self.notes);
         let mut estimates: Vec<PeerId> = Vec::new();
         let mut results: Vec<PacketResult> = Vec::new();
         let mut nacks: Vec<(ConsumerId, Vec<u16>)> = Vec::new();
@@ -1604,7 +1619,7 @@ impl Engine {
         self.touched.append(&mut notes.touched);
         notes.keyframes.sort_unstable();
         notes.keyframes.dedup();
-        for (pid, layer) in notes.keyframes {
+        for (pid, layer) in notes.keyframes.drain(..) {
             // Only if still wanted: the keyframe may have come later in the same batch.
             let wanted = self.router.producers.get(&pid).is_some_and(|p| {
                 p.consumers.iter().any(|c| {
@@ -1618,6 +1633,8 @@ impl Engine {
                 self.request_keyframe(pid, layer, now);
             }
         }
+        // Its lists, empty, serve the next round (no allocation per round).
+        self.notes = notes;
     }
 
     /// Sends again what a subscriber reported lost, from its producer's recent packets, with
