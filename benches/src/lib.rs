@@ -1,1 +1,3 @@
 //! Shared helpers for the benchmarks in `benches/`.
+
+pub mod loadgen;

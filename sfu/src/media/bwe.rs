@@ -26,8 +26,9 @@
 
 use std::time::{Duration, Instant};
 
-/// Packets remembered for matching feedback.
-const HISTORY: usize = 2048;
+/// Packets remembered for matching feedback (a power of two): 2 s of a 5 Mbit/s subscriber,
+/// more than any feedback's delay.
+const HISTORY: usize = 1024;
 /// Points (bursts) in the delay trend fit.
 const TREND_WINDOW: usize = 20;
 /// Smoothing of the accumulated delay.
@@ -88,10 +89,11 @@ pub enum Usage {
 
 #[derive(Clone, Copy)]
 struct Sent {
-    transport_seq: u16,
+    /// When it left, in µs since the estimator's first packet (16 bytes a slot, not 32).
+    at_us: u64,
     bytes: u32,
-    /// `None` for a slot never written.
-    at: Option<Instant>,
+    transport_seq: u16,
+    /// Reported already, or a slot never written.
     used: bool,
 }
 
@@ -281,6 +283,8 @@ pub struct BandwidthEstimator {
     min_bps: f64,
     max_bps: f64,
     sent: Vec<Sent>,
+    /// The origin of the send times in `sent`: the first packet's.
+    epoch: Option<Instant>,
     trendline: Trendline,
     /// (arrival µs, bytes) of recently acknowledged packets, for the acknowledged bitrate.
     acked: Vec<(i64, u32)>,
@@ -313,22 +317,23 @@ impl BandwidthEstimator {
             max_bps: max_bps as f64,
             sent: vec![
                 Sent {
-                    transport_seq: 0,
+                    at_us: 0,
                     bytes: 0,
-                    at: None,
+                    transport_seq: 0,
                     used: true
                 };
                 HISTORY
             ],
+            epoch: None,
             trendline: Trendline::default(),
-            acked: Vec::with_capacity(1024),
+            acked: Vec::with_capacity(64),
             last_update: None,
             usage: Usage::Normal,
             congested_at: None,
             lossy_at: None,
             loss_cut_at: None,
             delivered_bps: None,
-            reported: Vec::with_capacity(1024),
+            reported: Vec::with_capacity(64),
             loss_window: (0, 0, None),
             loss: 0.0,
         }
@@ -380,10 +385,11 @@ impl BandwidthEstimator {
 
     /// A packet with transport-wide sequence number `transport_seq` and `bytes` left at `now`.
     pub fn on_sent(&mut self, transport_seq: u16, bytes: usize, now: Instant) {
+        let epoch = *self.epoch.get_or_insert(now);
         self.sent[usize::from(transport_seq) % HISTORY] = Sent {
-            transport_seq,
+            at_us: now.saturating_duration_since(epoch).as_micros() as u64,
             bytes: bytes as u32,
-            at: Some(now),
+            transport_seq,
             used: false,
         };
     }
@@ -397,9 +403,8 @@ impl BandwidthEstimator {
                 continue; // unknown or already reported
             }
             slot.used = true;
-            let (Some(sent_at), bytes) = (slot.at, slot.bytes) else {
-                continue;
-            };
+            let Some(epoch) = self.epoch else { continue };
+            let (sent_at, bytes) = (epoch + Duration::from_micros(slot.at_us), slot.bytes);
             self.reported.push((sent_at, bytes));
             let Some(arrival) = r.arrival_us else {
                 lost += 1;

@@ -21,8 +21,9 @@ pub const MAX_AGE: Duration = Duration::from_millis(1000);
 /// of a 2.5 Mbit/s one about 250.
 const HISTORY_SLOTS: usize = 512;
 
-/// Output sequence numbers remembered per consumer (a power of two).
-const SENT_SLOTS: usize = 1024;
+/// Output sequence numbers remembered per consumer (a power of two): 2 s of a 2.5 Mbit/s
+/// layer, beyond [`MAX_AGE`], so as deep as a repair can go.
+const SENT_SLOTS: usize = 512;
 
 /// The recent packets of one stream, by sequence number.
 #[derive(Default)]
