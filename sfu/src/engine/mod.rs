@@ -1615,8 +1615,6 @@ impl Engine {
             }
             self.emit(event);
         }
-        // Subscribers written to this round (marked touched by the fan-out).
-        self.touched.append(&mut notes.touched);
         notes.keyframes.sort_unstable();
         notes.keyframes.dedup();
         for (pid, layer) in notes.keyframes.drain(..) {
@@ -1692,10 +1690,6 @@ impl Engine {
                 c.retransmitted += 1;
                 c.packets += 1;
             }
-        }
-        if !peer.touched {
-            peer.touched = true;
-            self.touched.push(sink.peer);
         }
     }
 

@@ -75,8 +75,6 @@ pub(crate) struct RoundNotes {
     /// (producer, layer) keyframes wanted by consumers switching or starting.
     pub(crate) keyframes: Vec<(ProducerId, u8)>,
     pub(crate) events: Vec<SfuEvent>,
-    /// Subscribers newly marked as touched (written to).
-    pub(crate) touched: Vec<PeerId>,
 }
 
 /// Sends a packet of `producer` to each of its consumers: each forwarder decides (layer, pause,
@@ -132,10 +130,8 @@ pub(crate) fn route(
         };
         match (&mut c.sink, sub) {
             (Sink::Peer(sink), Some(peer)) => {
-                if !peer.touched {
-                    peer.touched = true;
-                    notes.touched.push(sink.peer);
-                }
+                // The packet goes out through the shard's send buffer, not the connection:
+                // nothing new to poll on it.
                 match consumer::write(
                     sink,
                     peer,
