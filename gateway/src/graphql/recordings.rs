@@ -116,7 +116,8 @@ impl RecordingQuery {
         })
         .await?;
         lines.reverse();
-        let start = r.created_at;
+        let (start, duration) = (r.created_at, r.duration_ms);
+        let offset = |at: i64| timeline_offset(at, start, duration);
         let moderates = roles::allowed(role, Action::ModerateInteraction);
         Ok(Replay {
             chat: lines
@@ -125,7 +126,7 @@ impl RecordingQuery {
                     id: ID::from(m.id.to_string()),
                     author,
                     body: m.body,
-                    offset_ms: m.created_at - start,
+                    offset_ms: offset(m.created_at),
                 })
                 .collect(),
             questions: questions
@@ -141,8 +142,8 @@ impl RecordingQuery {
                         votes: i32::try_from(row.voters.len()).unwrap_or(i32::MAX),
                         state: q.state,
                         answer: q.answer,
-                        offset_ms: q.created_at - start,
-                        answered_offset_ms: q.answered_at.map(|a| a - start),
+                        offset_ms: offset(q.created_at),
+                        answered_offset_ms: q.answered_at.map(offset),
                     }
                 })
                 .collect(),
@@ -204,5 +205,37 @@ impl RecordingMutation {
             .await?
             .ok_or(ApiError::NotFound("recording"))?;
         Ok(RecordingView(row))
+    }
+}
+
+/// Where a moment of the session falls on the recording's timeline, in ms: from the recording's
+/// start (its row's creation), within the file once its length is known. The file starts a
+/// little after the row is made (the pipeline starting) and its length is its media's, so a line
+/// sent in the last moments of a recording can otherwise land just past the end, where a player
+/// never shows it; one sent just before the start shows at 0.
+fn timeline_offset(at: i64, start: i64, duration_ms: Option<i64>) -> i64 {
+    let offset = at - start;
+    match duration_ms {
+        Some(duration) => offset.clamp(0, duration.max(0)),
+        None => offset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timeline_offset;
+
+    #[test]
+    fn a_line_is_placed_within_the_recorded_file() {
+        // The recording started at 1000; its file lasts 26037 ms.
+        assert_eq!(timeline_offset(2074, 1000, Some(26_037)), 1074);
+        assert_eq!(
+            timeline_offset(27_038, 1000, Some(26_037)),
+            26_037,
+            "sent in the last moment: at the end, not past it"
+        );
+        assert_eq!(timeline_offset(900, 1000, Some(26_037)), 0);
+        // Still recording: no length yet.
+        assert_eq!(timeline_offset(90_000, 1000, None), 89_000);
     }
 }
