@@ -9,6 +9,7 @@
 //! when the queue runs empty, so a burst leaves nothing resident.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -18,6 +19,24 @@ use tokio::sync::{mpsc, oneshot};
 pub const HASHING_THREADS: usize = 2;
 /// Hashes waiting for a thread; callers beyond that wait to queue (backpressure, nothing dropped).
 pub const QUEUE: usize = 256;
+
+/// Jobs sent and not yet taken by a hashing thread.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+/// Hashing threads holding working memory.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// Hashing threads holding working memory now (none once a burst is over).
+pub fn held_buffers() -> usize {
+    HELD.load(Ordering::Acquire)
+}
+
+/// Gives a thread's working memory back to the system.
+fn release(memory: &mut Vec<Block>) {
+    if memory.capacity() > 0 {
+        *memory = Vec::new();
+        HELD.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Blocks (1 KiB each) reserved for a thread's working memory: more than glibc's largest
 /// dynamic mmap threshold (32 MiB on 64-bit), so the buffer is always its own mapping, and
@@ -60,14 +79,21 @@ fn pool() -> &'static mpsc::Sender<Job> {
                                 Err(mpsc::error::TryRecvError::Empty) => {
                                     // The burst is over: its working memory goes back to the
                                     // system before the wait (see `WORKING_MEMORY_RESERVE`).
-                                    memory = Vec::new();
+                                    release(&mut memory);
                                     rx.blocking_recv()
                                 }
                                 Err(mpsc::error::TryRecvError::Disconnected) => None,
                             }
                         };
                         let Some(job) = job else { return };
+                        QUEUED.fetch_sub(1, Ordering::AcqRel);
                         run(job, &mut memory);
+                        // Nothing else queued: give the memory back now, not after waiting for
+                        // the queue's lock (which the other thread holds while it waits for work,
+                        // so a buffer would otherwise stay resident after every burst).
+                        if QUEUED.load(Ordering::Acquire) == 0 {
+                            release(&mut memory);
+                        }
                     }
                 });
             if let Err(e) = spawned {
@@ -108,6 +134,9 @@ fn compute(
     memory: &mut Vec<Block>,
 ) -> Result<(), String> {
     if memory.len() < params.block_count() {
+        if memory.capacity() == 0 {
+            HELD.fetch_add(1, Ordering::AcqRel);
+        }
         memory.reserve_exact(WORKING_MEMORY_RESERVE.max(params.block_count()) - memory.len());
         memory.resize(params.block_count(), Block::new());
     }
@@ -185,14 +214,19 @@ pub async fn hash(password: String) -> Result<String, String> {
     let mut salt = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
     let (done, answer) = oneshot::channel();
-    pool()
+    QUEUED.fetch_add(1, Ordering::AcqRel);
+    if pool()
         .send(Job::Hash {
             password,
             salt,
             done,
         })
         .await
-        .map_err(|_| "password hashing stopped".to_owned())?;
+        .is_err()
+    {
+        QUEUED.fetch_sub(1, Ordering::AcqRel);
+        return Err("password hashing stopped".to_owned());
+    }
     answer
         .await
         .map_err(|_| "password hashing stopped".to_owned())?
@@ -201,6 +235,7 @@ pub async fn hash(password: String) -> Result<String, String> {
 /// Whether `password` matches the stored hash. A malformed hash never matches.
 pub async fn verify(password: String, stored: String) -> bool {
     let (done, answer) = oneshot::channel();
+    QUEUED.fetch_add(1, Ordering::AcqRel);
     let sent = pool()
         .send(Job::Verify {
             password,
@@ -208,7 +243,11 @@ pub async fn verify(password: String, stored: String) -> bool {
             done,
         })
         .await;
-    sent.is_ok() && answer.await.unwrap_or(false)
+    if sent.is_err() {
+        QUEUED.fetch_sub(1, Ordering::AcqRel);
+        return false;
+    }
+    answer.await.unwrap_or(false)
 }
 
 /// A hash of a password nobody has, verified against when an account does not exist so that
@@ -221,6 +260,27 @@ pub async fn dummy_verify(password: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each hashing thread gives its working memory back once nothing is queued: none is held
+    /// after a burst (other tests of this process may hash meanwhile, so it is awaited).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_leaves_no_working_memory_held() {
+        let burst: Vec<_> = (0..6)
+            .map(|i| tokio::spawn(hash(format!("a burst password {i}"))))
+            .collect();
+        for h in burst {
+            h.await.unwrap().unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while held_buffers() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "working memory still held after the burst: {}",
+                held_buffers()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 
     #[tokio::test]
     async fn hashes_verify_only_the_right_password() {
