@@ -413,7 +413,11 @@ fn given_presentation_times_pass_the_jitter_buffer_and_reordered_packets_are_put
             }
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // The decoder catches up with what was pushed (the last few may still be on their way).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while decoded.lock().unwrap().len() + 3 < given.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let decoded = decoded.lock().unwrap().clone();
     rec.stop(Duration::from_secs(10)).unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -86,8 +86,14 @@ fn a_stuck_encoder_neither_blocks_a_track_removal_nor_a_stop_past_its_timeout() 
         removed < Duration::from_millis(100),
         "remove_track took {removed:?}"
     );
-    stall(&element(&rec, "vp8enc").static_pad("sink").unwrap()).store(true, Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(500));
+    let encoder_stall = stall(&element(&rec, "vp8enc").static_pad("sink").unwrap());
+    encoder_stall.store(true, Ordering::SeqCst);
+    // Until a buffer is stuck in the encoder (the probe disarms as it starts blocking).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while encoder_stall.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "no buffer reached the encoder");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let stopping = Instant::now();
     let result = rec.stop(Duration::from_secs(3));
     let stopped = stopping.elapsed();
