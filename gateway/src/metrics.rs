@@ -189,6 +189,12 @@ impl Collector for ProcessCollector {
         }
         encode_one(
             &mut encoder,
+            "password_hashing_buffers_held",
+            "Password hashing threads holding their working memory (19 MiB each); 0 once a burst of sign-ups or logins is over",
+            &ConstGauge::new(crate::auth::password::held_buffers() as i64),
+        )?;
+        encode_one(
+            &mut encoder,
             "process_threads",
             "OS threads in the process",
             &ConstGauge::new(p.threads),

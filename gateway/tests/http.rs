@@ -297,6 +297,8 @@ async fn metrics_are_valid_prometheus_text_with_measured_values() {
     // Clock-tick resolution (10 ms): a young test process may show 0.
     assert!(value_of(&samples, "process_cpu_seconds_total", &[]).unwrap() >= 0.0);
     assert!(value_of(&samples, "process_open_fds", &[]).unwrap() >= 3.0);
+    let held = value_of(&samples, "password_hashing_buffers_held", &[]).unwrap();
+    assert!((0.0..=2.0).contains(&held), "{held} hashing buffers held");
     assert_eq!(value_of(&samples, "sfu_shards_running", &[]), Some(0.0));
     assert_eq!(
         value_of(
