@@ -42,6 +42,10 @@ pub const MAX_DEPTH: u32 = 8;
 pub const MAX_COMPLEXITY: u64 = 1000;
 /// Largest request body accepted (every route; websocket messages too).
 pub const MAX_BODY_BYTES: usize = crate::body_limit::MAX_BODY_BYTES;
+/// A websocket's read buffer to start with, and how much it writes before flushing. Tungstenite's
+/// defaults (128 KiB each, the read buffer allocated up front) cost every connected participant
+/// 128 KiB for messages that are mostly under 1 KiB; a larger message grows the buffer as needed.
+const WS_BUFFER_BYTES: usize = 4 * 1024;
 
 /// What a document may cost (see [`cost`]).
 pub const LIMITS: cost::Limits = cost::Limits {
@@ -248,6 +252,8 @@ pub async fn websocket(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_BODY_BYTES)
         .max_frame_size(MAX_BODY_BYTES)
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
         .on_upgrade(move |socket| connection.serve(socket))
 }
 
