@@ -167,7 +167,8 @@ pub(crate) struct EngineConfig {
 /// The engine of one shard.
 pub(crate) struct Engine {
     config: EngineConfig,
-    peers: HashMap<PeerId, Peer>,
+    /// Boxed: a `Peer` is several KB, and a map rehashes and keeps up to half its slots empty.
+    peers: HashMap<PeerId, Box<Peer>>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
     router: Router,
@@ -631,7 +632,7 @@ impl Engine {
         };
         let peer = Peer::from_offer(id, room.clone(), offer, rights, &endpoint, now)?;
         self.by_ufrag.insert(peer.ufrag.clone(), id);
-        self.peers.insert(id, peer);
+        self.peers.insert(id, Box::new(peer));
         self.touch(id);
         let r = self.router.rooms.entry(room).or_default();
         r.members.push(id);

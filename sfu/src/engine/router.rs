@@ -84,7 +84,7 @@ pub(crate) struct RoundNotes {
 pub(crate) fn route(
     producer: &super::producer::Producer,
     consumers: &mut HashMap<ConsumerId, Consumer>,
-    peers: &mut HashMap<PeerId, Peer>,
+    peers: &mut HashMap<PeerId, Box<Peer>>,
     out: &mut super::out::MediaOut,
     packet: &rtp::Packet,
     ingress: &Ingress,

@@ -26,9 +26,9 @@
 
 use std::time::{Duration, Instant};
 
-/// Packets remembered for matching feedback (a power of two): 2 s of a 5 Mbit/s subscriber,
+/// Packets remembered for matching feedback (a power of two): 1 s of a 5 Mbit/s subscriber (8 KB),
 /// more than any feedback's delay.
-const HISTORY: usize = 1024;
+const HISTORY: usize = 512;
 /// Points (bursts) in the delay trend fit.
 const TREND_WINDOW: usize = 20;
 /// Smoothing of the accumulated delay.
