@@ -3,7 +3,7 @@
 //!
 //! The publisher sends 1200-byte VP8 packets at a fixed rate; the shard decrypts, decides,
 //! rewrites, encrypts and sends each to every subscriber. The shard thread's own CPU time (from
-//! /proc/self/task/<tid>/stat) is divided by the packets it forwarded: the peers' work is not
+//! /proc/self/task/<tid>/schedstat) is divided by the packets it forwarded: the peers' work is not
 //! counted. Report the figures of one run side by side; the machine is shared.
 
 #[path = "../../sfu/tests/support/mod.rs"]
@@ -75,19 +75,54 @@ use bytes::Bytes;
 use rtc::rtp;
 use webrtc::media_stream::track_local::TrackLocal;
 
-/// CPU seconds (user + system) of the thread named `name` in this process.
-fn thread_cpu_seconds(name: &str) -> Option<f64> {
-    let ticks = 100.0; // USER_HZ on Linux
+/// CPU time of one thread: exact (the scheduler's nanoseconds on a CPU), and its split between
+/// user and kernel in clock ticks (10 ms, sampled: only a ratio over a long window).
+#[derive(Clone, Copy, Default)]
+struct ThreadCpu {
+    seconds: f64,
+    user_ticks: u64,
+    system_ticks: u64,
+}
+
+impl std::ops::Sub for ThreadCpu {
+    type Output = ThreadCpu;
+    fn sub(self, earlier: ThreadCpu) -> ThreadCpu {
+        ThreadCpu {
+            seconds: self.seconds - earlier.seconds,
+            user_ticks: self.user_ticks.saturating_sub(earlier.user_ticks),
+            system_ticks: self.system_ticks.saturating_sub(earlier.system_ticks),
+        }
+    }
+}
+
+impl ThreadCpu {
+    /// The kernel's share of the ticks, in percent.
+    fn kernel_percent(&self) -> f64 {
+        let all = self.user_ticks + self.system_ticks;
+        if all == 0 {
+            return f64::NAN;
+        }
+        100.0 * self.system_ticks as f64 / all as f64
+    }
+}
+
+/// CPU time of the thread named `name` in this process (`/proc/self/task/<tid>/schedstat` and
+/// `stat`).
+fn thread_cpu(name: &str) -> Option<ThreadCpu> {
     for entry in std::fs::read_dir("/proc/self/task").ok()? {
         let dir = entry.ok()?.path();
         let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
         if comm.trim() == name {
+            let schedstat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+            let ns: f64 = schedstat.split_whitespace().next()?.parse().ok()?;
             let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
             let after = &stat[stat.rfind(')')? + 1..];
             let f: Vec<&str> = after.split_whitespace().collect();
-            let utime: f64 = f.get(11)?.parse().ok()?;
-            let stime: f64 = f.get(12)?.parse().ok()?;
-            return Some((utime + stime) / ticks);
+            return Some(ThreadCpu {
+                seconds: ns / 1e9,
+                user_ticks: f.get(11)?.parse().ok()?,
+                system_ticks: f.get(12)?.parse().ok()?,
+            });
         }
     }
     None
@@ -174,7 +209,7 @@ async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let allocs0 = SHARD_ALLOCATIONS.load(Ordering::Relaxed);
     let (cpu0, fwd0, in0, t0) = (
-        thread_cpu_seconds("sfu-shard-0").unwrap_or(0.0),
+        thread_cpu("sfu-shard-0").unwrap_or_default(),
         sfu.shards()[0].stats.rtp_forwarded,
         sfu.shards()[0].stats.rtp_received,
         Instant::now(),
@@ -182,7 +217,7 @@ async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
     // The measurement window: a benchmark measures over wall time; nothing waits on it to be correct.
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (cpu1, fwd1, in1, wall) = (
-        thread_cpu_seconds("sfu-shard-0").unwrap_or(0.0),
+        thread_cpu("sfu-shard-0").unwrap_or_default(),
         sfu.shards()[0].stats.rtp_forwarded,
         sfu.shards()[0].stats.rtp_received,
         t0.elapsed(),
@@ -192,12 +227,14 @@ async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
     sender_task.abort();
 
     let forwarded = fwd1 - fwd0;
-    let cpu = cpu1 - cpu0;
+    let used = cpu1 - cpu0;
+    let cpu = used.seconds;
     println!(
-        "{subscribers:>4} subscribers: {:>7.0} in/s, {:>8.0} forwarded/s, shard CPU {:>5.1} %, {:>6.2} us CPU per forwarded packet, {:>8.0} forwarded packets per shard CPU-second, {:>5.1} shard allocations per forwarded packet, {errors} write errors",
+        "{subscribers:>4} subscribers: {:>7.0} in/s, {:>8.0} forwarded/s, shard CPU {:>5.1} % ({:.0} % of it in the kernel), {:>6.2} us CPU per forwarded packet, {:>8.0} forwarded packets per shard CPU-second, {:>5.1} shard allocations per forwarded packet, {errors} write errors",
         (in1 - in0) as f64 / wall.as_secs_f64(),
         forwarded as f64 / wall.as_secs_f64(),
         100.0 * cpu / wall.as_secs_f64(),
+        used.kernel_percent(),
         if forwarded > 0 {
             cpu * 1e6 / forwarded as f64
         } else {
@@ -224,7 +261,7 @@ async fn run(subscribers: usize, packets_per_second: u32, seconds: u64) {
 /// packet sealed with AES-GCM (the SFU's own sealing, `sfu::media::srtp`) and sent with
 /// `sendmmsg`, 32 per call, to a loopback socket that another thread drains; the CPU of the
 /// sending thread only, per packet, in microseconds.
-fn floor(packets: usize) -> f64 {
+fn floor(packets: usize) -> (f64, f64) {
     use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
     use sfu::media::srtp::{MasterKey, Profile, SrtpSender};
     use std::io::IoSlice;
@@ -258,7 +295,7 @@ fn floor(packets: usize) -> f64 {
             let mut bufs = vec![[0u8; 1300]; 32];
             let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(32, None);
             let addrs = [Some(to); 32];
-            let cpu0 = thread_cpu_seconds("floor-send").unwrap_or(0.0);
+            let cpu0 = thread_cpu("floor-send").unwrap_or_default();
             let mut seq = 0u16;
             for _ in 0..packets / 32 {
                 for buf in bufs.iter_mut() {
@@ -281,13 +318,13 @@ fn floor(packets: usize) -> f64 {
                 )
                 .map(|r| r.count());
             }
-            thread_cpu_seconds("floor-send").unwrap_or(0.0) - cpu0
+            thread_cpu("floor-send").unwrap_or_default() - cpu0
         })
         .expect("a thread");
     let cpu = sender.join().expect("the floor ran");
     stop.store(true, Ordering::Relaxed);
     let _ = drain.join();
-    cpu * 1e6 / packets as f64
+    (cpu.seconds * 1e6 / packets as f64, cpu.kernel_percent())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -299,9 +336,9 @@ async fn main() {
     if !args.is_empty() && !args.iter().any(|a| "fanout_loopback".contains(a.as_str())) {
         return;
     }
+    let (floor_us, floor_kernel) = floor(300_000);
     println!(
-        "floor of this machine: {:.2} us CPU per packet (1200-byte packet sealed with AES-GCM, sendmmsg 32 per call, loopback)",
-        floor(300_000)
+        "floor of this machine: {floor_us:.2} us CPU per packet ({floor_kernel:.0} % in the kernel; 1200-byte packet sealed with AES-GCM, sendmmsg 32 per call, loopback)"
     );
     println!(
         "1 publisher -> N subscribers, 1200-byte VP8 packets, 1000 packets/s in, 5 s measured"
