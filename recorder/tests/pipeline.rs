@@ -359,7 +359,8 @@ fn given_presentation_times_pass_the_jitter_buffer_and_reordered_packets_are_put
     .unwrap();
     rec.add_track("cam", Kind::Video, 96, false).unwrap();
     // The decoder's output, read on its pad.
-    let decoded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let decoded =
+        std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new()));
     let dec = rec
         .gst_pipeline()
         .iterate_elements()
@@ -373,7 +374,8 @@ fn given_presentation_times_pass_the_jitter_buffer_and_reordered_packets_are_put
             .unwrap()
             .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
-                    decoded.lock().unwrap().push(pts.nseconds());
+                    decoded.0.lock().unwrap().push(pts.nseconds());
+                    decoded.1.notify_all();
                 }
                 gst::PadProbeReturn::Ok
             });
@@ -414,11 +416,16 @@ fn given_presentation_times_pass_the_jitter_buffer_and_reordered_packets_are_put
         }
     }
     // The decoder catches up with what was pushed (the last few may still be on their way).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while decoded.lock().unwrap().len() + 3 < given.len() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let decoded = decoded.lock().unwrap().clone();
+    let decoded = {
+        let (frames, arrived) = &*decoded;
+        let frames = frames.lock().unwrap();
+        let (frames, _) = arrived
+            .wait_timeout_while(frames, Duration::from_secs(10), |f| {
+                f.len() + 3 < given.len()
+            })
+            .unwrap();
+        frames.clone()
+    };
     rec.stop(Duration::from_secs(10)).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(swapped >= 20, "packets swapped: {swapped}");

@@ -42,15 +42,22 @@ fn element(rec: &Pipeline, factory: &str) -> gst::Element {
 
 /// From the moment it is armed, the next buffer through `pad` sleeps a minute in its thread.
 fn stall(pad: &gst::Pad) -> Arc<AtomicBool> {
+    stall_reporting(pad).0
+}
+
+/// [`stall`], and a receiver told when a buffer starts being held.
+fn stall_reporting(pad: &gst::Pad) -> (Arc<AtomicBool>, std::sync::mpsc::Receiver<()>) {
     let armed = Arc::new(AtomicBool::new(false));
     let a = armed.clone();
+    let (stuck, stuck_rx) = std::sync::mpsc::sync_channel(1);
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
         if a.swap(false, Ordering::SeqCst) {
+            let _ = stuck.try_send(());
             std::thread::sleep(Duration::from_secs(60));
         }
         gst::PadProbeReturn::Ok
     });
-    armed
+    (armed, stuck_rx)
 }
 
 fn duration(path: &Path) -> f64 {
@@ -86,14 +93,13 @@ fn a_stuck_encoder_neither_blocks_a_track_removal_nor_a_stop_past_its_timeout() 
         removed < Duration::from_millis(100),
         "remove_track took {removed:?}"
     );
-    let encoder_stall = stall(&element(&rec, "vp8enc").static_pad("sink").unwrap());
+    let (encoder_stall, stuck) =
+        stall_reporting(&element(&rec, "vp8enc").static_pad("sink").unwrap());
     encoder_stall.store(true, Ordering::SeqCst);
-    // Until a buffer is stuck in the encoder (the probe disarms as it starts blocking).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while encoder_stall.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "no buffer reached the encoder");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Until a buffer is stuck in the encoder.
+    stuck
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a buffer reached the encoder");
     let stopping = Instant::now();
     let result = rec.stop(Duration::from_secs(3));
     let stopped = stopping.elapsed();

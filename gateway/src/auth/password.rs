@@ -30,12 +30,29 @@ pub fn held_buffers() -> usize {
     HELD.load(Ordering::Acquire)
 }
 
+/// Signalled whenever a thread gives its working memory back (see [`wait_until_none_held`]).
+static RELEASED: (std::sync::Mutex<()>, std::sync::Condvar) =
+    (std::sync::Mutex::new(()), std::sync::Condvar::new());
+
 /// Gives a thread's working memory back to the system.
 fn release(memory: &mut Vec<Block>) {
     if memory.capacity() > 0 {
         *memory = Vec::new();
         HELD.fetch_sub(1, Ordering::AcqRel);
+        let _guard = RELEASED.0.lock().unwrap_or_else(|p| p.into_inner());
+        RELEASED.1.notify_all();
     }
+}
+
+/// Blocks until no hashing thread holds working memory, or `timeout` passes; whether none is.
+#[cfg(test)]
+fn wait_until_none_held(timeout: std::time::Duration) -> bool {
+    let guard = RELEASED.0.lock().unwrap_or_else(|p| p.into_inner());
+    let (_guard, waited) = RELEASED
+        .1
+        .wait_timeout_while(guard, timeout, |_| held_buffers() > 0)
+        .unwrap_or_else(|p| p.into_inner());
+    !waited.timed_out() || held_buffers() == 0
 }
 
 /// Blocks (1 KiB each) reserved for a thread's working memory: more than glibc's largest
@@ -271,15 +288,16 @@ mod tests {
         for h in burst {
             h.await.unwrap().unwrap();
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while held_buffers() > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "working memory still held after the burst: {}",
-                held_buffers()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let none_held = tokio::task::spawn_blocking(|| {
+            wait_until_none_held(std::time::Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+        assert!(
+            none_held,
+            "working memory still held after the burst: {}",
+            held_buffers()
+        );
     }
 
     #[tokio::test]
